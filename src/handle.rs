@@ -1,0 +1,302 @@
+//! [`UsageHandle`]: what handlers and inner layers tell the record while a request runs.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::record::{TokenUsage, UsageRecord};
+
+/// A handle to the usage record of the request being served.
+///
+/// [`UsageLayer`](crate::UsageLayer) puts one into the request extensions, so a handler (or
+/// any layer inside the usage layer) can say what the request consumed. What the handle
+/// holds wins over the layer's extractors and [`OnResponse`](crate::extract::OnResponse)
+/// hooks: the handler knows best.
+///
+/// Cloning is cheap; all clones speak of the same record. Once the record is finished (the
+/// response body ended, failed or was dropped), further calls are ignored.
+///
+/// ```
+/// use axum::{routing::post, Extension, Router};
+/// use tower_usage::UsageHandle;
+///
+/// async fn chat(Extension(usage): Extension<UsageHandle>) -> &'static str {
+///     usage.set_model("gpt-4o");
+///     usage.set_provider("openai");
+///     usage.add_tokens(1000, 100);
+///     usage.set_cost_micros(2_500);
+///     "hello"
+/// }
+///
+/// let app: Router = Router::new().route("/chat", post(chat));
+/// ```
+///
+/// Outside a request, [`UsageHandle::detached`] makes a handle whose values can be read
+/// back, for testing handlers on their own.
+#[derive(Debug, Clone)]
+pub struct UsageHandle {
+    inner: Arc<Mutex<InFlight>>,
+}
+
+/// The record of a request in flight, and what the handle said about it.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    /// `None` once the record has been finished and sent.
+    pub(crate) record: Option<UsageRecord>,
+    overrides: Overrides,
+}
+
+/// Values set through the handle; applied over the record when it is finished.
+#[derive(Debug, Default, Clone)]
+struct Overrides {
+    user: Option<String>,
+    service: Option<String>,
+    model: Option<String>,
+    provider: Option<String>,
+    tokens: Option<TokenUsage>,
+    cost_micros: Option<i64>,
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Overrides {
+    fn apply(self, record: &mut UsageRecord) {
+        let Overrides {
+            user,
+            service,
+            model,
+            provider,
+            tokens,
+            cost_micros,
+            metadata,
+        } = self;
+        for (field, value) in [
+            (&mut record.user, user),
+            (&mut record.service, service),
+            (&mut record.model, model),
+            (&mut record.provider, provider),
+        ] {
+            if value.is_some() {
+                *field = value;
+            }
+        }
+        if let Some(tokens) = tokens {
+            record.tokens = tokens;
+        }
+        if cost_micros.is_some() {
+            record.cost_micros = cost_micros;
+        }
+        for (key, value) in metadata.into_iter().flatten() {
+            record.insert_metadata(key, value);
+        }
+    }
+}
+
+impl Default for UsageHandle {
+    fn default() -> Self {
+        Self::detached()
+    }
+}
+
+impl UsageHandle {
+    /// A handle that belongs to no request: what it is told can be read back with its
+    /// getters, and goes nowhere else.
+    ///
+    /// ```
+    /// use tower_usage::UsageHandle;
+    ///
+    /// let usage = UsageHandle::detached();
+    /// usage.add_tokens(10, 2);
+    /// usage.add_tokens(5, 1);
+    /// assert_eq!(usage.tokens().map(|t| t.total()), Some(18));
+    /// ```
+    pub fn detached() -> Self {
+        Self::attached(UsageRecord::builder().build())
+    }
+
+    pub(crate) fn attached(record: UsageRecord) -> Self {
+        UsageHandle {
+            inner: Arc::new(Mutex::new(InFlight {
+                record: Some(record),
+                overrides: Overrides::default(),
+            })),
+        }
+    }
+
+    /// A poisoned lock only means another thread panicked while holding it: the values
+    /// are still plain data, so keep using them rather than panic here as well.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, InFlight> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes the record out, with the handle's values applied; `None` if already taken.
+    pub(crate) fn take_record(&self) -> Option<UsageRecord> {
+        let mut in_flight = self.lock();
+        let mut record = in_flight.record.take()?;
+        std::mem::take(&mut in_flight.overrides).apply(&mut record);
+        Some(record)
+    }
+
+    fn with_overrides(&self, f: impl FnOnce(&mut Overrides)) {
+        let mut in_flight = self.lock();
+        if in_flight.record.is_some() {
+            f(&mut in_flight.overrides);
+        }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Overrides) -> T) -> T {
+        f(&self.lock().overrides)
+    }
+
+    /// Sets the user (for example once the handler has authenticated the caller).
+    pub fn set_user(&self, user: impl Into<String>) {
+        let user = user.into();
+        self.with_overrides(|o| o.user = Some(user));
+    }
+
+    /// Sets the service.
+    pub fn set_service(&self, service: impl Into<String>) {
+        let service = service.into();
+        self.with_overrides(|o| o.service = Some(service));
+    }
+
+    /// Sets the model.
+    pub fn set_model(&self, model: impl Into<String>) {
+        let model = model.into();
+        self.with_overrides(|o| o.model = Some(model));
+    }
+
+    /// Sets the provider.
+    pub fn set_provider(&self, provider: impl Into<String>) {
+        let provider = provider.into();
+        self.with_overrides(|o| o.provider = Some(provider));
+    }
+
+    /// Adds input and output tokens to what the handle holds.
+    pub fn add_tokens(&self, input: u64, output: u64) {
+        self.add_token_usage(TokenUsage::new(input, output));
+    }
+
+    /// Adds a whole [`TokenUsage`] (cached input included).
+    pub fn add_token_usage(&self, usage: TokenUsage) {
+        self.with_overrides(|o| *o.tokens.get_or_insert_with(TokenUsage::default) += usage);
+    }
+
+    /// Replaces the tokens the handle holds.
+    pub fn set_tokens(&self, usage: TokenUsage) {
+        self.with_overrides(|o| o.tokens = Some(usage));
+    }
+
+    /// Sets the cost in integer micro-units.
+    pub fn set_cost_micros(&self, cost: i64) {
+        self.with_overrides(|o| o.cost_micros = Some(cost));
+    }
+
+    /// Adds to the cost in integer micro-units (saturating).
+    pub fn add_cost_micros(&self, cost: i64) {
+        self.with_overrides(|o| {
+            o.cost_micros = Some(o.cost_micros.unwrap_or(0).saturating_add(cost));
+        });
+    }
+
+    /// Adds `key: value` to the record's metadata.
+    pub fn insert_metadata(&self, key: impl Into<String>, value: impl Into<serde_json::Value>) {
+        let (key, value) = (key.into(), value.into());
+        self.with_overrides(|o| {
+            o.metadata
+                .get_or_insert_with(Default::default)
+                .insert(key, value);
+        });
+    }
+
+    /// The user set through the handle.
+    pub fn user(&self) -> Option<String> {
+        self.read(|o| o.user.clone())
+    }
+
+    /// The model set through the handle.
+    pub fn model(&self) -> Option<String> {
+        self.read(|o| o.model.clone())
+    }
+
+    /// The provider set through the handle.
+    pub fn provider(&self) -> Option<String> {
+        self.read(|o| o.provider.clone())
+    }
+
+    /// The service set through the handle.
+    pub fn service(&self) -> Option<String> {
+        self.read(|o| o.service.clone())
+    }
+
+    /// The tokens counted through the handle.
+    pub fn tokens(&self) -> Option<TokenUsage> {
+        self.read(|o| o.tokens)
+    }
+
+    /// The cost set through the handle.
+    pub fn cost_micros(&self) -> Option<i64> {
+        self.read(|o| o.cost_micros)
+    }
+
+    /// The metadata set through the handle.
+    pub fn metadata(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.read(|o| o.metadata.clone().unwrap_or_default())
+    }
+
+    /// Whether the record has been finished (further calls are ignored).
+    pub fn is_finished(&self) -> bool {
+        self.lock().record.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_values_win_over_the_record() {
+        let record = UsageRecord::builder()
+            .user("from-header")
+            .model("requested")
+            .tokens(TokenUsage::new(1, 1))
+            .metadata(serde_json::json!({"a": 1, "b": 1}))
+            .build();
+        let handle = UsageHandle::attached(record);
+        handle.set_model("resolved");
+        handle.add_tokens(10, 20);
+        handle.add_token_usage(TokenUsage::new(1, 0).with_cached_input(1));
+        handle.add_cost_micros(5);
+        handle.add_cost_micros(5);
+        handle.insert_metadata("b", 2);
+        let record = handle.take_record().unwrap();
+        assert_eq!(record.user.as_deref(), Some("from-header"));
+        assert_eq!(record.model.as_deref(), Some("resolved"));
+        assert_eq!(record.tokens, TokenUsage::new(11, 20).with_cached_input(1));
+        assert_eq!(record.cost_micros, Some(10));
+        assert_eq!(record.metadata, serde_json::json!({"a": 1, "b": 2}));
+    }
+
+    #[test]
+    fn calls_after_finish_are_ignored() {
+        let handle = UsageHandle::detached();
+        assert!(!handle.is_finished());
+        assert!(handle.take_record().is_some());
+        assert!(handle.is_finished());
+        handle.set_user("late");
+        assert_eq!(handle.user(), None);
+        assert!(handle.take_record().is_none());
+    }
+
+    #[test]
+    fn a_poisoned_handle_keeps_working() {
+        let handle = UsageHandle::detached();
+        let clone = handle.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = clone.lock();
+            panic!("poison the lock");
+        })
+        .join();
+        handle.set_user("still fine");
+        assert_eq!(handle.user().as_deref(), Some("still fine"));
+    }
+}

@@ -1,0 +1,106 @@
+//! Finishes a request's record exactly once, whichever way the request ends.
+
+use std::time::Instant;
+
+use crate::handle::UsageHandle;
+use crate::record::{Outcome, UsageRecord};
+use crate::recorder::stats::Counters;
+use crate::recorder::Recorder;
+
+/// Owns the right to finish one record. Passed from the response future to the body;
+/// whoever holds it when the request ends finishes the record. Dropped while still
+/// pending (the future or body was dropped early), it finishes the record as
+/// [`Outcome::Cancelled`].
+#[derive(Debug)]
+pub(crate) struct RecordGuard {
+    pending: Option<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    handle: UsageHandle,
+    recorder: Recorder,
+    start: Instant,
+    response_bytes: u64,
+}
+
+impl RecordGuard {
+    pub(crate) fn new(handle: UsageHandle, recorder: Recorder, start: Instant) -> Self {
+        RecordGuard {
+            pending: Some(Pending {
+                handle,
+                recorder,
+                start,
+                response_bytes: 0,
+            }),
+        }
+    }
+
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Moves the right to finish out of `self`, leaving it finished.
+    pub(crate) fn take(&mut self) -> Self {
+        RecordGuard {
+            pending: self.pending.take(),
+        }
+    }
+
+    /// Counts response body bytes and returns the total so far.
+    pub(crate) fn add_bytes(&mut self, n: u64) -> u64 {
+        match &mut self.pending {
+            Some(pending) => {
+                pending.response_bytes = pending.response_bytes.saturating_add(n);
+                pending.response_bytes
+            }
+            None => 0,
+        }
+    }
+
+    /// Records the response head: status, time to first byte, and the `OnResponse` hook.
+    pub(crate) fn on_head(
+        &mut self,
+        status: http::StatusCode,
+        hook: impl FnOnce(&mut UsageRecord) -> std::thread::Result<()>,
+    ) {
+        let Some(pending) = &self.pending else { return };
+        let ttfb = pending.start.elapsed();
+        let panicked = {
+            let mut in_flight = pending.handle.lock();
+            match in_flight.record.as_mut() {
+                Some(record) => {
+                    record.status = Some(status);
+                    record.ttfb = Some(ttfb);
+                    hook(record).is_err()
+                }
+                None => false,
+            }
+        };
+        if panicked {
+            Counters::add(&pending.recorder.counters().extractor_panics, 1);
+        }
+    }
+
+    /// Finishes the record with `outcome` and hands it to the recorder.
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let Some(mut record) = pending.handle.take_record() else {
+            return;
+        };
+        record.outcome = outcome;
+        record.duration = pending.start.elapsed();
+        record.response_bytes = pending.response_bytes;
+        // A refused record is already counted as dropped by the recorder; the request
+        // must not notice.
+        let _ = pending.recorder.record(record);
+    }
+}
+
+impl Drop for RecordGuard {
+    fn drop(&mut self) {
+        self.finish(Outcome::Cancelled);
+    }
+}

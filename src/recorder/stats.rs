@@ -1,0 +1,60 @@
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Counters shared by the recorder's front end, its worker and the layer.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) recorded: AtomicU64,
+    pub(crate) written: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) extractor_panics: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> RecorderStats {
+        // Read the terminal counters before `recorded`, so `queued` never goes negative
+        // while records are moving.
+        let written = self.written.load(Relaxed);
+        let failed = self.failed.load(Relaxed);
+        let recorded = self.recorded.load(Relaxed);
+        RecorderStats {
+            recorded,
+            written,
+            retried: self.retried.load(Relaxed),
+            failed,
+            dropped: self.dropped.load(Relaxed),
+            queued: recorded.saturating_sub(written).saturating_sub(failed),
+            extractor_panics: self.extractor_panics.load(Relaxed),
+        }
+    }
+}
+
+/// What a [`Recorder`](crate::Recorder) has done so far; see
+/// [`Recorder::stats`](crate::Recorder::stats).
+///
+/// Every accepted record ends as written or failed: `recorded == written + failed + queued`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RecorderStats {
+    /// Records accepted into the queue.
+    pub recorded: u64,
+    /// Records the sink confirmed.
+    pub written: u64,
+    /// Batch writes that failed transiently and were tried again.
+    pub retried: u64,
+    /// Accepted records that were given up: the sink refused them for good, panicked, or
+    /// was still failing when the retry limit or the shutdown deadline was reached.
+    pub failed: u64,
+    /// Records refused at the door: the queue was full (with
+    /// [`Overflow::Drop`](crate::recorder::Overflow::Drop)) or the recorder shut down.
+    pub dropped: u64,
+    /// Records accepted but not yet written or failed.
+    pub queued: u64,
+    /// Extractor or response-hook calls that panicked (the request was served anyway).
+    pub extractor_panics: u64,
+}

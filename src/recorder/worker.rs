@@ -1,0 +1,224 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::config::Config;
+use super::stats::Counters;
+use super::Control;
+use crate::record::UsageRecord;
+use crate::sink::{SinkError, UsageSink};
+
+/// The recorder's background half: takes records off the queue in batches and writes them.
+///
+/// Made by [`RecorderBuilder::build`](crate::recorder::RecorderBuilder::build) for those
+/// who run it themselves; [`RecorderBuilder::spawn`](crate::recorder::RecorderBuilder::spawn)
+/// runs it on the current tokio runtime.
+#[derive(Debug)]
+pub struct RecorderWorker {
+    rx: mpsc::Receiver<UsageRecord>,
+    sink: Arc<dyn UsageSink>,
+    counters: Arc<Counters>,
+    control: Arc<Control>,
+    config: Config,
+    done: watch::Sender<bool>,
+    /// Set once shutdown has been asked for: retries stop at this instant.
+    shutdown_deadline: Option<Instant>,
+}
+
+impl RecorderWorker {
+    pub(crate) fn new(
+        rx: mpsc::Receiver<UsageRecord>,
+        sink: Arc<dyn UsageSink>,
+        counters: Arc<Counters>,
+        control: Arc<Control>,
+        config: Config,
+        done: watch::Sender<bool>,
+    ) -> Self {
+        RecorderWorker {
+            rx,
+            sink,
+            counters,
+            control,
+            config,
+            done,
+            shutdown_deadline: None,
+        }
+    }
+
+    /// Runs until [`Recorder::shutdown`](crate::Recorder::shutdown) is called or every
+    /// recorder handle is dropped, then writes what is left and returns.
+    pub async fn run(mut self) {
+        let batch_size = self.config.batch_size;
+        let mut batch = Vec::with_capacity(batch_size);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.control.shutdown.notified() => self.begin_shutdown(),
+                received = self.rx.recv_many(&mut batch, batch_size) => {
+                    if received == 0 {
+                        break; // every sender is gone
+                    }
+                }
+            }
+            if self.shutdown_deadline.is_some() {
+                break;
+            }
+            let open = self.fill(&mut batch).await;
+            self.write(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(batch_size),
+            ))
+            .await;
+            if !open || self.shutdown_deadline.is_some() {
+                break;
+            }
+        }
+        self.drain(batch).await;
+        self.done.send_replace(true);
+        self.control.progress.notify_waiters();
+    }
+
+    /// Adds records to `batch` until it is full, the flush interval has passed, a flush or
+    /// shutdown is asked for, or the queue closes. Returns whether the queue is still open.
+    async fn fill(&mut self, batch: &mut Vec<UsageRecord>) -> bool {
+        let batch_size = self.config.batch_size;
+        let deadline = Instant::now() + self.config.flush_interval;
+        while batch.len() < batch_size {
+            tokio::select! {
+                biased;
+                () = self.control.shutdown.notified() => {
+                    self.begin_shutdown();
+                    return true;
+                }
+                () = self.control.flush.notified() => return true,
+                received = self.rx.recv_many(batch, batch_size - batch.len()) => {
+                    if received == 0 {
+                        return false;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => return true,
+            }
+        }
+        true
+    }
+
+    /// Closes the queue and writes everything still in it.
+    async fn drain(&mut self, mut batch: Vec<UsageRecord>) {
+        if self.shutdown_deadline.is_none() {
+            self.begin_shutdown();
+        }
+        self.rx.close();
+        loop {
+            if batch.is_empty() && self.rx.recv_many(&mut batch, self.config.batch_size).await == 0
+            {
+                return;
+            }
+            self.write(std::mem::take(&mut batch)).await;
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.shutdown_deadline = Some(Instant::now() + self.config.shutdown_timeout);
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.shutdown_deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Writes one batch, retrying transient failures, and counts how it ended.
+    async fn write(&mut self, batch: Vec<UsageRecord>) {
+        if batch.is_empty() {
+            return;
+        }
+        let len = batch.len();
+        let batch: Arc<[UsageRecord]> = batch.into();
+        let retry = self.config.retry;
+        let mut backoff = retry.initial_backoff;
+        let mut retries = 0u32;
+        loop {
+            match self.attempt(&batch).await {
+                Ok(()) => {
+                    Counters::add(&self.counters.written, len);
+                    break;
+                }
+                Err(SinkError::Rejected { count, reason }) => {
+                    let count = count.min(len);
+                    tracing::warn!(count, %reason, "tower-usage: sink rejected records");
+                    Counters::add(&self.counters.written, len - count);
+                    Counters::add(&self.counters.failed, count);
+                    break;
+                }
+                Err(error @ SinkError::Permanent(_)) => {
+                    tracing::error!(%error, records = len, "tower-usage: batch given up");
+                    Counters::add(&self.counters.failed, len);
+                    break;
+                }
+                Err(error) => {
+                    let out_of_retries = retry.max_retries.is_some_and(|max| retries >= max);
+                    if out_of_retries || self.past_deadline() {
+                        tracing::error!(%error, records = len, retries, "tower-usage: batch given up");
+                        Counters::add(&self.counters.failed, len);
+                        break;
+                    }
+                    tracing::warn!(%error, records = len, ?backoff, "tower-usage: batch write failed; retrying");
+                    retries += 1;
+                    Counters::add(&self.counters.retried, 1);
+                    self.back_off(backoff).await;
+                    backoff = backoff.saturating_mul(2).min(retry.max_backoff);
+                }
+            }
+        }
+        self.control.progress.notify_waiters();
+    }
+
+    /// Sleeps before a retry; a shutdown request cuts the sleep short.
+    async fn back_off(&mut self, backoff: Duration) {
+        let until = match self.shutdown_deadline {
+            Some(deadline) => deadline.min(Instant::now() + backoff),
+            None => Instant::now() + backoff,
+        };
+        if self.shutdown_deadline.is_some() {
+            tokio::time::sleep_until(until).await;
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {}
+            () = self.control.shutdown.notified() => self.begin_shutdown(),
+        }
+    }
+
+    /// One `write_batch` call in a task of its own, so that a panic or a hang in the sink
+    /// is contained and timed out.
+    async fn attempt(&self, batch: &Arc<[UsageRecord]>) -> Result<(), SinkError> {
+        let sink = Arc::clone(&self.sink);
+        let records = Arc::clone(batch);
+        let mut task = tokio::spawn(async move { sink.write_batch(&records).await });
+        let mut limit = self.config.write_timeout;
+        if let Some(deadline) = self.shutdown_deadline {
+            limit = limit.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        match tokio::time::timeout(limit, &mut task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join_error)) if join_error.is_panic() => {
+                let payload = join_error.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                Err(SinkError::permanent(format!(
+                    "the sink panicked: {message}"
+                )))
+            }
+            Ok(Err(join_error)) => Err(SinkError::transient(join_error)),
+            Err(_) => {
+                task.abort();
+                Err(SinkError::transient(format!(
+                    "the sink did not answer within {limit:?}"
+                )))
+            }
+        }
+    }
+}
