@@ -20,7 +20,10 @@ fn get() -> Request<()> {
 async fn body_read_to_the_end_is_a_success_with_every_byte_counted() {
     let (recorder, sink) = memory_recorder();
     let svc = UsageLayer::new(recorder.clone()).layer(respond_with(|| {
-        Response::new(ScriptedBody::new([Step::Data("hello "), Step::Data("world")]))
+        Response::new(ScriptedBody::new([
+            Step::Data("hello "),
+            Step::Data("world"),
+        ]))
     }));
     let response = svc.oneshot(get()).await.unwrap();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -31,15 +34,20 @@ async fn body_read_to_the_end_is_a_success_with_every_byte_counted() {
     assert_eq!(record.status, Some(StatusCode::OK));
     assert_eq!(record.response_bytes, 11);
     assert_eq!(record.method, Some(Method::GET));
-    assert_eq!(record.route.as_deref(), Some("/v1/things"), "no query string in the route");
+    assert_eq!(
+        record.route.as_deref(),
+        Some("/v1/things"),
+        "no query string in the route"
+    );
     assert!(record.ttfb.unwrap() <= record.duration);
 }
 
 #[tokio::test]
 async fn the_record_is_finished_at_the_last_frame_not_at_drop() {
     let (recorder, sink) = memory_recorder();
-    let svc = UsageLayer::new(recorder.clone())
-        .layer(respond_with(|| Response::new(ScriptedBody::new([Step::Data("abc")]))));
+    let svc = UsageLayer::new(recorder.clone()).layer(respond_with(|| {
+        Response::new(ScriptedBody::new([Step::Data("abc")]))
+    }));
     let mut body = svc.oneshot(get()).await.unwrap().into_body();
     assert!(matches!(poll_once(&mut body), Poll::Ready(Some(Ok(_)))));
     assert!(matches!(poll_once(&mut body), Poll::Ready(None)));
@@ -55,7 +63,9 @@ async fn the_record_is_finished_at_the_last_frame_not_at_drop() {
 async fn reaching_the_exact_length_ends_the_body() {
     let (recorder, sink) = memory_recorder();
     let svc = UsageLayer::new(recorder.clone()).layer(respond_with(|| {
-        Response::new(ScriptedBody::new([Step::Data("12345"), Step::Data("678"), Step::Hang]).exact(8))
+        Response::new(
+            ScriptedBody::new([Step::Data("12345"), Step::Data("678"), Step::Hang]).exact(8),
+        )
     }));
     let mut body = svc.oneshot(get()).await.unwrap().into_body();
     assert_eq!(body.size_hint().exact(), Some(8), "size hint is forwarded");
@@ -81,20 +91,30 @@ async fn is_end_stream_after_a_frame_ends_the_body() {
     assert!(matches!(poll_once(&mut body), Poll::Ready(Some(Ok(_)))));
     assert!(body.is_end_stream(), "is_end_stream is forwarded");
     let record = only_record(&recorder, &sink).await;
-    assert_eq!((record.outcome, record.response_bytes), (Outcome::Success, 4));
+    assert_eq!(
+        (record.outcome, record.response_bytes),
+        (Outcome::Success, 4)
+    );
 }
 
 #[tokio::test]
 async fn trailers_end_the_body() {
     let (recorder, sink) = memory_recorder();
     let svc = UsageLayer::new(recorder.clone()).layer(respond_with(|| {
-        Response::new(ScriptedBody::new([Step::Data("ab"), Step::Trailers, Step::Hang]))
+        Response::new(ScriptedBody::new([
+            Step::Data("ab"),
+            Step::Trailers,
+            Step::Hang,
+        ]))
     }));
     let mut body = svc.oneshot(get()).await.unwrap().into_body();
     assert!(matches!(poll_once(&mut body), Poll::Ready(Some(Ok(_)))));
     assert!(matches!(poll_once(&mut body), Poll::Ready(Some(Ok(f))) if f.is_trailers()));
     let record = only_record(&recorder, &sink).await;
-    assert_eq!((record.outcome, record.response_bytes), (Outcome::Success, 2));
+    assert_eq!(
+        (record.outcome, record.response_bytes),
+        (Outcome::Success, 2)
+    );
 }
 
 #[tokio::test]
@@ -106,11 +126,16 @@ async fn bodies_that_servers_never_send_finish_at_the_head() {
     ] {
         let (recorder, sink) = memory_recorder();
         let svc = UsageLayer::new(recorder.clone()).layer(respond_with(move || {
-            let mut response = Response::new(ScriptedBody::new([Step::Data("never sent"), Step::Hang]));
+            let mut response =
+                Response::new(ScriptedBody::new([Step::Data("never sent"), Step::Hang]));
             *response.status_mut() = status;
             response
         }));
-        let request = Request::builder().method(method.clone()).uri("/").body(()).unwrap();
+        let request = Request::builder()
+            .method(method.clone())
+            .uri("/")
+            .body(())
+            .unwrap();
         let response = svc.oneshot(request).await.unwrap();
         let record = only_record(&recorder, &sink).await;
         assert_eq!(record.outcome, Outcome::Success, "{method} {status}");
@@ -125,11 +150,15 @@ async fn bodies_that_servers_never_send_finish_at_the_head() {
 #[tokio::test]
 async fn an_empty_body_finishes_at_the_head() {
     let (recorder, sink) = memory_recorder();
-    let svc = UsageLayer::new(recorder.clone())
-        .layer(respond_with(|| Response::new(http_body_util::Empty::<bytes::Bytes>::new())));
+    let svc = UsageLayer::new(recorder.clone()).layer(respond_with(|| {
+        Response::new(http_body_util::Empty::<bytes::Bytes>::new())
+    }));
     let response = svc.oneshot(get()).await.unwrap();
     let record = only_record(&recorder, &sink).await;
-    assert_eq!((record.outcome, record.response_bytes), (Outcome::Success, 0));
+    assert_eq!(
+        (record.outcome, record.response_bytes),
+        (Outcome::Success, 0)
+    );
     drop(response);
 }
 
@@ -142,31 +171,44 @@ async fn a_body_error_is_a_body_error() {
     let body = svc.oneshot(get()).await.unwrap().into_body();
     assert!(body.collect().await.is_err());
     let record = only_record(&recorder, &sink).await;
-    assert_eq!((record.outcome, record.response_bytes), (Outcome::BodyError, 4));
+    assert_eq!(
+        (record.outcome, record.response_bytes),
+        (Outcome::BodyError, 4)
+    );
 }
 
 #[tokio::test]
 async fn a_body_dropped_midway_is_cancelled_with_the_bytes_sent() {
     let (recorder, sink) = memory_recorder();
     let svc = UsageLayer::new(recorder.clone()).layer(respond_with(|| {
-        Response::new(ScriptedBody::new([Step::Data("first"), Step::Data("second")]))
+        Response::new(ScriptedBody::new([
+            Step::Data("first"),
+            Step::Data("second"),
+        ]))
     }));
     let mut body = svc.oneshot(get()).await.unwrap().into_body();
     assert!(matches!(poll_once(&mut body), Poll::Ready(Some(Ok(_)))));
     drop(body);
     let record = only_record(&recorder, &sink).await;
-    assert_eq!((record.outcome, record.response_bytes), (Outcome::Cancelled, 5));
+    assert_eq!(
+        (record.outcome, record.response_bytes),
+        (Outcome::Cancelled, 5)
+    );
     assert_eq!(record.status, Some(StatusCode::OK));
 }
 
 #[tokio::test]
 async fn a_body_never_polled_is_cancelled() {
     let (recorder, sink) = memory_recorder();
-    let svc = UsageLayer::new(recorder.clone())
-        .layer(respond_with(|| Response::new(ScriptedBody::new([Step::Data("x")]))));
+    let svc = UsageLayer::new(recorder.clone()).layer(respond_with(|| {
+        Response::new(ScriptedBody::new([Step::Data("x")]))
+    }));
     drop(svc.oneshot(get()).await.unwrap());
     let record = only_record(&recorder, &sink).await;
-    assert_eq!((record.outcome, record.response_bytes), (Outcome::Cancelled, 0));
+    assert_eq!(
+        (record.outcome, record.response_bytes),
+        (Outcome::Cancelled, 0)
+    );
 }
 
 #[tokio::test]
@@ -195,7 +237,10 @@ async fn an_inner_error_passes_through_as_a_service_error() {
     let svc = UsageLayer::new(recorder.clone()).layer(inner);
     assert_eq!(svc.oneshot(get()).await.unwrap_err(), "boom");
     let record = only_record(&recorder, &sink).await;
-    assert_eq!((record.outcome, record.status), (Outcome::ServiceError, None));
+    assert_eq!(
+        (record.outcome, record.status),
+        (Outcome::ServiceError, None)
+    );
 }
 
 #[tokio::test]

@@ -107,7 +107,8 @@ impl Body for ScriptedBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.exact.map_or_else(SizeHint::default, SizeHint::with_exact)
+        self.exact
+            .map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }
 
@@ -121,8 +122,12 @@ pub fn poll_once<B: Body + Unpin>(body: &mut B) -> Poll<Option<Result<Frame<B::D
 /// An infallible service answering every request with `response()`.
 pub fn respond_with<F, B>(
     response: F,
-) -> impl tower::Service<http::Request<()>, Response = http::Response<B>, Error = Infallible, Future = std::future::Ready<Result<http::Response<B>, Infallible>>>
-       + Clone
+) -> impl tower::Service<
+    http::Request<()>,
+    Response = http::Response<B>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<http::Response<B>, Infallible>>,
+> + Clone
 where
     F: Fn() -> http::Response<B> + Clone,
 {
