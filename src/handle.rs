@@ -39,9 +39,11 @@ pub struct UsageHandle {
 /// The record of a request in flight, and what the handle said about it.
 #[derive(Debug)]
 pub(crate) struct InFlight {
-    /// `None` once the record has been finished and sent.
+    /// `None` once the recorder's worker has taken the record.
     pub(crate) record: Option<UsageRecord>,
     overrides: Overrides,
+    /// Set when the request ended: from then on the handle changes nothing.
+    finished: bool,
 }
 
 /// Values set through the handle; applied over the record when it is finished.
@@ -116,6 +118,7 @@ impl UsageHandle {
             inner: Arc::new(Mutex::new(InFlight {
                 record: Some(record),
                 overrides: Overrides::default(),
+                finished: false,
             })),
         }
     }
@@ -128,6 +131,20 @@ impl UsageHandle {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Marks the request as ended and lets `f` complete the record. Returns `false` (and
+    /// does nothing) if it had already ended.
+    pub(crate) fn finish(&self, f: impl FnOnce(&mut UsageRecord)) -> bool {
+        let mut in_flight = self.lock();
+        if in_flight.finished {
+            return false;
+        }
+        in_flight.finished = true;
+        if let Some(record) = in_flight.record.as_mut() {
+            f(record);
+        }
+        true
+    }
+
     /// Takes the record out, with the handle's values applied; `None` if already taken.
     pub(crate) fn take_record(&self) -> Option<UsageRecord> {
         let mut in_flight = self.lock();
@@ -138,7 +155,7 @@ impl UsageHandle {
 
     fn with_overrides(&self, f: impl FnOnce(&mut Overrides)) {
         let mut in_flight = self.lock();
-        if in_flight.record.is_some() {
+        if !in_flight.finished {
             f(&mut in_flight.overrides);
         }
     }
@@ -245,7 +262,7 @@ impl UsageHandle {
 
     /// Whether the record has been finished (further calls are ignored).
     pub fn is_finished(&self) -> bool {
-        self.lock().record.is_none()
+        self.lock().finished
     }
 }
 
@@ -280,10 +297,16 @@ mod tests {
     fn calls_after_finish_are_ignored() {
         let handle = UsageHandle::detached();
         assert!(!handle.is_finished());
-        assert!(handle.take_record().is_some());
+        assert!(handle.finish(|record| record.response_bytes = 7));
         assert!(handle.is_finished());
+        assert!(
+            !handle.finish(|record| record.response_bytes = 8),
+            "only once"
+        );
         handle.set_user("late");
         assert_eq!(handle.user(), None);
+        let record = handle.take_record().unwrap();
+        assert_eq!((record.user, record.response_bytes), (None, 7));
         assert!(handle.take_record().is_none());
     }
 

@@ -87,15 +87,19 @@ impl RecordGuard {
         let Some(pending) = self.pending.take() else {
             return;
         };
-        let Some(mut record) = pending.handle.take_record() else {
-            return;
-        };
-        record.outcome = outcome;
-        record.duration = pending.start.elapsed();
-        record.response_bytes = pending.response_bytes;
-        // A refused record is already counted as dropped by the recorder; the request
-        // must not notice.
-        let _ = pending.recorder.record(record);
+        let duration = pending.start.elapsed();
+        let response_bytes = pending.response_bytes;
+        let finished_now = pending.handle.finish(|record| {
+            record.outcome = outcome;
+            record.duration = duration;
+            record.response_bytes = response_bytes;
+        });
+        if finished_now {
+            // The handle itself goes through the queue: no copy of the record here, and
+            // the handle's values are applied by the worker. A refused record is counted
+            // as dropped by the recorder; the request must not notice.
+            let _ = pending.recorder.record_request(pending.handle);
+        }
     }
 }
 

@@ -178,6 +178,7 @@ impl RecorderBuilder {
                 counters: Arc::clone(&counters),
                 control: Arc::clone(&control),
                 overflow: self.config.overflow,
+                batch_size: u64::try_from(self.config.batch_size).unwrap_or(u64::MAX),
                 done: done_rx,
             }),
         };

@@ -30,11 +30,13 @@ pub use global::{install, installed, record_usage};
 pub use stats::RecorderStats;
 pub use worker::RecorderWorker;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Notify};
 use uuid::Uuid;
 
+use crate::handle::UsageHandle;
 use crate::record::{TokenUsage, UsageRecord};
 use crate::sink::UsageSink;
 use stats::Counters;
@@ -66,10 +68,11 @@ pub struct Recorder {
 
 #[derive(Debug)]
 struct Shared {
-    tx: mpsc::Sender<UsageRecord>,
+    tx: mpsc::Sender<Queued>,
     counters: Arc<Counters>,
     control: Arc<Control>,
     overflow: Overflow,
+    batch_size: u64,
     /// Turns `true` (or its sender is dropped) when the worker has stopped.
     done: watch::Receiver<bool>,
 }
@@ -79,8 +82,30 @@ struct Shared {
 pub(crate) struct Control {
     pub(crate) shutdown: Notify,
     pub(crate) flush: Notify,
+    /// Woken when a full batch is waiting in the queue. Senders wake the worker only then
+    /// (and the first record of a batch wakes it through the queue itself), so a busy
+    /// server pays for a cross-thread wake-up once per batch, not once per request.
+    pub(crate) batch_ready: Notify,
     /// Woken each time a batch has been written or given up.
     pub(crate) progress: Notify,
+}
+
+/// What travels through the queue.
+#[derive(Debug)]
+pub(crate) enum Queued {
+    /// A record made by hand (boxed: the queue's slots stay small).
+    Record(Box<UsageRecord>),
+    /// A finished request: its record is still inside the handle.
+    Request(UsageHandle),
+}
+
+impl Queued {
+    pub(crate) fn into_record(self) -> Option<UsageRecord> {
+        match self {
+            Queued::Record(record) => Some(*record),
+            Queued::Request(handle) => handle.take_record(),
+        }
+    }
 }
 
 /// Why a record was not accepted.
@@ -106,14 +131,23 @@ impl Recorder {
 
     /// Queues a finished record, without waiting.
     pub fn record(&self, record: UsageRecord) -> Result<(), RecordError> {
+        self.enqueue(Queued::Record(Box::new(record)))
+    }
+
+    /// Queues the record of a finished request.
+    pub(crate) fn record_request(&self, handle: UsageHandle) -> Result<(), RecordError> {
+        self.enqueue(Queued::Request(handle))
+    }
+
+    fn enqueue(&self, queued: Queued) -> Result<(), RecordError> {
         let shared = &*self.shared;
-        match shared.tx.try_send(record) {
+        match shared.tx.try_send(queued) {
             Ok(()) => {
-                Counters::add(&shared.counters.recorded, 1);
+                self.accepted();
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(record)) if shared.overflow == Overflow::Wait => {
-                self.wait_for_room(record)
+            Err(mpsc::error::TrySendError::Full(queued)) if shared.overflow == Overflow::Wait => {
+                self.wait_for_room(queued)
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 Counters::add(&shared.counters.dropped, 1);
@@ -126,17 +160,27 @@ impl Recorder {
         }
     }
 
-    fn wait_for_room(&self, record: UsageRecord) -> Result<(), RecordError> {
+    /// Counts an accepted record and wakes the worker if a full batch is waiting.
+    fn accepted(&self) {
+        let shared = &*self.shared;
+        let recorded = shared.counters.recorded.fetch_add(1, Ordering::Relaxed) + 1;
+        let taken = shared.counters.taken.load(Ordering::Relaxed);
+        if recorded.saturating_sub(taken) >= shared.batch_size {
+            shared.control.batch_ready.notify_one();
+        }
+    }
+
+    fn wait_for_room(&self, queued: Queued) -> Result<(), RecordError> {
         let counters = &self.shared.counters;
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             Counters::add(&counters.dropped, 1);
             return Err(RecordError::QueueFull);
         };
-        Counters::add(&counters.recorded, 1);
+        self.accepted();
         let tx = self.shared.tx.clone();
         let counters = Arc::clone(counters);
         runtime.spawn(async move {
-            if tx.send(record).await.is_err() {
+            if tx.send(queued).await.is_err() {
                 Counters::add(&counters.failed, 1);
             }
         });

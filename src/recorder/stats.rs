@@ -9,6 +9,8 @@ pub(crate) struct Counters {
     pub(crate) failed: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) extractor_panics: AtomicU64,
+    /// Records the worker has taken off the queue.
+    pub(crate) taken: AtomicU64,
 }
 
 impl Counters {

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::config::Config;
 use super::stats::Counters;
-use super::Control;
+use super::{Control, Queued};
 use crate::record::UsageRecord;
 use crate::sink::{SinkError, UsageSink};
 
@@ -17,7 +17,7 @@ use crate::sink::{SinkError, UsageSink};
 /// runs it on the current tokio runtime.
 #[derive(Debug)]
 pub struct RecorderWorker {
-    rx: mpsc::Receiver<UsageRecord>,
+    rx: mpsc::Receiver<Queued>,
     sink: Arc<dyn UsageSink>,
     counters: Arc<Counters>,
     control: Arc<Control>,
@@ -29,7 +29,7 @@ pub struct RecorderWorker {
 
 impl RecorderWorker {
     pub(crate) fn new(
-        rx: mpsc::Receiver<UsageRecord>,
+        rx: mpsc::Receiver<Queued>,
         sink: Arc<dyn UsageSink>,
         counters: Arc<Counters>,
         control: Arc<Control>,
@@ -50,27 +50,23 @@ impl RecorderWorker {
     /// Runs until [`Recorder::shutdown`](crate::Recorder::shutdown) is called or every
     /// recorder handle is dropped, then writes what is left and returns.
     pub async fn run(mut self) {
-        let batch_size = self.config.batch_size;
-        let mut batch = Vec::with_capacity(batch_size);
+        // One buffer for the worker's whole life: a batch of records is too large to
+        // allocate and free again for every write.
+        let mut batch = Vec::with_capacity(self.config.batch_size);
         loop {
             tokio::select! {
                 biased;
                 () = self.control.shutdown.notified() => self.begin_shutdown(),
-                received = self.rx.recv_many(&mut batch, batch_size) => {
-                    if received == 0 {
-                        break; // every sender is gone
-                    }
-                }
+                first = self.rx.recv() => match first {
+                    Some(queued) => self.push(&mut batch, queued),
+                    None => break, // every sender is gone
+                },
             }
             if self.shutdown_deadline.is_some() {
                 break;
             }
             let open = self.fill(&mut batch).await;
-            self.write(std::mem::replace(
-                &mut batch,
-                Vec::with_capacity(batch_size),
-            ))
-            .await;
+            batch = self.write(batch).await;
             if !open || self.shutdown_deadline.is_some() {
                 break;
             }
@@ -80,25 +76,49 @@ impl RecorderWorker {
         self.control.progress.notify_waiters();
     }
 
+    fn push(&self, batch: &mut Vec<UsageRecord>, queued: Queued) {
+        Counters::add(&self.counters.taken, 1);
+        match queued.into_record() {
+            Some(record) => batch.push(record),
+            // Cannot happen (a request's record is queued once), but a lost record must
+            // still leave the counters balanced.
+            None => Counters::add(&self.counters.failed, 1),
+        }
+    }
+
     /// Adds records to `batch` until it is full, the flush interval has passed, a flush or
     /// shutdown is asked for, or the queue closes. Returns whether the queue is still open.
+    ///
+    /// The queue is not polled while waiting: polling it would make every sender wake this
+    /// task, one cross-thread wake-up per request. Senders signal `batch_ready` instead.
     async fn fill(&mut self, batch: &mut Vec<UsageRecord>) -> bool {
-        let batch_size = self.config.batch_size;
         let deadline = Instant::now() + self.config.flush_interval;
-        while batch.len() < batch_size {
+        loop {
+            if !self.take_available(batch) {
+                return false;
+            }
+            if batch.len() >= self.config.batch_size {
+                return true;
+            }
             tokio::select! {
                 biased;
-                () = self.control.shutdown.notified() => {
-                    self.begin_shutdown();
-                    return true;
-                }
-                () = self.control.flush.notified() => return true,
-                received = self.rx.recv_many(batch, batch_size - batch.len()) => {
-                    if received == 0 {
-                        return false;
-                    }
-                }
-                () = tokio::time::sleep_until(deadline) => return true,
+                () = self.control.shutdown.notified() => self.begin_shutdown(),
+                () = self.control.flush.notified() => {}
+                () = self.control.batch_ready.notified() => continue,
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+            return self.take_available(batch);
+        }
+    }
+
+    /// Moves what the queue holds into `batch`, up to the batch size, without waiting.
+    /// Returns whether the queue is still open.
+    fn take_available(&mut self, batch: &mut Vec<UsageRecord>) -> bool {
+        while batch.len() < self.config.batch_size {
+            match self.rx.try_recv() {
+                Ok(queued) => self.push(batch, queued),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
             }
         }
         true
@@ -111,11 +131,14 @@ impl RecorderWorker {
         }
         self.rx.close();
         loop {
-            if batch.is_empty() && self.rx.recv_many(&mut batch, self.config.batch_size).await == 0
-            {
-                return;
+            if batch.is_empty() {
+                match self.rx.recv().await {
+                    Some(queued) => self.push(&mut batch, queued),
+                    None => return,
+                }
             }
-            self.write(std::mem::take(&mut batch)).await;
+            self.take_available(&mut batch);
+            batch = self.write(batch).await;
         }
     }
 
@@ -127,13 +150,14 @@ impl RecorderWorker {
         self.shutdown_deadline.is_some_and(|d| Instant::now() >= d)
     }
 
-    /// Writes one batch, retrying transient failures, and counts how it ended.
-    async fn write(&mut self, batch: Vec<UsageRecord>) {
+    /// Writes one batch, retrying transient failures, and counts how it ended. Gives the
+    /// emptied buffer back for the next batch.
+    async fn write(&mut self, batch: Vec<UsageRecord>) -> Vec<UsageRecord> {
         if batch.is_empty() {
-            return;
+            return batch;
         }
         let len = batch.len();
-        let batch: Arc<[UsageRecord]> = batch.into();
+        let batch = Arc::new(batch);
         let retry = self.config.retry;
         let mut backoff = retry.initial_backoff;
         let mut retries = 0u32;
@@ -171,6 +195,15 @@ impl RecorderWorker {
             }
         }
         self.control.progress.notify_waiters();
+        // The write task has ended unless it was abandoned after a timeout; then it may
+        // still hold the batch, and a fresh buffer is needed.
+        match Arc::try_unwrap(batch) {
+            Ok(mut buffer) => {
+                buffer.clear();
+                buffer
+            }
+            Err(_) => Vec::with_capacity(self.config.batch_size),
+        }
     }
 
     /// Sleeps before a retry; a shutdown request cuts the sleep short.
@@ -191,7 +224,7 @@ impl RecorderWorker {
 
     /// One `write_batch` call in a task of its own, so that a panic or a hang in the sink
     /// is contained and timed out.
-    async fn attempt(&self, batch: &Arc<[UsageRecord]>) -> Result<(), SinkError> {
+    async fn attempt(&self, batch: &Arc<Vec<UsageRecord>>) -> Result<(), SinkError> {
         let sink = Arc::clone(&self.sink);
         let records = Arc::clone(batch);
         let mut task = tokio::spawn(async move { sink.write_batch(&records).await });
