@@ -1,1 +1,181 @@
-fn main() {}
+//! What the usage layer adds to one request, against a bare service and against
+//! tower-http's `TraceLayer`. Each case polls the response body to its end.
+//!
+//! Run with `cargo bench --bench overhead`. After criterion's timings it prints the heap
+//! allocations per request of each case, counted on the calling thread.
+#![allow(unsafe_code, missing_docs)] // the counting allocator below
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use criterion::{criterion_group, BatchSize, Criterion};
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{Empty, Full};
+
+type Req = Request<Empty<Bytes>>;
+use tower::{Layer, Service};
+use tower_usage::{extract, Recorder, SinkError, UsageLayer, UsageRecord, UsageSink};
+
+/// Counts allocations made by the current thread.
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// A sink that throws records away, so the worker drains as fast as it can.
+#[derive(Debug)]
+struct Discard;
+
+#[async_trait]
+impl UsageSink for Discard {
+    async fn write_batch(&self, _: &[UsageRecord]) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+fn request() -> Req {
+    Request::post("/v1/chat/completions")
+        .header("x-user-id", "user-123456")
+        .header("x-service", "chat")
+        .header("x-model", "gpt-4o-mini")
+        .header("user-agent", "OpenAI/Python 1.54.0")
+        .body(Empty::new())
+        .unwrap()
+}
+
+fn bare() -> impl Service<
+    Req,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
+> + Clone {
+    tower::service_fn(|_req: Req| {
+        std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
+            b"{\"ok\":true}",
+        )))))
+    })
+}
+
+/// Calls the service once and polls the response body to its end. Every future here is
+/// ready at once, so a no-op waker is enough and no executor time is measured.
+fn run<S, B>(svc: &mut S, req: Req) -> u64
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body + Unpin,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let future = pin!(svc.call(req));
+    let Poll::Ready(response) = future.poll(&mut cx) else {
+        unreachable!("the benchmarked services answer at once")
+    };
+    let mut body = response.unwrap().into_body();
+    let mut bytes = 0;
+    while let Poll::Ready(Some(frame)) = std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+        if let Ok(frame) = frame {
+            bytes += frame
+                .data_ref()
+                .map_or(0, |d| bytes::Buf::remaining(d) as u64);
+        }
+    }
+    bytes
+}
+
+fn allocations_per_request<S, B>(svc: &mut S) -> f64
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body + Unpin,
+{
+    const N: u64 = 10_000;
+    let requests: Vec<_> = (0..N).map(|_| request()).collect();
+    let before = ALLOCATIONS.with(Cell::get);
+    for req in requests {
+        std::hint::black_box(run(svc, req));
+    }
+    (ALLOCATIONS.with(Cell::get) - before) as f64 / N as f64
+}
+
+fn overhead(c: &mut Criterion) {
+    // The recorder's worker drains on its own thread, as in a server.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let recorder = runtime.block_on(async {
+        Recorder::builder(Discard)
+            .queue_capacity(1 << 16)
+            .batch_size(512)
+            .spawn()
+    });
+
+    let mut group = c.benchmark_group("overhead");
+    let mut svc = bare();
+    group.bench_function("bare", |b| {
+        b.iter_batched(request, |req| run(&mut svc, req), BatchSize::SmallInput)
+    });
+
+    let layer = UsageLayer::new(recorder.clone())
+        .user(extract::header("x-user-id"))
+        .service(extract::header("x-service"))
+        .model(extract::header("x-model"));
+    let mut metered = layer.layer(bare());
+    group.bench_function("usage_layer", |b| {
+        b.iter_batched(request, |req| run(&mut metered, req), BatchSize::SmallInput)
+    });
+
+    let mut traced = tower_http::trace::TraceLayer::new_for_http().layer(bare());
+    group.bench_function("trace_layer", |b| {
+        b.iter_batched(request, |req| run(&mut traced, req), BatchSize::SmallInput)
+    });
+    group.finish();
+
+    let stats = recorder.stats();
+    println!(
+        "recorder: {} recorded, {} written, {} dropped (dropped records would flatter the layer)",
+        stats.recorded, stats.written, stats.dropped
+    );
+    println!("allocations per request (calling thread):");
+    println!("  bare         {:.2}", allocations_per_request(&mut bare()));
+    println!(
+        "  usage_layer  {:.2}",
+        allocations_per_request(&mut metered)
+    );
+    println!("  trace_layer  {:.2}", allocations_per_request(&mut traced));
+    runtime.block_on(recorder.shutdown());
+}
+
+criterion_group!(benches, overhead);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
