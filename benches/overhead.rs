@@ -20,6 +20,8 @@ use http_body::Body;
 use http_body_util::{Empty, Full};
 
 type Req = Request<Empty<Bytes>>;
+type Res = Response<Full<Bytes>>;
+type Answer = std::future::Ready<Result<Res, Infallible>>;
 use tower::{Layer, Service};
 use tower_usage::{extract, Recorder, SinkError, UsageLayer, UsageRecord, UsageSink};
 
@@ -70,12 +72,7 @@ fn request() -> Req {
         .unwrap()
 }
 
-fn bare() -> impl Service<
-    Req,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
-> + Clone {
+fn bare() -> impl Service<Req, Response = Res, Error = Infallible, Future = Answer> + Clone {
     tower::service_fn(|_req: Req| {
         std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
             b"{\"ok\":true}",

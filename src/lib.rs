@@ -89,3 +89,8 @@ pub use layer::{Usage, UsageLayer};
 pub use record::{Outcome, TokenUsage, UsageRecord, UsageRecordBuilder};
 pub use recorder::{install, record_usage, RecordError, Recorder, RecorderStats};
 pub use sink::{FanoutSink, JsonLinesSink, MemorySink, SinkError, UsageSink};
+
+/// The README's examples are compiled as doctests, so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

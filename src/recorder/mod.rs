@@ -1,5 +1,5 @@
 //! The recording pipeline: a bounded queue in front of a batching worker that writes
-//! through a [`UsageSink`](crate::UsageSink).
+//! through a [`UsageSink`].
 //!
 //! ```text
 //! layer / record_usage ──try_send──▶ queue (bounded) ──▶ worker ──write_batch──▶ sink

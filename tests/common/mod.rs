@@ -112,8 +112,11 @@ impl Body for ScriptedBody {
     }
 }
 
+/// What polling a body for one frame gives.
+pub type Polled<B> = Poll<Option<Result<Frame<<B as Body>::Data>, <B as Body>::Error>>>;
+
 /// Polls a body's next frame once, with a no-op waker.
-pub fn poll_once<B: Body + Unpin>(body: &mut B) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+pub fn poll_once<B: Body + Unpin>(body: &mut B) -> Polled<B> {
     let waker = std::task::Waker::noop();
     let mut cx = Context::from_waker(waker);
     Pin::new(body).poll_frame(&mut cx)
