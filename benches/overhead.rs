@@ -62,12 +62,19 @@ impl UsageSink for Discard {
     }
 }
 
+/// A request as hyper hands it to a service: header values are slices of the buffer the
+/// head was read into, so cloning one only bumps a reference count.
 fn request() -> Req {
+    const HEAD: &[u8] = b"user-123456chatgpt-4o-miniOpenAI/Python 1.54.0";
+    let buffer = Bytes::copy_from_slice(HEAD);
+    let value = |range: std::ops::Range<usize>| {
+        http::HeaderValue::from_maybe_shared(buffer.slice(range)).expect("valid header value")
+    };
     Request::post("/v1/chat/completions")
-        .header("x-user-id", "user-123456")
-        .header("x-service", "chat")
-        .header("x-model", "gpt-4o-mini")
-        .header("user-agent", "OpenAI/Python 1.54.0")
+        .header("x-user-id", value(0..11))
+        .header("x-service", value(11..15))
+        .header("x-model", value(15..26))
+        .header("user-agent", value(26..HEAD.len()))
         .body(Empty::new())
         .unwrap()
 }

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::layer::Extracted;
 use crate::record::{TokenUsage, UsageRecord};
 
 /// A handle to the usage record of the request being served.
@@ -41,6 +42,8 @@ pub struct UsageHandle {
 pub(crate) struct InFlight {
     /// `None` once the recorder's worker has taken the record.
     pub(crate) record: Option<UsageRecord>,
+    /// The request-side values, not yet turned into the record's text fields.
+    extracted: Extracted,
     overrides: Overrides,
     /// Set when the request ended: from then on the handle changes nothing.
     finished: bool,
@@ -110,13 +113,14 @@ impl UsageHandle {
     /// assert_eq!(usage.tokens().map(|t| t.total()), Some(18));
     /// ```
     pub fn detached() -> Self {
-        Self::attached(UsageRecord::builder().build())
+        Self::attached(UsageRecord::builder().build(), Extracted::default())
     }
 
-    pub(crate) fn attached(record: UsageRecord) -> Self {
+    pub(crate) fn attached(record: UsageRecord, extracted: Extracted) -> Self {
         UsageHandle {
             inner: Arc::new(Mutex::new(InFlight {
                 record: Some(record),
+                extracted,
                 overrides: Overrides::default(),
                 finished: false,
             })),
@@ -145,10 +149,12 @@ impl UsageHandle {
         true
     }
 
-    /// Takes the record out, with the handle's values applied; `None` if already taken.
+    /// Takes the record out, completed: what the response hook set wins over the
+    /// extractors' values, and the handle's values win over both. `None` if already taken.
     pub(crate) fn take_record(&self) -> Option<UsageRecord> {
         let mut in_flight = self.lock();
         let mut record = in_flight.record.take()?;
+        std::mem::take(&mut in_flight.extracted).fill(&mut record);
         std::mem::take(&mut in_flight.overrides).apply(&mut record);
         Some(record)
     }
@@ -278,7 +284,7 @@ mod tests {
             .tokens(TokenUsage::new(1, 1))
             .metadata(serde_json::json!({"a": 1, "b": 1}))
             .build();
-        let handle = UsageHandle::attached(record);
+        let handle = UsageHandle::attached(record, Extracted::default());
         handle.set_model("resolved");
         handle.add_tokens(10, 20);
         handle.add_token_usage(TokenUsage::new(1, 0).with_cached_input(1));

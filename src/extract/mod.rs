@@ -19,12 +19,14 @@
 //! record: [`token_usage`] reads a [`TokenUsage`](crate::TokenUsage) the handler put into
 //! the response extensions, [`usage_headers`] reads usage from response headers.
 //!
-//! Extractors run on the request path, so they should be cheap. One that panics is
-//! caught: the value is left empty, the request is served as usual, and the panic is
-//! counted in [`RecorderStats::extractor_panics`](crate::RecorderStats::extractor_panics).
-//! Values longer than the layer's limit (see
+//! Extractors run on the request path, so they should be cheap: they hand back a
+//! [`Value`] that shares what it can with the request (a header value is not copied), and
+//! the recorder's worker turns it into text later. One that panics is caught: the value is
+//! left empty, the request is served as usual, and the panic is counted in
+//! [`RecorderStats::extractor_panics`](crate::RecorderStats::extractor_panics). Values
+//! longer than the layer's limit (see
 //! [`UsageLayer::max_value_len`](crate::UsageLayer::max_value_len)) are cut on a character
-//! boundary; empty values count as missing.
+//! boundary; blank values count as missing.
 //!
 //! ```
 //! use tower_usage::extract::{self, Extract};
@@ -40,26 +42,32 @@
 //!     .or(extract::query("user"));
 //!
 //! let (mut parts, ()) = http::Request::get("/v1/chat?user=bob").body(()).unwrap().into_parts();
-//! assert_eq!(user.extract(&parts).as_deref(), Some("bob"));
+//! assert_eq!(user.extract(&parts).unwrap().as_str(), "bob");
 //! parts.extensions.insert(Claims { sub: "alice".into() });
-//! assert_eq!(user.extract(&parts).as_deref(), Some("alice"));
+//! assert_eq!(user.extract(&parts).unwrap().as_str(), "alice");
 //! ```
 
 mod request;
 mod response;
+mod value;
 
 pub use request::{extension, header, path_segment, query, Extension, Header, PathSegment, Query};
 pub use response::{token_usage, usage_headers, OnResponse, TokenUsageExtension, UsageHeaders};
+pub(crate) use value::clean;
+pub use value::Value;
+
+use std::sync::Arc;
 
 use http::request::Parts;
 
 /// Takes one value from a request head.
 ///
 /// Implemented for `()` (nothing), for the built-ins of this module, and for every
-/// `Fn(&http::request::Parts) -> Option<String>`.
+/// `Fn(&http::request::Parts) -> Option<T>` where `T` converts into a [`Value`] (`String`,
+/// `&'static str`, `HeaderValue`, `Arc<str>`).
 pub trait Extract {
     /// The value, or `None` when the request does not carry one.
-    fn extract(&self, request: &Parts) -> Option<String>;
+    fn extract(&self, request: &Parts) -> Option<Value>;
 
     /// Tries `self`, then `other` when `self` finds nothing.
     fn or<B>(self, other: B) -> Or<Self, B>
@@ -76,17 +84,18 @@ pub trait Extract {
 
 impl Extract for () {
     #[inline]
-    fn extract(&self, _: &Parts) -> Option<String> {
+    fn extract(&self, _: &Parts) -> Option<Value> {
         None
     }
 }
 
-impl<F> Extract for F
+impl<F, T> Extract for F
 where
-    F: Fn(&Parts) -> Option<String>,
+    F: Fn(&Parts) -> Option<T>,
+    T: Into<Value>,
 {
-    fn extract(&self, request: &Parts) -> Option<String> {
-        self(request)
+    fn extract(&self, request: &Parts) -> Option<Value> {
+        self(request).map(Into::into)
     }
 }
 
@@ -98,17 +107,17 @@ pub struct Or<A, B> {
 }
 
 impl<A: Extract, B: Extract> Extract for Or<A, B> {
-    fn extract(&self, request: &Parts) -> Option<String> {
+    fn extract(&self, request: &Parts) -> Option<Value> {
         self.first
             .extract(request)
-            .filter(|v| !v.is_empty())
+            .filter(|v| !v.is_blank())
             .or_else(|| self.second.extract(request))
     }
 }
 
 /// Always the same value; made by [`fixed`].
 #[derive(Debug, Clone)]
-pub struct Fixed(String);
+pub struct Fixed(Arc<str>);
 
 /// An extractor that always gives `value`, e.g. the service name of a route group.
 ///
@@ -116,14 +125,14 @@ pub struct Fixed(String);
 /// use tower_usage::extract::{self, Extract};
 ///
 /// let (parts, ()) = http::Request::new(()).into_parts();
-/// assert_eq!(extract::fixed("chat").extract(&parts).as_deref(), Some("chat"));
+/// assert_eq!(extract::fixed("chat").extract(&parts).unwrap().as_str(), "chat");
 /// ```
-pub fn fixed(value: impl Into<String>) -> Fixed {
+pub fn fixed(value: impl Into<Arc<str>>) -> Fixed {
     Fixed(value.into())
 }
 
 impl Extract for Fixed {
-    fn extract(&self, _: &Parts) -> Option<String> {
-        Some(self.0.clone())
+    fn extract(&self, _: &Parts) -> Option<Value> {
+        Some(Value::from(Arc::clone(&self.0)))
     }
 }

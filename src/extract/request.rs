@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 
 use http::{request::Parts, HeaderName};
 
-use super::Extract;
+use super::{Extract, Value};
 
 /// A request header's value; made by [`header`].
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct Header {
 /// use tower_usage::extract::{self, Extract};
 ///
 /// let (parts, ()) = http::Request::get("/").header("X-User-Id", "u-1").body(()).unwrap().into_parts();
-/// assert_eq!(extract::header("x-user-id").extract(&parts).as_deref(), Some("u-1"));
+/// assert_eq!(extract::header("x-user-id").extract(&parts).unwrap().as_str(), "u-1");
 /// assert_eq!(extract::header("not a header").extract(&parts), None);
 /// ```
 pub fn header(name: &str) -> Header {
@@ -39,12 +39,9 @@ pub fn header(name: &str) -> Header {
 }
 
 impl Extract for Header {
-    fn extract(&self, request: &Parts) -> Option<String> {
+    fn extract(&self, request: &Parts) -> Option<Value> {
         let value = request.headers.get(self.name.as_ref()?)?;
-        Some(match value.to_str() {
-            Ok(text) => text.to_owned(),
-            Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        })
+        Some(Value::from(value.clone()))
     }
 }
 
@@ -87,12 +84,13 @@ impl<T, F> std::fmt::Debug for Extension<T, F> {
 /// let (mut parts, ()) = http::Request::new(()).into_parts();
 /// assert_eq!(tenant.extract(&parts), None);
 /// parts.extensions.insert(Tenant("acme".into()));
-/// assert_eq!(tenant.extract(&parts).as_deref(), Some("acme"));
+/// assert_eq!(tenant.extract(&parts).unwrap().as_str(), "acme");
 /// ```
-pub fn extension<T, F>(f: F) -> Extension<T, F>
+pub fn extension<T, F, V>(f: F) -> Extension<T, F>
 where
     T: Send + Sync + 'static,
-    F: Fn(&T) -> Option<String>,
+    F: Fn(&T) -> Option<V>,
+    V: Into<Value>,
 {
     Extension {
         f,
@@ -100,13 +98,18 @@ where
     }
 }
 
-impl<T, F> Extract for Extension<T, F>
+impl<T, F, V> Extract for Extension<T, F>
 where
     T: Send + Sync + 'static,
-    F: Fn(&T) -> Option<String>,
+    F: Fn(&T) -> Option<V>,
+    V: Into<Value>,
 {
-    fn extract(&self, request: &Parts) -> Option<String> {
-        request.extensions.get::<T>().and_then(&self.f)
+    fn extract(&self, request: &Parts) -> Option<Value> {
+        request
+            .extensions
+            .get::<T>()
+            .and_then(&self.f)
+            .map(Into::into)
     }
 }
 
@@ -122,7 +125,7 @@ pub struct PathSegment {
 /// use tower_usage::extract::{self, Extract};
 ///
 /// let (parts, ()) = http::Request::get("/v1/models/gpt%2D4o/chat").body(()).unwrap().into_parts();
-/// assert_eq!(extract::path_segment(2).extract(&parts).as_deref(), Some("gpt-4o"));
+/// assert_eq!(extract::path_segment(2).extract(&parts).unwrap().as_str(), "gpt-4o");
 /// assert_eq!(extract::path_segment(9).extract(&parts), None);
 /// ```
 pub fn path_segment(index: usize) -> PathSegment {
@@ -130,14 +133,14 @@ pub fn path_segment(index: usize) -> PathSegment {
 }
 
 impl Extract for PathSegment {
-    fn extract(&self, request: &Parts) -> Option<String> {
+    fn extract(&self, request: &Parts) -> Option<Value> {
         let segment = request
             .uri
             .path()
             .split('/')
             .filter(|s| !s.is_empty())
             .nth(self.index)?;
-        Some(percent_decode(segment, false))
+        Some(Value::from(percent_decode(segment, false)))
     }
 }
 
@@ -154,17 +157,18 @@ pub struct Query {
 /// use tower_usage::extract::{self, Extract};
 ///
 /// let (parts, ()) = http::Request::get("/?a=1&user=J%C3%BCrgen+M").body(()).unwrap().into_parts();
-/// assert_eq!(extract::query("user").extract(&parts).as_deref(), Some("Jürgen M"));
+/// assert_eq!(extract::query("user").extract(&parts).unwrap().as_str(), "Jürgen M");
 /// ```
 pub fn query(name: impl Into<String>) -> Query {
     Query { name: name.into() }
 }
 
 impl Extract for Query {
-    fn extract(&self, request: &Parts) -> Option<String> {
+    fn extract(&self, request: &Parts) -> Option<Value> {
         request.uri.query()?.split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key, true) == self.name).then(|| percent_decode(value, true))
+            (percent_decode(key, true) == self.name)
+                .then(|| Value::from(percent_decode(value, true)))
         })
     }
 }
@@ -226,8 +230,8 @@ mod tests {
     #[test]
     fn query_finds_the_first_match_and_handles_bare_keys() {
         let p = parts("/x?flag&user=&user=b&u%73er=c");
-        assert_eq!(query("flag").extract(&p).as_deref(), Some(""));
-        assert_eq!(query("user").extract(&p).as_deref(), Some(""));
+        assert_eq!(query("flag").extract(&p), Some(Value::from(String::new())));
+        assert_eq!(query("user").extract(&p), Some(Value::from(String::new())));
         assert_eq!(query("missing").extract(&p), None);
         assert_eq!(query("x").extract(&parts("/x")), None);
     }
@@ -240,16 +244,16 @@ mod tests {
             http::HeaderValue::from_bytes(b"ab\xffcd").unwrap(),
         );
         assert_eq!(
-            header("X-USER-ID").extract(&p).as_deref(),
-            Some("ab\u{FFFD}cd")
+            header("X-USER-ID").extract(&p).unwrap().as_str(),
+            "ab\u{FFFD}cd"
         );
     }
 
     #[test]
     fn path_segments_skip_empty_ones() {
         let p = parts("//v1//chat/");
-        assert_eq!(path_segment(0).extract(&p).as_deref(), Some("v1"));
-        assert_eq!(path_segment(1).extract(&p).as_deref(), Some("chat"));
+        assert_eq!(path_segment(0).extract(&p).unwrap().as_str(), "v1");
+        assert_eq!(path_segment(1).extract(&p).unwrap().as_str(), "chat");
         assert_eq!(path_segment(2).extract(&p), None);
     }
 }

@@ -6,8 +6,11 @@ use crate::record::{TokenUsage, UsageRecord};
 
 /// Fills in the record from the response head, when the inner service has answered.
 ///
-/// Runs once per response, before the body is sent. Values set through the
-/// [`UsageHandle`](crate::UsageHandle) still win over what the hook writes. Implemented for
+/// Runs once per response, before the body is sent. What the hook writes wins over the
+/// request extractors' values, and values set through the
+/// [`UsageHandle`](crate::UsageHandle) win over both. The request-side text fields (user,
+/// service, model, provider, country, route, client) are still empty when the hook runs:
+/// to keep the request path short they are filled in by the recorder's worker. Implemented for
 /// `()` (nothing), for pairs `(A, B)` (both, in order), for the built-ins of this module and
 /// for every `Fn(&http::response::Parts, &mut UsageRecord)`.
 ///

@@ -7,11 +7,11 @@ use chrono::Utc;
 use http::{request::Parts, Request, Response};
 use tower::Service;
 
+use super::extracted::{Extracted, Route};
 use super::future::ResponseFuture;
 use super::guard::RecordGuard;
 use super::layer::Extractors;
-use crate::client::ClientPlatform;
-use crate::extract::{Extract, OnResponse};
+use crate::extract::{Extract, OnResponse, Value};
 use crate::handle::UsageHandle;
 use crate::record::UsageRecord;
 use crate::recorder::stats::Counters;
@@ -28,31 +28,15 @@ pub(crate) struct LayerState<E, R> {
 
 impl<E, R> LayerState<E, R> {
     /// Runs one extractor; a panic inside it is counted and yields nothing.
-    fn run<X: Extract>(&self, extractor: &X, request: &Parts) -> Option<String> {
+    fn run<X: Extract>(&self, extractor: &X, request: &Parts) -> Option<Value> {
         match catch_unwind(AssertUnwindSafe(|| extractor.extract(request))) {
-            Ok(value) => value.and_then(|value| clean(value, self.max_value_len)),
+            Ok(value) => value,
             Err(_) => {
                 Counters::add(&self.recorder.counters().extractor_panics, 1);
                 None
             }
         }
     }
-}
-
-/// Trims `value`, treats empty as missing, and cuts it to `max` bytes on a char boundary.
-pub(crate) fn clean(mut value: String, max: usize) -> Option<String> {
-    let trimmed = value.trim();
-    if trimmed.len() != value.len() {
-        value = trimmed.to_owned();
-    }
-    if value.len() > max {
-        let mut end = max;
-        while !value.is_char_boundary(end) {
-            end -= 1;
-        }
-        value.truncate(end);
-    }
-    (!value.is_empty()).then_some(value)
 }
 
 /// The service made by [`UsageLayer`](crate::UsageLayer): meters each request of `S`.
@@ -119,48 +103,30 @@ where
         let (mut parts, body) = request.into_parts();
 
         let mut record = UsageRecord::starting_at(started_at);
-        record.route = clean(route(&parts).to_owned(), state.max_value_len);
         record.request_bytes = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
-        record.client = ClientPlatform::from_headers(&parts.headers);
-        let x = &state.extractors;
-        record.user = state.run(&x.user, &parts);
-        record.service = state.run(&x.service, &parts);
-        record.model = state.run(&x.model, &parts);
-        record.provider = state.run(&x.provider, &parts);
-        record.country = state.run(&x.country, &parts);
         let is_head = parts.method == http::Method::HEAD;
         record.method = Some(parts.method.clone());
+        // Only cheap clones here; the worker turns these into text (see `Extracted`).
+        let x = &state.extractors;
+        let extracted = Extracted {
+            user: state.run(&x.user, &parts),
+            service: state.run(&x.service, &parts),
+            model: state.run(&x.model, &parts),
+            provider: state.run(&x.provider, &parts),
+            country: state.run(&x.country, &parts),
+            route: Some(Route::of(&parts)),
+            user_agent: parts.headers.get(http::header::USER_AGENT).cloned(),
+            max_value_len: state.max_value_len,
+        };
 
-        let handle = UsageHandle::attached(record);
+        let handle = UsageHandle::attached(record, extracted);
         parts.extensions.insert(handle.clone());
         let guard = RecordGuard::new(handle, state.recorder.clone(), start);
         let inner = self.inner.call(Request::from_parts(parts, body));
         ResponseFuture::new(inner, guard, state.on_response.clone(), is_head)
-    }
-}
-
-/// axum's route template when the router matched one, else the path.
-fn route(request: &Parts) -> &str {
-    #[cfg(feature = "axum")]
-    if let Some(matched) = request.extensions.get::<axum::extract::MatchedPath>() {
-        return matched.as_str();
-    }
-    request.uri.path()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::clean;
-
-    #[test]
-    fn clean_trims_and_cuts_on_char_boundaries() {
-        assert_eq!(clean("  a  ".into(), 10).as_deref(), Some("a"));
-        assert_eq!(clean("   ".into(), 10), None);
-        assert_eq!(clean("ééé".into(), 3).as_deref(), Some("é"));
-        assert_eq!(clean("abc".into(), 0), None);
     }
 }

@@ -1,0 +1,75 @@
+//! What the layer took from the request head, kept cheaply until the record is written.
+
+use http::HeaderValue;
+
+use crate::client::ClientPlatform;
+use crate::extract::{clean, Value};
+use crate::record::UsageRecord;
+
+/// The request-side values of a record in flight. They share memory with the request
+/// where they can (header values, the URI, axum's matched path) and are turned into
+/// the record's text fields by [`Extracted::fill`], in the recorder's worker.
+#[derive(Debug, Default)]
+pub(crate) struct Extracted {
+    pub(crate) user: Option<Value>,
+    pub(crate) service: Option<Value>,
+    pub(crate) model: Option<Value>,
+    pub(crate) provider: Option<Value>,
+    pub(crate) country: Option<Value>,
+    pub(crate) route: Option<Route>,
+    pub(crate) user_agent: Option<HeaderValue>,
+    pub(crate) max_value_len: usize,
+}
+
+/// Where the route comes from.
+#[derive(Debug)]
+pub(crate) enum Route {
+    #[cfg(feature = "axum")]
+    Matched(axum::extract::MatchedPath),
+    Path(http::Uri),
+}
+
+impl Route {
+    /// axum's route template when the router matched one, else the path.
+    pub(crate) fn of(request: &http::request::Parts) -> Self {
+        #[cfg(feature = "axum")]
+        if let Some(matched) = request.extensions.get::<axum::extract::MatchedPath>() {
+            return Route::Matched(matched.clone());
+        }
+        Route::Path(request.uri.clone())
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            #[cfg(feature = "axum")]
+            Route::Matched(matched) => matched.as_str(),
+            Route::Path(uri) => uri.path(),
+        }
+    }
+}
+
+impl Extracted {
+    /// Fills the record's fields that are still empty (a response hook may have set some).
+    pub(crate) fn fill(self, record: &mut UsageRecord) {
+        let max = self.max_value_len;
+        for (field, value) in [
+            (&mut record.user, self.user),
+            (&mut record.service, self.service),
+            (&mut record.model, self.model),
+            (&mut record.provider, self.provider),
+            (&mut record.country, self.country),
+        ] {
+            if field.is_none() {
+                *field = value.and_then(|v| v.into_field(max));
+            }
+        }
+        if record.route.is_none() {
+            record.route = self.route.and_then(|r| clean(r.as_str().to_owned(), max));
+        }
+        if record.client == ClientPlatform::Unknown {
+            if let Some(agent) = self.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
+                record.client = ClientPlatform::from_user_agent(agent);
+            }
+        }
+    }
+}
