@@ -227,12 +227,19 @@ async fn a_hook_wins_over_extractors_and_the_handle_wins_over_both() {
             .model(extract::fixed("from-extractor"))
             .provider(extract::fixed("from-extractor"))
             .on_response(|_: &http::response::Parts, record: &mut UsageRecord| {
-                assert_eq!(record.model, None, "request-side fields are filled in later");
+                assert_eq!(
+                    record.model, None,
+                    "request-side fields are filled in later"
+                );
                 record.model = Some("from-hook".into());
                 record.provider = Some("from-hook".into());
             }),
     );
-    call(app, Request::get("/").body(axum::body::Body::empty()).unwrap()).await;
+    call(
+        app,
+        Request::get("/").body(axum::body::Body::empty()).unwrap(),
+    )
+    .await;
     let record = only_record(&recorder, &sink).await;
     assert_eq!(record.model.as_deref(), Some("from-hook"));
     assert_eq!(record.provider.as_deref(), Some("from-handle"));

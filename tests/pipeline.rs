@@ -1,10 +1,13 @@
 //! The recorder: batching, retries without double counting, failures, overflow, shutdown.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use common::Hangs;
 use tower_usage::recorder::{Overflow, Retry};
 use tower_usage::{
     FanoutSink, JsonLinesSink, MemorySink, RecordError, Recorder, SinkError, UsageRecord, UsageSink,
@@ -239,16 +242,6 @@ async fn a_panicking_sink_costs_its_batch_and_the_worker_goes_on() {
     assert_eq!((stats.failed, stats.written), (1, 1));
     assert_eq!(sink.memory.records()[0].user.as_deref(), Some("second"));
     recorder.shutdown().await;
-}
-
-#[derive(Debug)]
-struct Hangs;
-
-#[async_trait]
-impl UsageSink for Hangs {
-    async fn write_batch(&self, _: &[UsageRecord]) -> Result<(), SinkError> {
-        std::future::pending().await
-    }
 }
 
 #[tokio::test]

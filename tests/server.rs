@@ -7,16 +7,13 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::response::sse::{Event, Sse};
 use axum::{routing::get, Router};
 use bytes::Bytes;
-use common::only_record;
+use common::{only_record, Hangs};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use tower_usage::{
-    extract, MemorySink, Outcome, Recorder, SinkError, UsageLayer, UsageRecord, UsageSink,
-};
+use tower_usage::{extract, MemorySink, Outcome, Recorder, UsageLayer};
 
 /// An SSE stream of `count` events, `pause` apart.
 fn events(
@@ -134,19 +131,9 @@ async fn a_client_that_goes_away_mid_stream_is_cancelled() {
     );
 }
 
-#[derive(Debug)]
-struct NeverAnswers;
-
-#[async_trait]
-impl UsageSink for NeverAnswers {
-    async fn write_batch(&self, _: &[UsageRecord]) -> Result<(), SinkError> {
-        std::future::pending().await
-    }
-}
-
 #[tokio::test]
 async fn a_sink_that_never_answers_does_not_slow_requests() {
-    let recorder = Recorder::builder(NeverAnswers)
+    let recorder = Recorder::builder(Hangs)
         .queue_capacity(8)
         .batch_size(4)
         .spawn();

@@ -6,9 +6,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tower_usage::{MemorySink, Recorder, UsageRecord};
+use tower_usage::{MemorySink, Recorder, SinkError, UsageRecord, UsageSink};
 
 /// A recorder that writes to memory with a short flush interval.
 pub fn memory_recorder() -> (Recorder, MemorySink) {
@@ -135,4 +136,15 @@ where
     F: Fn() -> http::Response<B> + Clone,
 {
     tower::service_fn(move |_req: http::Request<()>| std::future::ready(Ok(response())))
+}
+
+/// A sink whose writes never return.
+#[derive(Debug)]
+pub struct Hangs;
+
+#[async_trait]
+impl UsageSink for Hangs {
+    async fn write_batch(&self, _: &[UsageRecord]) -> Result<(), SinkError> {
+        std::future::pending().await
+    }
 }
