@@ -10,7 +10,9 @@ static INSTALLED: OnceLock<Recorder> = OnceLock::new();
 
 /// Makes `recorder` the process-wide recorder used by [`record_usage`].
 ///
-/// Only the first call succeeds; later calls give the recorder back as the error.
+/// Only the first call succeeds; later calls give the recorder back as the error. The
+/// installed recorder lives until the process ends, so call
+/// [`Recorder::shutdown`] on it (or a clone) before exiting to write what is still queued.
 ///
 /// ```
 /// use tower_usage::{MemorySink, Recorder};

@@ -229,7 +229,8 @@ impl Recorder {
 
     /// Waits until every record accepted before this call has been written or given up.
     /// The worker writes what it holds at once instead of waiting for the flush interval.
-    /// Returns at once if the worker is not running anymore.
+    /// Returns at once if the worker has stopped; a worker from
+    /// [`RecorderBuilder::build`] that was never run is waited for.
     pub async fn flush(&self) {
         let control = &self.shared.control;
         let target = self
@@ -256,7 +257,8 @@ impl Recorder {
     ///
     /// A sink that keeps failing is retried for at most the
     /// [`shutdown_timeout`](RecorderBuilder::shutdown_timeout); what is left then is counted
-    /// as failed.
+    /// as failed. Like [`flush`](Self::flush), it waits for a worker from
+    /// [`RecorderBuilder::build`] that was never run.
     pub async fn shutdown(&self) {
         self.shared.control.shutdown.notify_one();
         let mut done = self.shared.done.clone();
