@@ -162,6 +162,19 @@ impl ClientPlatform {
     }
 }
 
+impl std::str::FromStr for ClientPlatform {
+    type Err = crate::record::UnknownName;
+
+    /// Parses the serialized name (`"browser"`, `"sdk"`, …).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        use ClientPlatform::*;
+        [Browser, Mobile, Sdk, Cli, Server, Unknown]
+            .into_iter()
+            .find(|c| c.as_str() == name)
+            .ok_or_else(|| crate::record::UnknownName::new("client platform", name))
+    }
+}
+
 /// The text inside the first `( … )`, or nothing.
 fn first_comment(ua: &[u8]) -> &[u8] {
     let Some(open) = ua.iter().position(|&b| b == b'(') else {

@@ -82,11 +82,17 @@ pub mod extract;
 pub mod layer;
 pub mod recorder;
 pub mod sink;
+#[cfg(feature = "store")]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql")))
+)]
+pub mod store;
 
 pub use client::ClientPlatform;
 pub use handle::UsageHandle;
 pub use layer::{Usage, UsageLayer};
-pub use record::{Outcome, TokenUsage, UsageRecord, UsageRecordBuilder};
+pub use record::{Outcome, TokenUsage, UnknownName, UsageRecord, UsageRecordBuilder};
 pub use recorder::{install, record_usage, RecordError, Recorder, RecorderStats};
 pub use sink::{FanoutSink, JsonLinesSink, MemorySink, SinkError, UsageSink};
 

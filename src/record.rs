@@ -78,6 +78,42 @@ impl Outcome {
     }
 }
 
+impl std::str::FromStr for Outcome {
+    type Err = UnknownName;
+
+    /// Parses the serialized name (`"success"`, `"client_error"`, …).
+    fn from_str(name: &str) -> Result<Self, UnknownName> {
+        [
+            Outcome::Success,
+            Outcome::ClientError,
+            Outcome::ServerError,
+            Outcome::ServiceError,
+            Outcome::BodyError,
+            Outcome::Cancelled,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == name)
+        .ok_or_else(|| UnknownName::new("outcome", name))
+    }
+}
+
+/// A name that is not one of an enum's serialized names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind}: {name:?}")]
+pub struct UnknownName {
+    kind: &'static str,
+    name: String,
+}
+
+impl UnknownName {
+    pub(crate) fn new(kind: &'static str, name: &str) -> Self {
+        UnknownName {
+            kind,
+            name: name.chars().take(64).collect(),
+        }
+    }
+}
+
 /// Tokens an AI call consumed.
 ///
 /// `cached_input` is the part of `input` that was served from a prompt cache: it is
@@ -518,5 +554,7 @@ mod tests {
         );
         assert!(Outcome::Cancelled.is_error());
         assert_eq!(Outcome::ClientError.as_str(), "client_error");
+        assert_eq!("body_error".parse::<Outcome>(), Ok(Outcome::BodyError));
+        assert!("nope".parse::<Outcome>().is_err());
     }
 }

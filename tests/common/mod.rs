@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "store")]
+pub mod db;
+
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -1,0 +1,339 @@
+//! [`DieselStore`]: usage records kept in SQLite, PostgreSQL or MySQL/MariaDB.
+//!
+//! The store is a [`UsageSink`]: hand it to a [`Recorder`](crate::Recorder) and every
+//! record ends up in the `usage_records` table.
+//!
+//! | URL | backend | Cargo feature |
+//! |---|---|---|
+//! | `sqlite://usage.db`, `sqlite:///abs/path.db`, `sqlite::memory:` | SQLite, bundled: nothing to install | `sqlite` (default) |
+//! | `postgres://user:pass@host/db` (or `postgresql://`) | PostgreSQL | `postgres` |
+//! | `mysql://user:pass@host/db` (or `mariadb://`) | MySQL, MariaDB | `mysql` |
+//!
+//! # Writes
+//!
+//! A batch is written in one transaction, as multi-row statements sized under each
+//! backend's parameter limit (on PostgreSQL, one array per column). A record whose key
+//! (start time and id) is already stored is skipped, so a batch the recorder retries after
+//! a lost answer never counts twice. When the server refuses some rows but answers (a NUL
+//! byte in a PostgreSQL string, say), the other rows are written one by one and the
+//! refused ones are reported to the recorder as rejected, with the reason. Text longer
+//! than a column keeps (see the table below) is cut on a character boundary; the record is
+//! kept.
+//!
+//! | column | characters kept |
+//! |---|---|
+//! | method | 16 |
+//! | route | 512 |
+//! | user | 256 |
+//! | service, model | 128 |
+//! | provider, country | 64 |
+//!
+//! Times are stored as whole microseconds since the Unix epoch (UTC) in every backend.
+//! SQLite runs in WAL mode with a 5 s busy timeout, and writes a batch in one hop to its
+//! blocking thread.
+//!
+//! # Migrations
+//!
+//! The schema ships inside the crate, one migration set per backend.
+//! [`DieselStore::connect`] runs the pending ones;
+//! [`DieselStoreBuilder::run_migrations`] turns that off for deployments that migrate
+//! separately with [`DieselStore::migrate`].
+//!
+//! ```
+//! use tower_usage::{store::DieselStore, Recorder, UsageRecord};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = DieselStore::connect("sqlite::memory:").await?;
+//! let recorder = Recorder::builder(store.clone()).spawn();
+//! recorder.record(UsageRecord::builder().user("alice").build())?;
+//! recorder.shutdown().await;
+//! assert_eq!(store.count().await?, 1);
+//! assert_eq!(store.recent(10).await?[0].user.as_deref(), Some("alice"));
+//! # Ok(()) }
+//! ```
+
+mod error;
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod row;
+mod schema;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod url;
+mod write;
+
+pub use error::StoreError;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use diesel_async::pooled_connection::deadpool::Pool;
+
+use crate::record::UsageRecord;
+use crate::sink::{SinkError, UsageSink};
+use row::Row;
+use url::{mask, Target};
+
+/// Usage records in a SQL database, behind one type whatever the backend.
+///
+/// Cheap to clone: clones share the connection pool.
+#[derive(Clone)]
+pub struct DieselStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The URL as given, for the migration runner's own connection.
+    url: String,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for DieselStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DieselStore")
+            .field("backend", &self.backend_name())
+            .field("url", &mask(&self.inner.url))
+            .finish()
+    }
+}
+
+enum Backend {
+    #[cfg(feature = "sqlite")]
+    Sqlite(Pool<sqlite::Conn>),
+    #[cfg(feature = "postgres")]
+    Postgres(Pool<postgres::Conn>),
+    #[cfg(feature = "mysql")]
+    Mysql(Pool<mysql::Conn>),
+}
+
+/// Configures a [`DieselStore`]; made by [`DieselStore::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `connect` is awaited"]
+pub struct DieselStoreBuilder {
+    url: String,
+    pool_size: usize,
+    run_migrations: bool,
+    connect_timeout: Duration,
+}
+
+impl DieselStoreBuilder {
+    /// The most connections the pool opens (default 8; an in-memory SQLite database always
+    /// uses exactly one).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// Whether `connect` runs pending migrations (default `true`).
+    pub fn run_migrations(mut self, run: bool) -> Self {
+        self.run_migrations = run;
+        self
+    }
+
+    /// How long `connect` may take to reach the server and migrate (default 30 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Opens the pool, checks that the database answers, and runs the migrations unless
+    /// told not to.
+    pub async fn connect(self) -> Result<DieselStore, StoreError> {
+        let url = self.url.clone();
+        let backend = backend(&url, self.pool_size)?;
+        let store = DieselStore {
+            inner: Arc::new(Inner { url, backend }),
+        };
+        let ready = async {
+            store.check().await?;
+            if self.run_migrations {
+                store.migrate().await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        match tokio::time::timeout(self.connect_timeout, ready).await {
+            Ok(result) => result.map(|()| store),
+            Err(_) => Err(StoreError::connect(
+                &self.url,
+                format!("no answer within {:?}", self.connect_timeout),
+            )),
+        }
+    }
+}
+
+fn backend(url: &str, pool_size: usize) -> Result<Backend, StoreError> {
+    #[allow(unused_variables)]
+    let not_enabled = |feature| StoreError::BackendNotEnabled {
+        url: mask(url),
+        feature,
+    };
+    let pool_error = |e: String| StoreError::connect(url, e);
+    match Target::parse(url)? {
+        #[cfg(feature = "sqlite")]
+        Target::Sqlite(path) => sqlite::pool(path.as_deref(), pool_size)
+            .map(Backend::Sqlite)
+            .map_err(pool_error),
+        #[cfg(not(feature = "sqlite"))]
+        Target::Sqlite(_) => Err(not_enabled("sqlite")),
+        #[cfg(feature = "postgres")]
+        Target::Postgres(url) => postgres::pool(&url, pool_size)
+            .map(Backend::Postgres)
+            .map_err(pool_error),
+        #[cfg(not(feature = "postgres"))]
+        Target::Postgres(_) => Err(not_enabled("postgres")),
+        #[cfg(feature = "mysql")]
+        Target::Mysql(url) => mysql::pool(&url, pool_size)
+            .map(Backend::Mysql)
+            .map_err(pool_error),
+        #[cfg(not(feature = "mysql"))]
+        Target::Mysql(_) => Err(not_enabled("mysql")),
+    }
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend, and
+/// `$module` to that backend's module.
+macro_rules! with_conn {
+    ($self:expr, $err:expr, |$conn:ident, $module:ident| $body:expr) => {
+        match &$self.inner.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(pool) => {
+                #[allow(unused_imports)]
+                use sqlite as $module;
+                #[allow(unused_mut)]
+                let mut $conn = pool.get().await.map_err($err)?;
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => {
+                #[allow(unused_imports)]
+                use postgres as $module;
+                #[allow(unused_mut)]
+                let mut $conn = pool.get().await.map_err($err)?;
+                $body
+            }
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(pool) => {
+                #[allow(unused_imports)]
+                use mysql as $module;
+                #[allow(unused_mut)]
+                let mut $conn = pool.get().await.map_err($err)?;
+                $body
+            }
+        }
+    };
+}
+
+impl DieselStore {
+    /// Connects to `url` with the default settings and runs pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::builder(url).connect().await
+    }
+
+    /// Starts configuring a store for `url`.
+    pub fn builder(url: impl Into<String>) -> DieselStoreBuilder {
+        DieselStoreBuilder {
+            url: url.into(),
+            pool_size: 8,
+            run_migrations: true,
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// `"sqlite"`, `"postgres"` or `"mysql"`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.inner.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => "postgres",
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(_) => "mysql",
+        }
+    }
+
+    fn connect_error(
+        &self,
+    ) -> impl Fn(diesel_async::pooled_connection::deadpool::PoolError) -> StoreError + '_ {
+        move |e| StoreError::connect(&self.inner.url, e)
+    }
+
+    fn query_error(&self) -> impl Fn(diesel::result::Error) -> StoreError + '_ {
+        move |e| StoreError::query(&self.inner.url, e)
+    }
+
+    /// Takes a connection from the pool, proving the database answers.
+    async fn check(&self) -> Result<(), StoreError> {
+        with_conn!(self, self.connect_error(), |conn, backend| {
+            drop(conn);
+            Ok(())
+        })
+    }
+
+    /// Runs the migrations that have not run yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.migrations(false).await
+    }
+
+    /// Reverts every migration: **drops the usage tables and all they hold**. For tests
+    /// and uninstalls.
+    pub async fn revert_migrations(&self) -> Result<(), StoreError> {
+        self.migrations(true).await
+    }
+
+    async fn migrations(&self, revert: bool) -> Result<(), StoreError> {
+        let url = &self.inner.url;
+        let done = match &self.inner.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(pool) => {
+                // On the pool's own connection: an in-memory database exists only there.
+                let mut conn = pool.get().await.map_err(self.connect_error())?;
+                if revert {
+                    sqlite::revert_migrations(&mut conn).await
+                } else {
+                    sqlite::run_migrations(&mut conn).await
+                }
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => postgres::run_migrations(url, revert).await,
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(_) => {
+                mysql::run_migrations(&url.replacen("mariadb://", "mysql://", 1), revert).await
+            }
+        };
+        done.map(drop).map_err(|e| StoreError::migration(url, e))
+    }
+
+    /// The `limit` most recent records, newest first.
+    pub async fn recent(&self, limit: usize) -> Result<Vec<UsageRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = with_conn!(self, self.connect_error(), |conn, backend| {
+            backend::recent(&mut conn, limit)
+                .await
+                .map_err(self.query_error())?
+        });
+        rows.into_iter().map(UsageRecord::try_from).collect()
+    }
+
+    /// How many records are stored.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        let count = with_conn!(self, self.connect_error(), |conn, backend| {
+            backend::count(&mut conn)
+                .await
+                .map_err(self.query_error())?
+        });
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl UsageSink for DieselStore {
+    async fn write_batch(&self, records: &[UsageRecord]) -> Result<(), SinkError> {
+        let rows: Vec<Row> = records.iter().map(Row::from).collect();
+        with_conn!(self, SinkError::transient, |conn, backend| {
+            write::write_rows(&mut backend::Writer(conn), rows).await
+        })
+    }
+}

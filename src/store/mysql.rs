@@ -1,0 +1,90 @@
+//! MySQL and MariaDB through diesel-async's native connection (mysql_async, no
+//! libmysqlclient).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use super::row::Row;
+use super::schema::usage_records;
+use super::write::Insert;
+
+pub(crate) type Conn = AsyncMysqlConnection;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/store/migrations/mysql");
+
+/// MySQL allows 65,535 bound parameters per statement; 21 columns a row.
+const ROWS_PER_STATEMENT: usize = 2_000;
+
+pub(crate) fn pool(url: &str, size: usize) -> Result<Pool<Conn>, String> {
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Verified;
+    let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(url, config);
+    Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// See the PostgreSQL backend: the synchronous runner on a blocking thread.
+pub(crate) async fn run_migrations(url: &str, revert: bool) -> Result<usize, String> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = <AsyncConnectionWrapper<Conn> as diesel::Connection>::establish(&url)
+            .map_err(|e| e.to_string())?;
+        let done = if revert {
+            conn.revert_all_migrations(MIGRATIONS)
+        } else {
+            conn.run_pending_migrations(MIGRATIONS)
+        };
+        done.map(|v| v.len()).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+pub(crate) struct Writer(pub(crate) Object<Conn>);
+
+#[async_trait]
+impl Insert for Writer {
+    async fn insert(&mut self, rows: Arc<[Row]>) -> QueryResult<()> {
+        self.0
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    diesel::insert_or_ignore_into(usage_records::table)
+                        .values(chunk)
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn ping(&mut self) -> bool {
+        self.0.batch_execute("SELECT 1").await.is_ok()
+    }
+}
+
+pub(crate) async fn recent(conn: &mut Conn, limit: i64) -> QueryResult<Vec<Row>> {
+    usage_records::table
+        .order((
+            usage_records::started_at_us.desc(),
+            usage_records::id.desc(),
+        ))
+        .limit(limit)
+        .load::<Row>(conn)
+        .await
+}
+
+pub(crate) async fn count(conn: &mut Conn) -> QueryResult<i64> {
+    usage_records::table.count().get_result(conn).await
+}

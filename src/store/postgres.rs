@@ -1,0 +1,138 @@
+//! PostgreSQL through diesel-async's native connection (tokio-postgres, no libpq).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use diesel::sql_types::{Array, BigInt, Binary, Nullable, SmallInt, Text};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use super::row::Row;
+use super::write::Insert;
+
+pub(crate) type Conn = AsyncPgConnection;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/store/migrations/postgres");
+
+/// Rows per statement. Each column is bound as one array, so the parameter limit does not
+/// apply; this only bounds the size of one message.
+const ROWS_PER_STATEMENT: usize = 10_000;
+
+/// One array bound per column, unnested into rows: far fewer parameters and much less
+/// parsing than a multi-row `VALUES` list.
+const INSERT: &str = "INSERT INTO usage_records (id, started_at_us, method, route, status, outcome, \
+     ttfb_us, duration_us, request_bytes, response_bytes, user_id, service, model, provider, client, \
+     country, tokens_in, tokens_out, tokens_cached_in, cost_micros, metadata) \
+     SELECT id, started_at_us, method, route, status, outcome, ttfb_us, duration_us, request_bytes, \
+     response_bytes, user_id, service, model, provider, client, country, tokens_in, tokens_out, \
+     tokens_cached_in, cost_micros, metadata::jsonb \
+     FROM UNNEST($1::bytea[], $2::int8[], $3::text[], $4::text[], $5::int2[], $6::text[], $7::int8[], \
+     $8::int8[], $9::int8[], $10::int8[], $11::text[], $12::text[], $13::text[], $14::text[], \
+     $15::text[], $16::text[], $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::text[]) \
+     AS t(id, started_at_us, method, route, status, outcome, ttfb_us, duration_us, request_bytes, \
+     response_bytes, user_id, service, model, provider, client, country, tokens_in, tokens_out, \
+     tokens_cached_in, cost_micros, metadata) \
+     ON CONFLICT DO NOTHING";
+
+/// The columns of the table, `metadata` as text (it is stored as JSONB).
+pub(crate) const SELECT_COLUMNS: &str = "id, started_at_us, method, route, status, outcome, ttfb_us, \
+     duration_us, request_bytes, response_bytes, user_id, service, model, provider, client, country, \
+     tokens_in, tokens_out, tokens_cached_in, cost_micros, metadata::text AS metadata";
+
+pub(crate) fn pool(url: &str, size: usize) -> Result<Pool<Conn>, String> {
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Verified;
+    let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(url, config);
+    Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// diesel's migration runner is synchronous: it runs on a blocking thread through
+/// `AsyncConnectionWrapper` (the async harness would need a multi-threaded runtime).
+pub(crate) async fn run_migrations(url: &str, revert: bool) -> Result<usize, String> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = <AsyncConnectionWrapper<Conn> as diesel::Connection>::establish(&url)
+            .map_err(|e| e.to_string())?;
+        let done = if revert {
+            conn.revert_all_migrations(MIGRATIONS)
+        } else {
+            conn.run_pending_migrations(MIGRATIONS)
+        };
+        done.map(|v| v.len()).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+pub(crate) struct Writer(pub(crate) Object<Conn>);
+
+#[async_trait]
+impl Insert for Writer {
+    async fn insert(&mut self, rows: Arc<[Row]>) -> diesel::QueryResult<()> {
+        self.0
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    insert_chunk(conn, chunk).await?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn ping(&mut self) -> bool {
+        self.0.batch_execute("SELECT 1").await.is_ok()
+    }
+}
+
+async fn insert_chunk(conn: &mut Conn, rows: &[Row]) -> diesel::QueryResult<usize> {
+    fn column<T>(rows: &[Row], f: impl Fn(&Row) -> T) -> Vec<T> {
+        rows.iter().map(f).collect()
+    }
+    diesel::sql_query(INSERT)
+        .bind::<Array<Binary>, _>(column(rows, |r| r.id.clone()))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.started_at_us))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.method.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.route.clone()))
+        .bind::<Array<Nullable<SmallInt>>, _>(column(rows, |r| r.status))
+        .bind::<Array<Text>, _>(column(rows, |r| r.outcome.clone()))
+        .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.ttfb_us))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.duration_us))
+        .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.request_bytes))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.response_bytes))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.user_id.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.service.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.model.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.provider.clone()))
+        .bind::<Array<Text>, _>(column(rows, |r| r.client.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.country.clone()))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.tokens_in))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.tokens_out))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.tokens_cached_in))
+        .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.cost_micros))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.metadata.clone()))
+        .execute(conn)
+        .await
+}
+
+pub(crate) async fn recent(conn: &mut Conn, limit: i64) -> diesel::QueryResult<Vec<Row>> {
+    diesel::sql_query(format!(
+        "SELECT {SELECT_COLUMNS} FROM usage_records ORDER BY started_at_us DESC, id DESC LIMIT $1"
+    ))
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+}
+
+pub(crate) async fn count(conn: &mut Conn) -> diesel::QueryResult<i64> {
+    use diesel::QueryDsl;
+    let query = super::schema::usage_records::table.count();
+    diesel_async::RunQueryDsl::get_result(query, conn).await
+}

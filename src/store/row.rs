@@ -1,0 +1,228 @@
+//! Conversion between [`UsageRecord`] and the stored row.
+
+use std::time::Duration;
+
+use chrono::DateTime;
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::schema::usage_records;
+use super::StoreError;
+use crate::record::{TokenUsage, UsageRecord};
+
+/// The longest text each column keeps, in characters. Longer values are cut on a
+/// character boundary (the record is kept). MySQL enforces these as `VARCHAR` sizes; the
+/// other backends get the same cut so that every backend stores the same data.
+pub(crate) mod limits {
+    pub(crate) const METHOD: usize = 16;
+    pub(crate) const ROUTE: usize = 512;
+    pub(crate) const USER: usize = 256;
+    pub(crate) const SERVICE: usize = 128;
+    pub(crate) const MODEL: usize = 128;
+    pub(crate) const PROVIDER: usize = 64;
+    pub(crate) const COUNTRY: usize = 64;
+}
+
+#[derive(Debug, Clone, PartialEq, Insertable, Queryable, QueryableByName)]
+#[diesel(table_name = usage_records)]
+// Without this, SQLite turns a multi-row insert with `None`s into one INSERT per row.
+#[diesel(treat_none_as_default_value = false)]
+pub(crate) struct Row {
+    pub(crate) id: Vec<u8>,
+    pub(crate) started_at_us: i64,
+    pub(crate) method: Option<String>,
+    pub(crate) route: Option<String>,
+    pub(crate) status: Option<i16>,
+    pub(crate) outcome: String,
+    pub(crate) ttfb_us: Option<i64>,
+    pub(crate) duration_us: i64,
+    pub(crate) request_bytes: Option<i64>,
+    pub(crate) response_bytes: i64,
+    pub(crate) user_id: Option<String>,
+    pub(crate) service: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) provider: Option<String>,
+    pub(crate) client: String,
+    pub(crate) country: Option<String>,
+    pub(crate) tokens_in: i64,
+    pub(crate) tokens_out: i64,
+    pub(crate) tokens_cached_in: i64,
+    pub(crate) cost_micros: Option<i64>,
+    pub(crate) metadata: Option<String>,
+}
+
+/// Cuts `text` to at most `max` characters.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => text[..end].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+fn cut_opt(text: Option<&str>, max: usize) -> Option<String> {
+    text.map(|t| cut(t, max))
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl From<&UsageRecord> for Row {
+    fn from(r: &UsageRecord) -> Self {
+        Row {
+            id: r.id.as_bytes().to_vec(),
+            started_at_us: r.started_at.timestamp_micros(),
+            method: cut_opt(r.method.as_ref().map(http::Method::as_str), limits::METHOD),
+            route: cut_opt(r.route.as_deref(), limits::ROUTE),
+            status: r
+                .status
+                .map(|s| i16::try_from(s.as_u16()).unwrap_or(i16::MAX)),
+            outcome: r.outcome.as_str().to_owned(),
+            ttfb_us: r.ttfb.map(micros),
+            duration_us: micros(r.duration),
+            request_bytes: r.request_bytes.map(clamp),
+            response_bytes: clamp(r.response_bytes),
+            user_id: cut_opt(r.user.as_deref(), limits::USER),
+            service: cut_opt(r.service.as_deref(), limits::SERVICE),
+            model: cut_opt(r.model.as_deref(), limits::MODEL),
+            provider: cut_opt(r.provider.as_deref(), limits::PROVIDER),
+            client: r.client.as_str().to_owned(),
+            country: cut_opt(r.country.as_deref(), limits::COUNTRY),
+            tokens_in: clamp(r.tokens.input),
+            tokens_out: clamp(r.tokens.output),
+            tokens_cached_in: clamp(r.tokens.cached_input),
+            cost_micros: r.cost_micros,
+            metadata: (!r.metadata.is_null()).then(|| r.metadata.to_string()),
+        }
+    }
+}
+
+fn unsigned(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn duration(us: i64) -> Duration {
+    Duration::from_micros(unsigned(us))
+}
+
+impl TryFrom<Row> for UsageRecord {
+    type Error = StoreError;
+
+    fn try_from(row: Row) -> Result<Self, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("{what} in stored row"));
+        let id = Uuid::from_slice(&row.id).map_err(|_| corrupt("an id that is not 16 bytes"))?;
+        let started_at = DateTime::from_timestamp_micros(row.started_at_us)
+            .ok_or_else(|| corrupt("a start time out of range"))?;
+        let mut record = UsageRecord::builder().started_at(started_at).id(id).build();
+        record.method = row
+            .method
+            .map(|m| http::Method::from_bytes(m.as_bytes()))
+            .transpose()
+            .map_err(|_| corrupt("a bad method"))?;
+        record.route = row.route;
+        record.status = row
+            .status
+            .map(|s| {
+                u16::try_from(s)
+                    .ok()
+                    .and_then(|s| http::StatusCode::from_u16(s).ok())
+            })
+            .map(|s| s.ok_or_else(|| corrupt("a bad status")))
+            .transpose()?;
+        record.outcome = row
+            .outcome
+            .parse()
+            .map_err(|_| corrupt("an unknown outcome"))?;
+        record.ttfb = row.ttfb_us.map(duration);
+        record.duration = duration(row.duration_us);
+        record.request_bytes = row.request_bytes.map(unsigned);
+        record.response_bytes = unsigned(row.response_bytes);
+        record.user = row.user_id;
+        record.service = row.service;
+        record.model = row.model;
+        record.provider = row.provider;
+        record.client = row
+            .client
+            .parse()
+            .map_err(|_| corrupt("an unknown client platform"))?;
+        record.country = row.country;
+        record.tokens = TokenUsage::new(unsigned(row.tokens_in), unsigned(row.tokens_out))
+            .with_cached_input(unsigned(row.tokens_cached_in));
+        record.cost_micros = row.cost_micros;
+        record.metadata = match row.metadata {
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|_| corrupt("metadata that is not JSON"))?
+            }
+            None => serde_json::Value::Null,
+        };
+        Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ClientPlatform, Outcome};
+
+    #[test]
+    fn a_record_survives_the_round_trip() {
+        let record = UsageRecord::builder()
+            .user("u")
+            .route("/v1/{model}")
+            .method(http::Method::POST)
+            .status(http::StatusCode::BAD_GATEWAY)
+            .outcome(Outcome::Cancelled)
+            .ttfb(Duration::from_micros(12))
+            .duration(Duration::from_micros(3400))
+            .request_bytes(5)
+            .response_bytes(6)
+            .client(ClientPlatform::Browser)
+            .tokens(TokenUsage::new(1, 2).with_cached_input(1))
+            .cost_micros(-3)
+            .metadata(serde_json::json!({"a": [1, "x"]}))
+            .build();
+        let back = UsageRecord::try_from(Row::from(&record)).unwrap();
+        let mut expected = record;
+        // Storage keeps microseconds.
+        expected.started_at =
+            DateTime::from_timestamp_micros(expected.started_at.timestamp_micros()).unwrap();
+        assert_eq!(back, expected);
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_character_boundary() {
+        let record = UsageRecord::builder().user("é".repeat(1000)).build();
+        let row = Row::from(&record);
+        assert_eq!(
+            row.user_id.as_deref().map(|u| u.chars().count()),
+            Some(limits::USER)
+        );
+    }
+
+    #[test]
+    fn huge_numbers_are_clamped_not_wrapped() {
+        let record = UsageRecord::builder()
+            .tokens(TokenUsage::new(u64::MAX, 1))
+            .duration(Duration::MAX)
+            .build();
+        let row = Row::from(&record);
+        assert_eq!((row.tokens_in, row.duration_us), (i64::MAX, i64::MAX));
+    }
+
+    #[test]
+    fn a_corrupt_row_is_an_error() {
+        let mut row = Row::from(&UsageRecord::builder().build());
+        row.outcome = "exploded".into();
+        assert!(matches!(
+            UsageRecord::try_from(row.clone()),
+            Err(StoreError::Corrupt(_))
+        ));
+        row.outcome = "success".into();
+        row.id.pop();
+        assert!(UsageRecord::try_from(row).is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! SQLite through diesel-async's `SyncConnectionWrapper`, with a bundled libsqlite3.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use futures_util::FutureExt;
+
+use super::row::Row;
+use super::schema::usage_records;
+use super::write::Insert;
+
+pub(crate) type Conn = SyncConnectionWrapper<SqliteConnection>;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/store/migrations/sqlite");
+
+/// SQLite allows 32,766 bound parameters per statement; 21 columns a row.
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// Writers wait this long for the lock instead of failing at once. Set before WAL mode,
+/// since switching the journal needs the lock too.
+const SETUP: &str =
+    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
+
+pub(crate) fn pool(path: Option<&str>, size: usize) -> Result<Pool<Conn>, String> {
+    // Each connection to `:memory:` is a database of its own: one connection only.
+    let (url, size) = match path {
+        Some(path) => (path, size),
+        None => (":memory:", 1),
+    };
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Verified;
+    config.custom_setup = Box::new(|url| {
+        let url = url.to_owned();
+        async move {
+            let mut conn = Conn::establish(&url).await?;
+            conn.batch_execute(SETUP)
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(url, config);
+    Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) async fn run_migrations(conn: &mut Conn) -> Result<usize, String> {
+    conn.spawn_blocking(|c| {
+        Ok(c.run_pending_migrations(MIGRATIONS)
+            .map(|v| v.len())
+            .map_err(|e| e.to_string()))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+pub(crate) async fn revert_migrations(conn: &mut Conn) -> Result<usize, String> {
+    conn.spawn_blocking(|c| {
+        Ok(c.revert_all_migrations(MIGRATIONS)
+            .map(|v| v.len())
+            .map_err(|e| e.to_string()))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// A pooled connection, ready to insert.
+pub(crate) struct Writer(pub(crate) Object<Conn>);
+
+#[async_trait]
+impl Insert for Writer {
+    async fn insert(&mut self, rows: Arc<[Row]>) -> QueryResult<()> {
+        // The whole batch in one blocking hop, not one per row or statement.
+        self.0
+            .spawn_blocking(move |c| {
+                c.transaction(|c| {
+                    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                        diesel::insert_or_ignore_into(usage_records::table)
+                            .values(chunk)
+                            .execute(c)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn ping(&mut self) -> bool {
+        self.0.batch_execute("SELECT 1").await.is_ok()
+    }
+}
+
+pub(crate) async fn recent(conn: &mut Conn, limit: i64) -> QueryResult<Vec<Row>> {
+    conn.spawn_blocking(move |c| {
+        usage_records::table
+            .order((
+                usage_records::started_at_us.desc(),
+                usage_records::id.desc(),
+            ))
+            .limit(limit)
+            .load::<Row>(c)
+    })
+    .await
+}
+
+pub(crate) async fn count(conn: &mut Conn) -> QueryResult<i64> {
+    conn.spawn_blocking(|c| usage_records::table.count().get_result::<i64>(c))
+        .await
+}

@@ -1,0 +1,121 @@
+//! Fresh databases for the store tests: SQLite always; PostgreSQL and MySQL/MariaDB when
+//! `TOWER_USAGE_POSTGRES_URL` / `TOWER_USAGE_MYSQL_URL` name a server. A URL that is set
+//! but unreachable fails the test: it never skips.
+
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+/// One database made for one test; dropped by [`TestDb::cleanup`].
+#[derive(Debug)]
+pub struct TestDb {
+    pub backend: &'static str,
+    pub url: String,
+    admin: Option<(String, String)>,
+}
+
+fn unique_name(test: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let test: String = test
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(24)
+        .collect();
+    format!("tu_{test}_{}_{n}_{nanos}", std::process::id())
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let head = match base[after_scheme..].find('/') {
+        Some(slash) => &base[..after_scheme + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{head}/{name}?{q}"),
+        None => format!("{head}/{name}"),
+    }
+}
+
+/// A database of each configured backend, made for `test`.
+pub async fn fresh(test: &str) -> Vec<TestDb> {
+    let mut dbs = Vec::new();
+    let name = unique_name(test);
+    let dir = std::env::temp_dir().join("tower-usage-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    dbs.push(TestDb {
+        backend: "sqlite",
+        url: format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
+        admin: None,
+    });
+    #[cfg(feature = "postgres")]
+    if let Ok(admin) = std::env::var("TOWER_USAGE_POSTGRES_URL") {
+        let mut conn = diesel_async::AsyncPgConnection::establish(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("TOWER_USAGE_POSTGRES_URL is set but unreachable: {e}"));
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        dbs.push(TestDb {
+            backend: "postgres",
+            url: with_database(&admin, &name),
+            admin: Some((admin, name.clone())),
+        });
+    }
+    #[cfg(feature = "mysql")]
+    if let Ok(admin) = std::env::var("TOWER_USAGE_MYSQL_URL") {
+        let mut conn = diesel_async::AsyncMysqlConnection::establish(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("TOWER_USAGE_MYSQL_URL is set but unreachable: {e}"));
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        dbs.push(TestDb {
+            backend: "mysql",
+            url: with_database(&admin, &name),
+            admin: Some((admin, name.clone())),
+        });
+    }
+    dbs
+}
+
+impl TestDb {
+    /// Drops the database (best effort: a failed test leaves it for inspection).
+    pub async fn cleanup(self) {
+        match (self.backend, self.admin) {
+            #[cfg(feature = "postgres")]
+            ("postgres", Some((admin, name))) => {
+                if let Ok(mut conn) = diesel_async::AsyncPgConnection::establish(&admin).await {
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut conn)
+                            .await;
+                }
+            }
+            #[cfg(feature = "mysql")]
+            ("mysql", Some((admin, name))) => {
+                if let Ok(mut conn) = diesel_async::AsyncMysqlConnection::establish(&admin).await {
+                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            }
+            _ => {
+                if let Some(path) = self.url.strip_prefix("sqlite://") {
+                    for suffix in ["", "-wal", "-shm"] {
+                        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+                    }
+                }
+            }
+        }
+    }
+}
