@@ -1,4 +1,5 @@
-//! A small axum server under the usage layer that prints every record as a JSON line.
+//! A small axum server under the usage layer. Every request is recorded into SQLite
+//! (`usage.db`, or the database `DATABASE_URL` names) and printed as a JSON line.
 //!
 //! ```sh
 //! cargo run --example quickstart            # listens on 127.0.0.1:3000 (or $ADDR)
@@ -8,20 +9,33 @@
 //! ```
 //!
 //! Ctrl-C (or SIGTERM) stops taking requests, lets those in flight finish, writes every
-//! record still queued and exits.
+//! record still queued and exits: every request it answered is in the database, once.
+//!
+//! For PostgreSQL or MySQL, build with their feature and point `DATABASE_URL` at them:
+//! `DATABASE_URL=postgres://… cargo run --example quickstart --features postgres`.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::response::sse::{Event, Sse};
 use axum::{routing::get, routing::post, Extension, Router};
-use tower_usage::{extract, JsonLinesSink, Recorder, UsageHandle, UsageLayer};
+use tower_usage::store::DieselStore;
+use tower_usage::{extract, FanoutSink, JsonLinesSink, Recorder, UsageHandle, UsageLayer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
 
-    let recorder = Recorder::builder(JsonLinesSink::stdout())
+    let database_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://usage.db".to_owned());
+
+    let store = DieselStore::connect(&database_url).await?;
+    eprintln!(
+        "recording into {} ({} records so far)",
+        store.backend_name(),
+        store.count().await?
+    );
+    let sink = FanoutSink::new().with(store.clone()).with(JsonLinesSink::stdout());
+    let recorder = Recorder::builder(sink)
         .flush_interval(Duration::from_millis(200))
         .spawn();
 
@@ -50,8 +64,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     recorder.shutdown().await;
     let stats = recorder.stats();
     eprintln!(
-        "stopped: {} recorded, {} written, {} dropped, {} failed",
-        stats.recorded, stats.written, stats.dropped, stats.failed
+        "stopped: {} recorded, {} written, {} dropped, {} failed; {} records in the database",
+        stats.recorded,
+        stats.written,
+        stats.dropped,
+        stats.failed,
+        store.count().await?
     );
     Ok(())
 }
