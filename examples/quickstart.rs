@@ -26,7 +26,8 @@ use tower_usage::{extract, FanoutSink, JsonLinesSink, Recorder, UsageHandle, Usa
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
 
-    let database_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://usage.db".to_owned());
+    let database_url =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://usage.db".to_owned());
 
     let store = DieselStore::connect(&database_url).await?;
     eprintln!(
@@ -34,7 +35,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.backend_name(),
         store.count().await?
     );
-    let sink = FanoutSink::new().with(store.clone()).with(JsonLinesSink::stdout());
+    let sink = FanoutSink::new()
+        .with(store.clone())
+        .with(JsonLinesSink::stdout());
     let recorder = Recorder::builder(sink)
         .flush_interval(Duration::from_millis(200))
         .spawn();

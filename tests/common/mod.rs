@@ -3,6 +3,7 @@
 
 #[cfg(feature = "store")]
 pub mod db;
+pub mod proxy;
 
 use std::convert::Infallible;
 use std::pin::Pin;
