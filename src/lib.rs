@@ -59,14 +59,20 @@
 //! | [`UsageRecord`] | the record itself |
 //! | [`recorder`] | the bounded queue, the batching worker, [`record_usage`] |
 //! | [`sink`] | where batches go: [`MemorySink`], [`JsonLinesSink`], [`FanoutSink`], your own |
+//! | `store` | [`DieselStore`](store::DieselStore): the records in SQLite, PostgreSQL or MySQL |
 //!
 //! # Cargo features
 //!
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `axum` | yes | the route is axum's matched path template (`/users/{id}`) rather than the raw path |
+//! | `sqlite` | yes | [`store::DieselStore`] on SQLite, bundled: nothing to install |
+//! | `postgres` | no | [`store::DieselStore`] on PostgreSQL |
+//! | `mysql` | no | [`store::DieselStore`] on MySQL and MariaDB |
+//! | `full` | no | all of the above |
 //!
-//! A database store and the analytics queries are not part of this release yet.
+//! The analytics queries (metrics, breakdowns, time series, export) are not part of this
+//! release yet.
 //!
 //! [tower]: https://docs.rs/tower
 

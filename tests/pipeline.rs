@@ -406,3 +406,24 @@ async fn fanout_reports_the_most_serious_failure() {
 fn uuid_like() -> String {
     format!("{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], "")
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_the_queue_is_written_when_the_queue_fills() {
+    let sink = MemorySink::new();
+    let recorder = Recorder::builder(sink.clone())
+        .queue_capacity(8)
+        .batch_size(1_000)
+        .flush_interval(Duration::from_secs(3600))
+        .spawn();
+    for i in 0..8 {
+        recorder.record(record(&i.to_string())).unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while sink.len() < 8 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("a full queue is a full batch; the hour-long interval is not waited for");
+    recorder.shutdown().await;
+}

@@ -76,8 +76,8 @@ pub(crate) struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            queue_capacity: 10_000,
-            batch_size: 512,
+            queue_capacity: 16_384,
+            batch_size: 1_024,
             flush_interval: Duration::from_secs(1),
             overflow: Overflow::Drop,
             retry: Retry::default(),
@@ -119,13 +119,16 @@ impl RecorderBuilder {
         }
     }
 
-    /// How many records the queue holds (default 10,000; at least 1).
+    /// How many records the queue holds (default 16,384; at least 1).
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.config.queue_capacity = capacity.max(1);
         self
     }
 
-    /// The most records written in one batch (default 512; at least 1).
+    /// The most records written in one batch (default 1,024; at least 1). Chosen with the
+    /// `ingest` benchmark: on PostgreSQL, batches of 4,096 were slower than 1,024; on SQLite
+    /// they were about 15% faster. A batch is written early when the flush interval passes,
+    /// so a quiet service still sees its records promptly.
     pub fn batch_size(mut self, size: usize) -> Self {
         self.config.batch_size = size.max(1);
         self
@@ -178,7 +181,10 @@ impl RecorderBuilder {
                 counters: Arc::clone(&counters),
                 control: Arc::clone(&control),
                 overflow: self.config.overflow,
-                batch_size: u64::try_from(self.config.batch_size).unwrap_or(u64::MAX),
+                // A batch larger than the queue can never be waiting in it: wake the worker
+                // when the queue is full instead.
+                ready_at: u64::try_from(self.config.batch_size.min(self.config.queue_capacity))
+                    .unwrap_or(u64::MAX),
                 done: done_rx,
             }),
         };

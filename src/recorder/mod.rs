@@ -72,7 +72,8 @@ struct Shared {
     counters: Arc<Counters>,
     control: Arc<Control>,
     overflow: Overflow,
-    batch_size: u64,
+    /// How many records waiting in the queue make a batch worth waking the worker for.
+    ready_at: u64,
     /// Turns `true` (or its sender is dropped) when the worker has stopped.
     done: watch::Receiver<bool>,
 }
@@ -165,7 +166,7 @@ impl Recorder {
         let shared = &*self.shared;
         let recorded = shared.counters.recorded.fetch_add(1, Ordering::Relaxed) + 1;
         let taken = shared.counters.taken.load(Ordering::Relaxed);
-        if recorded.saturating_sub(taken) >= shared.batch_size {
+        if recorded.saturating_sub(taken) >= shared.ready_at {
             shared.control.batch_ready.notify_one();
         }
     }

@@ -97,7 +97,7 @@ impl RecorderWorker {
             if !self.take_available(batch) {
                 return false;
             }
-            if batch.len() >= self.config.batch_size {
+            if batch.len() >= self.config.batch_size.min(self.config.queue_capacity) {
                 return true;
             }
             tokio::select! {
