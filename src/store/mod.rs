@@ -55,6 +55,8 @@
 mod error;
 #[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod native;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod row;

@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use diesel::prelude::*;
-use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
 use super::row::Row;
 use super::schema::usage_records;
@@ -24,6 +23,8 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/store/migrations/m
 /// MySQL allows 65,535 bound parameters per statement; 21 columns a row.
 const ROWS_PER_STATEMENT: usize = 2_000;
 
+/// Connections are checked with a query before reuse, so one the server dropped is
+/// replaced instead of failing the next batch.
 pub(crate) fn pool(url: &str, size: usize) -> Result<Pool<Conn>, String> {
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Verified;
@@ -34,21 +35,8 @@ pub(crate) fn pool(url: &str, size: usize) -> Result<Pool<Conn>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// See the PostgreSQL backend: the synchronous runner on a blocking thread.
 pub(crate) async fn run_migrations(url: &str, revert: bool) -> Result<usize, String> {
-    let url = url.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut conn = <AsyncConnectionWrapper<Conn> as diesel::Connection>::establish(&url)
-            .map_err(|e| e.to_string())?;
-        let done = if revert {
-            conn.revert_all_migrations(MIGRATIONS)
-        } else {
-            conn.run_pending_migrations(MIGRATIONS)
-        };
-        done.map(|v| v.len()).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())?
+    super::native::run_migrations::<Conn>(url, MIGRATIONS, revert).await
 }
 
 pub(crate) struct Writer(pub(crate) Object<Conn>);

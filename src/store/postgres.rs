@@ -4,13 +4,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use diesel::sql_types::{Array, BigInt, Binary, Nullable, SmallInt, Text};
-use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
 use super::row::Row;
 use super::write::Insert;
@@ -44,6 +43,8 @@ pub(crate) const SELECT_COLUMNS: &str = "id, started_at_us, method, route, statu
      duration_us, request_bytes, response_bytes, user_id, service, model, provider, client, country, \
      tokens_in, tokens_out, tokens_cached_in, cost_micros, metadata::text AS metadata";
 
+/// Connections are checked with a query before reuse, so one the server dropped is
+/// replaced instead of failing the next batch.
 pub(crate) fn pool(url: &str, size: usize) -> Result<Pool<Conn>, String> {
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Verified;
@@ -54,22 +55,8 @@ pub(crate) fn pool(url: &str, size: usize) -> Result<Pool<Conn>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// diesel's migration runner is synchronous: it runs on a blocking thread through
-/// `AsyncConnectionWrapper` (the async harness would need a multi-threaded runtime).
 pub(crate) async fn run_migrations(url: &str, revert: bool) -> Result<usize, String> {
-    let url = url.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut conn = <AsyncConnectionWrapper<Conn> as diesel::Connection>::establish(&url)
-            .map_err(|e| e.to_string())?;
-        let done = if revert {
-            conn.revert_all_migrations(MIGRATIONS)
-        } else {
-            conn.run_pending_migrations(MIGRATIONS)
-        };
-        done.map(|v| v.len()).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())?
+    super::native::run_migrations::<Conn>(url, MIGRATIONS, revert).await
 }
 
 pub(crate) struct Writer(pub(crate) Object<Conn>);
