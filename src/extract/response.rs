@@ -8,9 +8,10 @@ use crate::record::{TokenUsage, UsageRecord};
 ///
 /// Runs once per response, before the body is sent. What the hook writes wins over the
 /// request extractors' values, and values set through the
-/// [`UsageHandle`](crate::UsageHandle) win over both. The request-side text fields (user,
-/// service, model, provider, country, route, client) are still empty when the hook runs:
-/// to keep the request path short they are filled in by the recorder's worker. Implemented for
+/// [`UsageHandle`](crate::UsageHandle) win over both. To keep the request path short,
+/// the record is completed later: when the hook runs, the request-side text fields (user,
+/// service, model, provider, country, route, client) and the status and timings are still
+/// empty. Read the status from `response`. Implemented for
 /// `()` (nothing), for pairs `(A, B)` (both, in order), for the built-ins of this module and
 /// for every `Fn(&http::response::Parts, &mut UsageRecord)`.
 ///
@@ -31,11 +32,22 @@ use crate::record::{TokenUsage, UsageRecord};
 pub trait OnResponse {
     /// Reads what it needs from `response` into `record`.
     fn on_response(&self, response: &Parts, record: &mut UsageRecord);
+
+    /// Whether this hook never does anything, so the layer can skip handing it the
+    /// record. Only `()` says so.
+    #[doc(hidden)]
+    fn is_noop(&self) -> bool {
+        false
+    }
 }
 
 impl OnResponse for () {
     #[inline]
     fn on_response(&self, _: &Parts, _: &mut UsageRecord) {}
+
+    fn is_noop(&self) -> bool {
+        true
+    }
 }
 
 impl<F> OnResponse for F

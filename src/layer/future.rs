@@ -1,5 +1,4 @@
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -72,10 +71,7 @@ where
             }
         };
         let (parts, body) = response.into_parts();
-        let on_response = &*this.on_response;
-        this.guard.on_head(parts.status, |record| {
-            catch_unwind(AssertUnwindSafe(|| on_response.on_response(&parts, record)))
-        });
+        this.guard.on_head(&parts, &*this.on_response);
         let complete = Outcome::from_status(parts.status);
         let mut guard = this.guard.take();
         if has_no_body(parts.status, *this.is_head) || body.is_end_stream() {

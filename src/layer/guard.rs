@@ -1,9 +1,11 @@
 //! Finishes a request's record exactly once, whichever way the request ends.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
+use crate::extract::OnResponse;
 use crate::handle::UsageHandle;
-use crate::record::{Outcome, UsageRecord};
+use crate::record::Outcome;
 use crate::recorder::stats::Counters;
 use crate::recorder::Recorder;
 
@@ -22,6 +24,9 @@ struct Pending {
     recorder: Recorder,
     start: Instant,
     response_bytes: u64,
+    /// The response head, kept here (not in the locked record) until the record is
+    /// finished: one lock per request instead of two.
+    head: Option<(http::StatusCode, std::time::Duration)>,
 }
 
 impl RecordGuard {
@@ -32,6 +37,7 @@ impl RecordGuard {
                 recorder,
                 start,
                 response_bytes: 0,
+                head: None,
             }),
         }
     }
@@ -58,24 +64,21 @@ impl RecordGuard {
         }
     }
 
-    /// Records the response head: status, time to first byte, and the `OnResponse` hook.
-    pub(crate) fn on_head(
-        &mut self,
-        status: http::StatusCode,
-        hook: impl FnOnce(&mut UsageRecord) -> std::thread::Result<()>,
-    ) {
-        let Some(pending) = &self.pending else { return };
-        let ttfb = pending.start.elapsed();
-        let panicked = {
-            let mut in_flight = pending.handle.lock();
-            match in_flight.record.as_mut() {
-                Some(record) => {
-                    record.status = Some(status);
-                    record.ttfb = Some(ttfb);
-                    hook(record).is_err()
-                }
-                None => false,
+    /// Records the response head (status and time to first byte) and runs the
+    /// `OnResponse` hook, if there is one, on the record.
+    pub(crate) fn on_head<R: OnResponse>(&mut self, response: &http::response::Parts, hook: &R) {
+        let Some(pending) = &mut self.pending else {
+            return;
+        };
+        pending.head = Some((response.status, pending.start.elapsed()));
+        if hook.is_noop() {
+            return;
+        }
+        let panicked = match pending.handle.lock().record.as_mut() {
+            Some(record) => {
+                catch_unwind(AssertUnwindSafe(|| hook.on_response(response, record))).is_err()
             }
+            None => false,
         };
         if panicked {
             Counters::add(&pending.recorder.counters().extractor_panics, 1);
@@ -89,7 +92,12 @@ impl RecordGuard {
         };
         let duration = pending.start.elapsed();
         let response_bytes = pending.response_bytes;
+        let head = pending.head;
         let finished_now = pending.handle.finish(|record| {
+            if let Some((status, ttfb)) = head {
+                record.status = Some(status);
+                record.ttfb = Some(ttfb);
+            }
             record.outcome = outcome;
             record.duration = duration;
             record.response_bytes = response_bytes;
