@@ -167,6 +167,7 @@ impl DieselStoreBuilder {
 }
 
 fn backend(url: &str, pool_size: usize) -> Result<Backend, StoreError> {
+    // Only used for backends whose feature is off.
     #[allow(unused_variables)]
     let not_enabled = |feature| StoreError::BackendNotEnabled {
         url: mask(url),
