@@ -154,3 +154,53 @@ async fn a_sink_that_never_answers_does_not_slow_requests() {
     assert!(stats.dropped > 0, "{stats:?}");
     assert_eq!(stats.recorded + stats.dropped, 200);
 }
+
+/// The layer under a bare hyper 1 server (no axum), around a plain `tower::service_fn`
+/// that takes hyper's own request body.
+#[tokio::test]
+async fn a_plain_hyper_server_with_a_tower_service() {
+    let sink = MemorySink::new();
+    let recorder = Recorder::builder(sink.clone())
+        .flush_interval(Duration::from_millis(5))
+        .spawn();
+    let service = tower::ServiceBuilder::new()
+        .layer(UsageLayer::new(recorder.clone()).user(extract::header("x-user-id")))
+        .service(tower::service_fn(
+            |request: http::Request<hyper::body::Incoming>| async move {
+                let body = request.into_body().collect().await?.to_bytes();
+                Ok::<_, hyper::Error>(http::Response::new(http_body_util::Full::new(body)))
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
+
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post("/echo")
+        .header("host", "localhost")
+        .header("x-user-id", "hyper-user")
+        .body(http_body_util::Full::new(Bytes::from_static(
+            b"hello hyper",
+        )))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let echoed = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&echoed[..], b"hello hyper");
+
+    let record = only_record(&recorder, &sink).await;
+    assert_eq!(record.user.as_deref(), Some("hyper-user"));
+    assert_eq!(record.route.as_deref(), Some("/echo"));
+    assert_eq!(record.request_bytes, Some(11));
+    assert_eq!(record.response_bytes, 11);
+    assert_eq!(record.outcome, Outcome::Success);
+}
