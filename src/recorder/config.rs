@@ -73,6 +73,14 @@ pub(crate) struct Config {
     pub(crate) shutdown_timeout: Duration,
 }
 
+impl Config {
+    /// How many records make a batch worth writing at once. A batch larger than the queue
+    /// can never be waiting in it, so a full queue counts as a full batch.
+    pub(crate) fn full_batch(&self) -> usize {
+        self.batch_size.min(self.queue_capacity)
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -181,10 +189,7 @@ impl RecorderBuilder {
                 counters: Arc::clone(&counters),
                 control: Arc::clone(&control),
                 overflow: self.config.overflow,
-                // A batch larger than the queue can never be waiting in it: wake the worker
-                // when the queue is full instead.
-                ready_at: u64::try_from(self.config.batch_size.min(self.config.queue_capacity))
-                    .unwrap_or(u64::MAX),
+                ready_at: u64::try_from(self.config.full_batch()).unwrap_or(u64::MAX),
                 done: done_rx,
             }),
         };

@@ -97,7 +97,7 @@ impl RecorderWorker {
             if !self.take_available(batch) {
                 return false;
             }
-            if batch.len() >= self.config.batch_size.min(self.config.queue_capacity) {
+            if batch.len() >= self.config.full_batch() {
                 return true;
             }
             tokio::select! {

@@ -89,20 +89,22 @@ impl Insert for Writer {
         self.0
             .spawn_blocking(move |c| {
                 c.transaction(|c| {
-                    let mut full = rows.chunks_exact(ROWS_PER_STATEMENT);
-                    for chunk in &mut full {
-                        let chunk: &[Row; ROWS_PER_STATEMENT] = chunk
-                            .try_into()
-                            .map_err(|_| diesel::result::Error::RollbackTransaction)?;
-                        diesel::insert_or_ignore_into(usage_records::table)
-                            .values(chunk)
-                            .execute(c)?;
-                    }
-                    // The rest row by row: each a reused one-row statement.
-                    for row in full.remainder() {
-                        diesel::insert_or_ignore_into(usage_records::table)
-                            .values(std::array::from_ref(row))
-                            .execute(c)?;
+                    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                        match <&[Row; ROWS_PER_STATEMENT]>::try_from(chunk) {
+                            Ok(full) => {
+                                diesel::insert_or_ignore_into(usage_records::table)
+                                    .values(full)
+                                    .execute(c)?;
+                            }
+                            // The last, shorter chunk row by row: a reused one-row statement.
+                            Err(_) => {
+                                for row in chunk {
+                                    diesel::insert_or_ignore_into(usage_records::table)
+                                        .values(std::array::from_ref(row))
+                                        .execute(c)?;
+                                }
+                            }
+                        }
                     }
                     Ok(())
                 })
