@@ -86,6 +86,7 @@ mod record;
 
 pub mod extract;
 pub mod layer;
+pub mod query;
 pub mod recorder;
 pub mod sink;
 #[cfg(feature = "store")]

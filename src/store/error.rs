@@ -52,6 +52,12 @@ pub enum StoreError {
     /// A stored row could not be read back as a record.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The query was refused before it ran: a bad filter or limit.
+    #[error(transparent)]
+    Invalid(#[from] crate::query::QueryError),
+    /// Writing an export failed.
+    #[error("writing the export failed: {0}")]
+    Write(#[source] std::io::Error),
 }
 
 impl StoreError {

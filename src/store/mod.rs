@@ -53,14 +53,18 @@
 //! ```
 
 mod error;
+mod exec;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod native;
+mod plan;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod rollup;
 mod row;
 mod schema;
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod url;
@@ -91,6 +95,27 @@ struct Inner {
     /// The URL as given, for the migration runner's own connection.
     url: String,
     backend: Backend,
+    limits: Limits,
+}
+
+/// What queries may ask for, and how they read.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_range: Duration,
+    max_buckets: u64,
+    max_limit: usize,
+    read_rollups: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_range: Duration::from_secs(3_660 * 86_400),
+            max_buckets: 10_000,
+            max_limit: 10_000,
+            read_rollups: true,
+        }
+    }
 }
 
 impl std::fmt::Debug for DieselStore {
@@ -119,6 +144,7 @@ pub struct DieselStoreBuilder {
     pool_size: usize,
     run_migrations: bool,
     connect_timeout: Duration,
+    limits: Limits,
 }
 
 impl DieselStoreBuilder {
@@ -141,13 +167,44 @@ impl DieselStoreBuilder {
         self
     }
 
+    /// The longest time range a query may cover (default 3,660 days); longer ones are
+    /// refused with [`QueryError::RangeTooLong`](crate::query::QueryError::RangeTooLong).
+    pub fn max_range(mut self, range: Duration) -> Self {
+        self.limits.max_range = range;
+        self
+    }
+
+    /// The most buckets a time series may have (default 10,000: over a year of hours).
+    pub fn max_buckets(mut self, buckets: u64) -> Self {
+        self.limits.max_buckets = buckets;
+        self
+    }
+
+    /// The largest row limit a breakdown or ranking may ask for (default 10,000).
+    pub fn max_limit(mut self, limit: usize) -> Self {
+        self.limits.max_limit = limit;
+        self
+    }
+
+    /// Whether queries read the rollup tables where they can (default `true`). Writes
+    /// keep the rollups up to date either way; `false` makes every query read raw rows,
+    /// which gives the same answers, slower.
+    pub fn read_rollups(mut self, read: bool) -> Self {
+        self.limits.read_rollups = read;
+        self
+    }
+
     /// Opens the pool, checks that the database answers, and runs the migrations unless
     /// told not to.
     pub async fn connect(self) -> Result<DieselStore, StoreError> {
         let url = self.url.clone();
         let backend = backend(&url, self.pool_size)?;
         let store = DieselStore {
-            inner: Arc::new(Inner { url, backend }),
+            inner: Arc::new(Inner {
+                url,
+                backend,
+                limits: self.limits,
+            }),
         };
         let ready = async {
             store.check().await?;
@@ -202,25 +259,25 @@ macro_rules! with_conn {
     ($self:expr, $err:expr, |$conn:ident, $module:ident| $body:expr) => {
         match &$self.inner.backend {
             #[cfg(feature = "sqlite")]
-            Backend::Sqlite(pool) => {
+            $crate::store::Backend::Sqlite(pool) => {
                 #[allow(unused_imports)]
-                use sqlite as $module;
+                use $crate::store::sqlite as $module;
                 #[allow(unused_mut)]
                 let mut $conn = pool.get().await.map_err($err)?;
                 $body
             }
             #[cfg(feature = "postgres")]
-            Backend::Postgres(pool) => {
+            $crate::store::Backend::Postgres(pool) => {
                 #[allow(unused_imports)]
-                use postgres as $module;
+                use $crate::store::postgres as $module;
                 #[allow(unused_mut)]
                 let mut $conn = pool.get().await.map_err($err)?;
                 $body
             }
             #[cfg(feature = "mysql")]
-            Backend::Mysql(pool) => {
+            $crate::store::Backend::Mysql(pool) => {
                 #[allow(unused_imports)]
-                use mysql as $module;
+                use $crate::store::mysql as $module;
                 #[allow(unused_mut)]
                 let mut $conn = pool.get().await.map_err($err)?;
                 $body
@@ -228,6 +285,10 @@ macro_rules! with_conn {
         }
     };
 }
+
+// After the macro: these modules use it.
+mod analytics;
+mod export;
 
 impl DieselStore {
     /// Connects to `url` with the default settings and runs pending migrations.
@@ -242,6 +303,7 @@ impl DieselStore {
             pool_size: 8,
             run_migrations: true,
             connect_timeout: Duration::from_secs(30),
+            limits: Limits::default(),
         }
     }
 
@@ -306,7 +368,59 @@ impl DieselStore {
                 mysql::run_migrations(&url.replacen("mariadb://", "mysql://", 1), revert).await
             }
         };
-        done.map(drop).map_err(|e| StoreError::migration(url, e))
+        let done = done.map_err(|e| StoreError::migration(url, e))?;
+        if done > 0 && !revert && self.rollups_missing().await? {
+            self.rebuild_rollups().await?;
+        }
+        Ok(())
+    }
+
+    /// Whether records are stored but the rollups are empty: the rollup tables were
+    /// just created over an existing table.
+    async fn rollups_missing(&self) -> Result<bool, StoreError> {
+        let mut sql = sql::Sql::new(self.dialect());
+        sql.push(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 AS x FROM usage_records LIMIT 1) r \
+             WHERE NOT EXISTS (SELECT 1 FROM usage_rollup_15m)",
+        );
+        let rows = with_conn!(self, self.connect_error(), |conn, backend| {
+            exec::load::<_, sql::Count>(&mut *conn, sql)
+                .await
+                .map_err(self.query_error())?
+        });
+        Ok(rows.first().is_some_and(|c| c.n > 0))
+    }
+
+    /// Recomputes the rollup tables from the stored records, in one transaction, and
+    /// returns how many records were read. [`migrate`](Self::migrate) does this when it
+    /// creates the rollups over existing records; call it after changing the
+    /// `usage_records` table by hand.
+    pub async fn rebuild_rollups(&self) -> Result<u64, StoreError> {
+        let dialect = self.dialect();
+        let read = with_conn!(self, self.connect_error(), |conn, backend| {
+            use diesel_async::AsyncConnection;
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                for table in ["usage_rollup_15m", "usage_rollup_1d", "usage_user_1d"] {
+                    let mut sql = sql::Sql::new(dialect);
+                    sql.push("DELETE FROM ").push(table);
+                    exec::execute(conn, sql).await?;
+                }
+                let mut after: Option<(i64, Vec<u8>)> = None;
+                let mut read = 0u64;
+                loop {
+                    let sql = export::all_after(dialect, after.as_ref());
+                    let rows: Vec<Row> = exec::load(conn, sql).await?;
+                    let Some(last) = rows.last() else { break };
+                    after = Some((last.started_at_us, last.id.clone()));
+                    read += rows.len() as u64;
+                    exec::maintain_rollups(conn, dialect, &rows).await?;
+                }
+                Ok(read)
+            })
+            .await
+            .map_err(self.query_error())?
+        });
+        Ok(read)
     }
 
     /// The `limit` most recent records, newest first.

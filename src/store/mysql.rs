@@ -12,8 +12,10 @@ use diesel_async::pooled_connection::{
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
+use super::rollup;
 use super::row::Row;
 use super::schema::usage_records;
+use super::sql::{Dialect, KeyRow};
 use super::write::Insert;
 
 pub(crate) type Conn = AsyncMysqlConnection;
@@ -46,13 +48,22 @@ impl Insert for Writer {
     async fn insert(&mut self, rows: Arc<[Row]>) -> QueryResult<()> {
         self.0
             .transaction::<_, diesel::result::Error, _>(async |conn| {
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                // A locking read: it waits for a transaction writing the same keys, and
+                // keeps others from inserting them until this one ends.
+                let sql = rollup::existing(Dialect::Mysql, &rows, true);
+                let stored: Vec<KeyRow> = super::exec::load(conn, sql).await?;
+                let stored: Vec<_> = stored
+                    .into_iter()
+                    .map(|k| (k.started_at_us, k.id))
+                    .collect();
+                let new = rollup::only_new(&rows, &stored);
+                for chunk in new.chunks(ROWS_PER_STATEMENT) {
                     diesel::insert_or_ignore_into(usage_records::table)
                         .values(chunk)
                         .execute(conn)
                         .await?;
                 }
-                Ok(())
+                super::exec::maintain_rollups(conn, Dialect::Mysql, &new).await
             })
             .await
     }

@@ -1,5 +1,6 @@
 //! PostgreSQL through diesel-async's native connection (tokio-postgres, no libpq).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,7 +12,8 @@ use diesel_async::pooled_connection::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
-use super::row::Row;
+use super::row::{Row, PG_COLUMNS};
+use super::sql::{Dialect, KeyRow};
 use super::write::Insert;
 
 pub(crate) type Conn = AsyncPgConnection;
@@ -36,12 +38,7 @@ const INSERT: &str = "INSERT INTO usage_records (id, started_at_us, method, rout
      AS t(id, started_at_us, method, route, status, outcome, ttfb_us, duration_us, request_bytes, \
      response_bytes, user_id, service, model, provider, client, country, tokens_in, tokens_out, \
      tokens_cached_in, cost_micros, metadata) \
-     ON CONFLICT DO NOTHING";
-
-/// The columns of the table, `metadata` as text (it is stored as JSONB).
-pub(crate) const SELECT_COLUMNS: &str = "id, started_at_us, method, route, status, outcome, ttfb_us, \
-     duration_us, request_bytes, response_bytes, user_id, service, model, provider, client, country, \
-     tokens_in, tokens_out, tokens_cached_in, cost_micros, metadata::text AS metadata";
+     ON CONFLICT DO NOTHING RETURNING started_at_us, id";
 
 /// Connections are checked with a query before reuse, so one the server dropped is
 /// replaced instead of failing the next batch.
@@ -66,10 +63,20 @@ impl Insert for Writer {
     async fn insert(&mut self, rows: Arc<[Row]>) -> diesel::QueryResult<()> {
         self.0
             .transaction::<_, diesel::result::Error, _>(async |conn| {
+                // RETURNING names exactly the rows this insert added, even when another
+                // transaction writes the same records at the same time.
+                let mut added = Vec::with_capacity(rows.len());
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    insert_chunk(conn, chunk).await?;
+                    added.extend(insert_chunk(conn, chunk).await?);
                 }
-                Ok(())
+                let added: HashSet<(i64, Vec<u8>)> =
+                    added.into_iter().map(|k| (k.started_at_us, k.id)).collect();
+                let new: Vec<Row> = rows
+                    .iter()
+                    .filter(|r| added.contains(&(r.started_at_us, r.id.clone())))
+                    .cloned()
+                    .collect();
+                super::exec::maintain_rollups(conn, Dialect::Postgres, &new).await
             })
             .await
     }
@@ -79,7 +86,7 @@ impl Insert for Writer {
     }
 }
 
-async fn insert_chunk(conn: &mut Conn, rows: &[Row]) -> diesel::QueryResult<usize> {
+async fn insert_chunk(conn: &mut Conn, rows: &[Row]) -> diesel::QueryResult<Vec<KeyRow>> {
     fn column<T>(rows: &[Row], f: impl Fn(&Row) -> T) -> Vec<T> {
         rows.iter().map(f).collect()
     }
@@ -105,13 +112,13 @@ async fn insert_chunk(conn: &mut Conn, rows: &[Row]) -> diesel::QueryResult<usiz
         .bind::<Array<BigInt>, _>(column(rows, |r| r.tokens_cached_in))
         .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.cost_micros))
         .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.metadata.clone()))
-        .execute(conn)
+        .load(conn)
         .await
 }
 
 pub(crate) async fn recent(conn: &mut Conn, limit: i64) -> diesel::QueryResult<Vec<Row>> {
     diesel::sql_query(format!(
-        "SELECT {SELECT_COLUMNS} FROM usage_records ORDER BY started_at_us DESC, id DESC LIMIT $1"
+        "SELECT {PG_COLUMNS} FROM usage_records ORDER BY started_at_us DESC, id DESC LIMIT $1"
     ))
     .bind::<BigInt, _>(limit)
     .load(conn)

@@ -23,6 +23,12 @@ pub(crate) mod limits {
     pub(crate) const COUNTRY: usize = 64;
 }
 
+/// The table's columns as PostgreSQL must select them for a [`Row`]: `metadata` is JSONB
+/// there, read back as text.
+pub(crate) const PG_COLUMNS: &str = "id, started_at_us, method, route, status, outcome, ttfb_us, \
+     duration_us, request_bytes, response_bytes, user_id, service, model, provider, client, country, \
+     tokens_in, tokens_out, tokens_cached_in, cost_micros, metadata::text AS metadata";
+
 #[derive(Debug, Clone, PartialEq, Insertable, Queryable, QueryableByName)]
 #[diesel(table_name = usage_records)]
 // Without this, SQLite turns a multi-row insert with `None`s into one INSERT per row.
@@ -59,8 +65,9 @@ fn cut(text: &str, max: usize) -> String {
     }
 }
 
+/// An empty name is stored as no name: the rollups cannot tell them apart.
 fn cut_opt(text: Option<&str>, max: usize) -> Option<String> {
-    text.map(|t| cut(t, max))
+    text.filter(|t| !t.is_empty()).map(|t| cut(t, max))
 }
 
 fn clamp(n: u64) -> i64 {

@@ -14,8 +14,10 @@ use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use futures_util::FutureExt;
 
+use super::rollup::{self, Step};
 use super::row::Row;
 use super::schema::usage_records;
+use super::sql::{Dialect, KeyRow};
 use super::write::Insert;
 
 pub(crate) type Conn = SyncConnectionWrapper<SqliteConnection>;
@@ -89,24 +91,18 @@ impl Insert for Writer {
         self.0
             .spawn_blocking(move |c| {
                 c.transaction(|c| {
-                    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                        match <&[Row; ROWS_PER_STATEMENT]>::try_from(chunk) {
-                            Ok(full) => {
-                                diesel::insert_or_ignore_into(usage_records::table)
-                                    .values(full)
-                                    .execute(c)?;
-                            }
-                            // The last, shorter chunk row by row: a reused one-row statement.
-                            Err(_) => {
-                                for row in chunk {
-                                    diesel::insert_or_ignore_into(usage_records::table)
-                                        .values(std::array::from_ref(row))
-                                        .execute(c)?;
-                                }
-                            }
-                        }
-                    }
-                    Ok(())
+                    // SQLite runs one writing transaction at a time: what this finds
+                    // stored cannot change before the insert.
+                    let stored: Vec<KeyRow> = rollup::existing(Dialect::Sqlite, &rows, false)
+                        .boxed()
+                        .load(c)?;
+                    let stored: Vec<_> = stored
+                        .into_iter()
+                        .map(|k| (k.started_at_us, k.id))
+                        .collect();
+                    let new = rollup::only_new(&rows, &stored);
+                    insert_rows(c, &new)?;
+                    maintain_rollups(c, &new)
                 })
             })
             .await
@@ -115,6 +111,45 @@ impl Insert for Writer {
     async fn ping(&mut self) -> bool {
         self.0.batch_execute("SELECT 1").await.is_ok()
     }
+}
+
+fn insert_rows(c: &mut SqliteConnection, rows: &[Row]) -> QueryResult<()> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        match <&[Row; ROWS_PER_STATEMENT]>::try_from(chunk) {
+            Ok(full) => {
+                diesel::insert_or_ignore_into(usage_records::table)
+                    .values(full)
+                    .execute(c)?;
+            }
+            // The last, shorter chunk row by row: a reused one-row statement.
+            Err(_) => {
+                for row in chunk {
+                    diesel::insert_or_ignore_into(usage_records::table)
+                        .values(std::array::from_ref(row))
+                        .execute(c)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`exec::maintain_rollups`](super::exec::maintain_rollups) on the blocking side.
+fn maintain_rollups(c: &mut SqliteConnection, new: &[Row]) -> QueryResult<()> {
+    for step in rollup::steps(Dialect::Sqlite, new) {
+        match step {
+            Step::Execute(sql) => {
+                sql.boxed().execute(c)?;
+            }
+            Step::Select(table, sql, cells) => {
+                let stored = sql.boxed().load(c)?;
+                let sql = rollup::upsert(Dialect::Sqlite, table, cells, stored)
+                    .map_err(super::exec::corrupt)?;
+                sql.boxed().execute(c)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) async fn recent(conn: &mut Conn, limit: i64) -> QueryResult<Vec<Row>> {

@@ -4,6 +4,8 @@
 #[cfg(feature = "store")]
 pub mod db;
 pub mod proxy;
+#[cfg(feature = "store")]
+pub mod reference;
 
 use std::convert::Infallible;
 use std::pin::Pin;

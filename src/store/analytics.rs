@@ -1,0 +1,532 @@
+//! The analytics queries on [`DieselStore`]. Each one plans which tables to read
+//! ([`plan`](super::plan)), sums in the database, and finishes in Rust (percentiles,
+//! shares, buckets in the caller's time zone), so every backend answers alike.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use super::plan::{self, Group, Part};
+use super::rollup::QUARTER_US;
+use super::sql::{AggRow, Count, Dialect, HistPair, Sql, ValueCount};
+use super::{exec, Backend, DieselStore, StoreError};
+use crate::query::{
+    weekday_hour, Breakdown, Dashboard, Dimension, Filter, Granularity, Histogram, Metrics,
+    PeakHours, Point, QueryError, RankBy, Series, SeriesKey, TimeSeries, Totals, UserRank,
+    UserUsage,
+};
+
+/// Runs `$sql` on a pooled connection and reads rows of `$ty`.
+macro_rules! load {
+    ($self:expr, $sql:expr, $ty:ty) => {{
+        let sql: Sql = $sql;
+        with_conn!($self, $self.connect_error(), |conn, backend| {
+            exec::load::<_, $ty>(&mut *conn, sql)
+                .await
+                .map_err($self.query_error())
+        })
+    }};
+}
+
+/// How many rows the breakdowns in [`DieselStore::dashboard`] and
+/// [`DieselStore::user_usage`] keep.
+const DASHBOARD_ROWS: usize = 10;
+
+/// The checked range of a filter, in microseconds.
+struct Span {
+    from: i64,
+    to: i64,
+}
+
+impl DieselStore {
+    pub(super) fn dialect(&self) -> Dialect {
+        match &self.inner.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => Dialect::Postgres,
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(_) => Dialect::Mysql,
+        }
+    }
+
+    fn span(&self, filter: &Filter) -> Result<Span, QueryError> {
+        filter.check_names()?;
+        let (from, to) = filter.range.micros(self.inner.limits.max_range)?;
+        Ok(Span { from, to })
+    }
+
+    fn check_limit(&self, limit: usize) -> Result<(), QueryError> {
+        let max = self.inner.limits.max_limit;
+        match limit {
+            0 => Err(QueryError::ZeroLimit),
+            n if n > max => Err(QueryError::LimitTooLarge { limit, max }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Which parts answer an aggregate of `filter` grouped by `group`; `days` says
+    /// whether a UTC day may be counted as one unit of the grouping.
+    fn plan(&self, filter: &Filter, span: &Span, group: Group, days: bool) -> Vec<Part> {
+        let quarter = self.inner.limits.read_rollups
+            && plan::rollups_serve(filter)
+            && plan::rolled_up(group.key)
+            && group.slot_us.is_none_or(|us| us == QUARTER_US);
+        plan::parts(span.from, span.to, quarter, quarter && days)
+    }
+
+    async fn aggregate(
+        &self,
+        filter: &Filter,
+        span: &Span,
+        group: Group,
+        days: bool,
+    ) -> Result<Vec<AggRow>, StoreError> {
+        let parts = self.plan(filter, span, group, days);
+        let mut sql = Sql::new(self.dialect());
+        plan::aggregate(&mut sql, filter, group, &parts, "", "");
+        load!(self, sql, AggRow)
+    }
+
+    /// Requests, users, tokens, cost, errors, bytes, and latency and time-to-first-byte
+    /// statistics for the records `filter` selects.
+    ///
+    /// ```
+    /// use tower_usage::query::{Filter, TimeRange};
+    /// use tower_usage::{store::DieselStore, TokenUsage, UsageRecord, UsageSink};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = DieselStore::connect("sqlite::memory:").await?;
+    /// let mut record = UsageRecord::builder().user("alice").tokens(TokenUsage::new(10, 5)).build();
+    /// record.started_at -= chrono::Duration::minutes(1);
+    /// store.write_batch(&[record]).await?;
+    ///
+    /// let metrics = store.metrics(&Filter::new(TimeRange::last_hours(1))).await?;
+    /// assert_eq!((metrics.requests, metrics.unique_users, metrics.tokens.total), (1, 1, 15));
+    /// # Ok(()) }
+    /// ```
+    pub async fn metrics(&self, filter: &Filter) -> Result<Metrics, StoreError> {
+        let span = self.span(filter)?;
+        let group = Group {
+            key: None,
+            slot_us: None,
+        };
+        let (totals, users, (latency, ttfb)) = tokio::try_join!(
+            self.aggregate(filter, &span, group, true),
+            self.unique_users(filter, &span),
+            self.histograms(filter, &span),
+        )?;
+        let mut sum = Totals::default();
+        totals
+            .iter()
+            .for_each(|row| sum.add(&row.measures.totals()));
+        Ok(sum.metrics(users, &latency, &ttfb))
+    }
+
+    async fn unique_users(&self, filter: &Filter, span: &Span) -> Result<i64, StoreError> {
+        let parts = if self.inner.limits.read_rollups && plan::time_only(filter) {
+            plan::user_parts(span.from, span.to)
+        } else {
+            vec![Part::Raw(span.from, span.to)]
+        };
+        let mut sql = Sql::new(self.dialect());
+        plan::unique_users(&mut sql, filter, &parts);
+        let rows = load!(self, sql, Count)?;
+        Ok(rows.first().map_or(0, |c| c.n))
+    }
+
+    async fn histograms(
+        &self,
+        filter: &Filter,
+        span: &Span,
+    ) -> Result<(Histogram, Histogram), StoreError> {
+        let group = Group {
+            key: None,
+            slot_us: None,
+        };
+        let parts = self.plan(filter, span, group, true);
+        let mut raw = Vec::new();
+        let mut rolled = Vec::new();
+        for part in parts {
+            match part {
+                Part::Raw(from, to) => raw.push((from, to)),
+                Part::Rollup(rollup, from, to) => rolled.push((rollup, from, to)),
+                Part::Users(..) => {}
+            }
+        }
+        let (mut latency, mut ttfb) = (Histogram::default(), Histogram::default());
+        if !raw.is_empty() {
+            let mut sql = Sql::new(self.dialect());
+            plan::raw_values(&mut sql, filter, &raw);
+            for row in load!(self, sql, ValueCount)? {
+                let histogram = if row.kind == 0 {
+                    &mut latency
+                } else {
+                    &mut ttfb
+                };
+                histogram.add(row.v, row.n);
+            }
+        }
+        if !rolled.is_empty() {
+            let mut sql = Sql::new(self.dialect());
+            plan::rollup_histograms(&mut sql, filter, &rolled);
+            for row in load!(self, sql, HistPair)? {
+                let bad = || StoreError::Corrupt("an unreadable rollup histogram".into());
+                latency.merge(&Histogram::decode(&row.latency_hist).ok_or_else(bad)?);
+                ttfb.merge(&Histogram::decode(&row.ttfb_hist).ok_or_else(bad)?);
+            }
+        }
+        Ok((latency, ttfb))
+    }
+
+    /// The records `filter` selects, grouped by `dimension`: the `limit` largest groups
+    /// and the rest summed as `other`.
+    pub async fn breakdown(
+        &self,
+        filter: &Filter,
+        dimension: Dimension,
+        limit: usize,
+    ) -> Result<Breakdown, StoreError> {
+        let span = self.span(filter)?;
+        self.check_limit(limit)?;
+        let group = Group {
+            key: Some(dimension),
+            slot_us: None,
+        };
+        let rows = self.aggregate(filter, &span, group, true).await?;
+        let groups = rows
+            .into_iter()
+            .map(|row| (row.k1.clone(), row.measures.totals()))
+            .collect();
+        Ok(Breakdown::from_groups(dimension, groups, limit))
+    }
+
+    /// [`breakdown`](Self::breakdown) by service.
+    pub async fn by_service(&self, filter: &Filter, limit: usize) -> Result<Breakdown, StoreError> {
+        self.breakdown(filter, Dimension::Service, limit).await
+    }
+
+    /// [`breakdown`](Self::breakdown) by model.
+    pub async fn by_model(&self, filter: &Filter, limit: usize) -> Result<Breakdown, StoreError> {
+        self.breakdown(filter, Dimension::Model, limit).await
+    }
+
+    /// [`breakdown`](Self::breakdown) by provider, with each provider's error rate.
+    pub async fn by_provider(
+        &self,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Breakdown, StoreError> {
+        self.breakdown(filter, Dimension::Provider, limit).await
+    }
+
+    /// [`breakdown`](Self::breakdown) by client platform (read from raw rows).
+    pub async fn by_client(&self, filter: &Filter, limit: usize) -> Result<Breakdown, StoreError> {
+        self.breakdown(filter, Dimension::Client, limit).await
+    }
+
+    /// [`breakdown`](Self::breakdown) by country (read from raw rows).
+    pub async fn by_country(&self, filter: &Filter, limit: usize) -> Result<Breakdown, StoreError> {
+        self.breakdown(filter, Dimension::Country, limit).await
+    }
+
+    /// The records `filter` selects, counted per `granularity` bucket of `tz`'s calendar,
+    /// every bucket present (zeros where nothing happened).
+    ///
+    /// ```
+    /// use tower_usage::query::{Filter, Granularity, TimeRange, Tz};
+    /// use tower_usage::store::DieselStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = DieselStore::connect("sqlite::memory:").await?;
+    /// let tz: Tz = "Europe/Berlin".parse()?;
+    /// let series = store.time_series(&Filter::new(TimeRange::last_days(7)), Granularity::Day, tz).await?;
+    /// assert!(series.buckets.len() >= 7);
+    /// assert_eq!(series.series[0].points.len(), series.buckets.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn time_series(
+        &self,
+        filter: &Filter,
+        granularity: Granularity,
+        tz: Tz,
+    ) -> Result<TimeSeries, StoreError> {
+        self.series(filter, granularity, tz, None).await
+    }
+
+    /// [`time_series`](Self::time_series) split by `dimension` into stacked series: the
+    /// `top` values with the most requests over the range, then records without a value
+    /// (`Missing`) and the rest (`Other`), each only if it has records.
+    pub async fn time_series_split(
+        &self,
+        filter: &Filter,
+        granularity: Granularity,
+        tz: Tz,
+        dimension: Dimension,
+        top: usize,
+    ) -> Result<TimeSeries, StoreError> {
+        self.check_limit(top)?;
+        self.series(filter, granularity, tz, Some((dimension, top)))
+            .await
+    }
+
+    async fn series(
+        &self,
+        filter: &Filter,
+        granularity: Granularity,
+        tz: Tz,
+        split: Option<(Dimension, usize)>,
+    ) -> Result<TimeSeries, StoreError> {
+        let span = self.span(filter)?;
+        let max = self.inner.limits.max_buckets;
+        let starts = granularity
+            .starts(filter.range.from, filter.range.to, tz, max)
+            .map_err(|buckets| QueryError::TooManyBuckets { buckets, max })?;
+        // A whole UTC day lies inside one bucket only for day-or-longer buckets in UTC.
+        let days = tz == Tz::UTC && granularity != Granularity::Hour;
+        let key = split.map(|(d, _)| d);
+        let bucket_of = |t: DateTime<Utc>| granularity.bucket_start(t, tz);
+        let rows = self.slotted(filter, &span, key, days, bucket_of).await?;
+        let index = |slot_start: DateTime<Utc>| {
+            let start = bucket_of(slot_start);
+            starts.binary_search(&start).ok()
+        };
+        let mut by_key: HashMap<Option<String>, Vec<Totals>> = HashMap::new();
+        for (key, at, totals) in rows {
+            let Some(i) = index(at) else { continue };
+            let points = by_key
+                .entry(key)
+                .or_insert_with(|| vec![Totals::default(); starts.len()]);
+            points[i].add(&totals);
+        }
+        let series = match split {
+            None => {
+                let points = by_key
+                    .remove(&None)
+                    .unwrap_or_else(|| vec![Totals::default(); starts.len()]);
+                vec![series(SeriesKey::Total, &points)]
+            }
+            Some((_, top)) => split_series(by_key, top, starts.len()),
+        };
+        Ok(TimeSeries {
+            granularity,
+            time_zone: tz.name().to_owned(),
+            split: key,
+            buckets: starts,
+            series,
+        })
+    }
+
+    /// Sums per dimension value and time slot, each slot given by its start; the slots
+    /// are 15 minutes wide (whole days where `days` allows), or one second when a
+    /// 15-minute slot would straddle two of `bucket_of`'s buckets (a zone whose offset is
+    /// not a whole quarter hour).
+    async fn slotted<K: PartialEq>(
+        &self,
+        filter: &Filter,
+        span: &Span,
+        key: Option<Dimension>,
+        days: bool,
+        bucket_of: impl Fn(DateTime<Utc>) -> K,
+    ) -> Result<Vec<(Option<String>, DateTime<Utc>, Totals)>, StoreError> {
+        let fits = |slot: i64, width: i64| {
+            let first = DateTime::from_timestamp_micros(slot * width);
+            let last = DateTime::from_timestamp_micros(slot * width + width - 1);
+            matches!((first, last), (Some(a), Some(b)) if bucket_of(a) == bucket_of(b))
+        };
+        let quarter = Group {
+            key,
+            slot_us: Some(QUARTER_US),
+        };
+        let rows = self.aggregate(filter, span, quarter, days).await?;
+        let rows = if rows.iter().all(|r| fits(r.slot.unwrap_or(0), QUARTER_US)) {
+            rows.into_iter()
+                .map(|r| (r, QUARTER_US))
+                .collect::<Vec<_>>()
+        } else {
+            const SECOND: i64 = 1_000_000;
+            let seconds = Group {
+                key,
+                slot_us: Some(SECOND),
+            };
+            let mut sql = Sql::new(self.dialect());
+            let parts = [Part::Raw(span.from, span.to)];
+            plan::aggregate(&mut sql, filter, seconds, &parts, "", "");
+            load!(self, sql, AggRow)?
+                .into_iter()
+                .map(|r| (r, SECOND))
+                .collect()
+        };
+        rows.into_iter()
+            .map(|(row, width)| {
+                let slot = row.slot.unwrap_or(0);
+                let at = DateTime::from_timestamp_micros(slot.saturating_mul(width))
+                    .ok_or_else(|| StoreError::Corrupt(format!("time slot {slot} out of range")))?;
+                Ok((row.k1.clone(), at, row.measures.totals()))
+            })
+            .collect()
+    }
+
+    /// The `limit` users with the most requests, tokens or cost among the records
+    /// `filter` selects; ties go to the user whose name sorts first (byte order).
+    pub async fn top_users(
+        &self,
+        filter: &Filter,
+        by: RankBy,
+        limit: usize,
+    ) -> Result<Vec<UserRank>, StoreError> {
+        let span = self.span(filter)?;
+        self.check_limit(limit)?;
+        let parts = if self.inner.limits.read_rollups && plan::time_only(filter) {
+            plan::user_parts(span.from, span.to)
+        } else {
+            vec![Part::Raw(span.from, span.to)]
+        };
+        let mut sql = Sql::new(self.dialect());
+        let order = match by {
+            RankBy::Requests => sql.sum("requests"),
+            RankBy::Tokens => format!("{} + {}", sql.sum("tokens_in"), sql.sum("tokens_out")),
+            RankBy::Cost => sql.sum("cost_micros"),
+        };
+        let tail = format!(
+            " ORDER BY {order} DESC, {} LIMIT {limit}",
+            sql.bytewise("k1")
+        );
+        let group = Group {
+            key: Some(Dimension::User),
+            slot_us: None,
+        };
+        plan::aggregate(
+            &mut sql,
+            filter,
+            group,
+            &parts,
+            " AND user_id IS NOT NULL",
+            &tail,
+        );
+        let rows = load!(self, sql, AggRow)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let totals = row.measures.totals();
+                Some(UserRank {
+                    user: row.k1?,
+                    requests: u64::try_from(totals.requests).unwrap_or(0),
+                    errors: u64::try_from(totals.errors).unwrap_or(0),
+                    tokens: totals.tokens(),
+                    cost_micros: totals.cost_micros,
+                })
+            })
+            .collect())
+    }
+
+    /// Requests per weekday and hour of `tz`'s local time.
+    pub async fn peak_hours(&self, filter: &Filter, tz: Tz) -> Result<PeakHours, StoreError> {
+        let span = self.span(filter)?;
+        let hour_of = |t: DateTime<Utc>| weekday_hour(t, tz);
+        let rows = self.slotted(filter, &span, None, false, hour_of).await?;
+        let mut counts = vec![vec![0u64; 24]; 7];
+        for (_, at, totals) in rows {
+            let (day, hour) = hour_of(at);
+            counts[day][hour] += u64::try_from(totals.requests).unwrap_or(0);
+        }
+        Ok(PeakHours {
+            time_zone: tz.name().to_owned(),
+            counts,
+        })
+    }
+
+    /// One user's metrics, daily series in `tz` and breakdowns by service and model:
+    /// what a "my usage" page shows. `filter`'s own user, if any, is replaced by `user`.
+    pub async fn user_usage(
+        &self,
+        user: &str,
+        filter: &Filter,
+        tz: Tz,
+    ) -> Result<UserUsage, StoreError> {
+        let filter = filter.clone().user(user);
+        let (metrics, daily, by_service, by_model) = tokio::try_join!(
+            self.metrics(&filter),
+            self.time_series(&filter, Granularity::Day, tz),
+            self.by_service(&filter, DASHBOARD_ROWS),
+            self.by_model(&filter, DASHBOARD_ROWS),
+        )?;
+        Ok(UserUsage {
+            user: user.to_owned(),
+            metrics,
+            daily,
+            by_service,
+            by_model,
+        })
+    }
+
+    /// Metrics, the top services, models and users, a daily series and peak hours, in
+    /// one answer; the parts are read concurrently on separate connections.
+    pub async fn dashboard(&self, filter: &Filter, tz: Tz) -> Result<Dashboard, StoreError> {
+        let (metrics, by_service, by_model, daily, top_users, peak_hours) = tokio::try_join!(
+            self.metrics(filter),
+            self.by_service(filter, DASHBOARD_ROWS),
+            self.by_model(filter, DASHBOARD_ROWS),
+            self.time_series(filter, Granularity::Day, tz),
+            self.top_users(filter, RankBy::Requests, DASHBOARD_ROWS),
+            self.peak_hours(filter, tz),
+        )?;
+        Ok(Dashboard {
+            metrics,
+            by_service,
+            by_model,
+            daily,
+            top_users,
+            peak_hours,
+        })
+    }
+}
+
+fn series(key: SeriesKey, totals: &[Totals]) -> Series {
+    Series {
+        key,
+        points: totals.iter().map(Totals::point).collect::<Vec<Point>>(),
+    }
+}
+
+/// The `top` values by requests (ties by byte order), then `Missing`, then `Other`.
+fn split_series(
+    by_key: HashMap<Option<String>, Vec<Totals>>,
+    top: usize,
+    buckets: usize,
+) -> Vec<Series> {
+    let mut missing = None;
+    let mut values: Vec<(String, i64, Vec<Totals>)> = Vec::new();
+    for (key, points) in by_key {
+        match key {
+            None => missing = Some(points),
+            Some(key) => {
+                let requests = points.iter().map(|p| p.requests).sum();
+                values.push((key, requests, points));
+            }
+        }
+    }
+    values.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
+    });
+    let rest = values.split_off(top.min(values.len()));
+    let mut out: Vec<Series> = values
+        .into_iter()
+        .map(|(key, _, points)| series(SeriesKey::Value(key), &points))
+        .collect();
+    if let Some(points) = missing {
+        out.push(series(SeriesKey::Missing, &points));
+    }
+    if !rest.is_empty() {
+        let mut other = vec![Totals::default(); buckets];
+        for (_, _, points) in &rest {
+            for (sum, p) in other.iter_mut().zip(points) {
+                sum.add(p);
+            }
+        }
+        out.push(series(SeriesKey::Other, &other));
+    }
+    out
+}

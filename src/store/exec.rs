@@ -1,0 +1,79 @@
+//! Running a hand-built [`Sql`] statement on any backend's async connection.
+
+use diesel::backend::Backend;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{Binary, HasSqlType, Text};
+use diesel::QueryResult;
+use diesel_async::methods::{ExecuteDsl, LoadQuery};
+use diesel_async::AsyncConnection;
+use futures_util::future::{BoxFuture, FutureExt};
+
+use super::sql::Sql;
+
+// The futures are boxed: an unboxed one, awaited inside a transaction's async closure,
+// trips the compiler's proof that the closure's future is `Send` for every lifetime.
+
+/// Runs a query and reads its rows as `T`.
+pub(crate) fn load<C, T>(conn: &mut C, sql: Sql) -> BoxFuture<'_, QueryResult<Vec<T>>>
+where
+    C: AsyncConnection,
+    C::Backend: Backend + HasSqlType<Text> + HasSqlType<Binary> + 'static,
+    String: ToSql<Text, C::Backend>,
+    Vec<u8>: ToSql<Binary, C::Backend>,
+    BoxedSqlQuery<'static, C::Backend, SqlQuery>: LoadQuery<'static, C, T>,
+    T: Send + 'static,
+{
+    diesel_async::RunQueryDsl::load(sql.boxed::<C::Backend>(), conn).boxed()
+}
+
+/// Runs a statement, returning the number of rows it changed.
+pub(crate) fn execute<C>(conn: &mut C, sql: Sql) -> BoxFuture<'_, QueryResult<usize>>
+where
+    C: AsyncConnection,
+    C::Backend: Backend + HasSqlType<Text> + HasSqlType<Binary> + 'static,
+    String: ToSql<Text, C::Backend>,
+    Vec<u8>: ToSql<Binary, C::Backend>,
+    BoxedSqlQuery<'static, C::Backend, SqlQuery>: ExecuteDsl<C>,
+{
+    diesel_async::RunQueryDsl::execute(sql.boxed::<C::Backend>(), conn).boxed()
+}
+
+/// Brings the rollups up to date with `new`, the rows the batch inserted, on the
+/// transaction's connection.
+pub(crate) fn maintain_rollups<'a, C>(
+    conn: &'a mut C,
+    dialect: super::sql::Dialect,
+    new: &'a [super::row::Row],
+) -> BoxFuture<'a, QueryResult<()>>
+where
+    C: AsyncConnection,
+    C::Backend: Backend + HasSqlType<Text> + HasSqlType<Binary> + 'static,
+    String: ToSql<Text, C::Backend>,
+    Vec<u8>: ToSql<Binary, C::Backend>,
+    BoxedSqlQuery<'static, C::Backend, SqlQuery>:
+        ExecuteDsl<C> + LoadQuery<'static, C, super::rollup::Stored>,
+{
+    use super::rollup::{steps, upsert, Step};
+    async move {
+        for step in steps(dialect, new) {
+            match step {
+                Step::Execute(sql) => {
+                    execute(conn, sql).await?;
+                }
+                Step::Select(rollup, sql, cells) => {
+                    let stored = load(conn, sql).await?;
+                    let sql = upsert(dialect, rollup, cells, stored).map_err(corrupt)?;
+                    execute(conn, sql).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+    .boxed()
+}
+
+/// A stored value the crate cannot read, as a query error.
+pub(crate) fn corrupt(what: String) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(what.into())
+}

@@ -1,0 +1,246 @@
+//! Exports: every record a filter selects, oldest first, read a page at a time by key
+//! (start time, id) so memory stays flat however many rows there are.
+
+use chrono::SecondsFormat;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::row::{Row, PG_COLUMNS};
+use super::sql::{Dialect, Sql};
+use super::{exec, plan, DieselStore, StoreError};
+use crate::query::Filter;
+use crate::UsageRecord;
+
+/// Rows read per query.
+const PAGE: i64 = 5_000;
+
+/// The CSV columns, in order.
+const HEADER: [&str; 21] = [
+    "id",
+    "started_at",
+    "method",
+    "route",
+    "status",
+    "outcome",
+    "ttfb_us",
+    "duration_us",
+    "request_bytes",
+    "response_bytes",
+    "user",
+    "service",
+    "model",
+    "provider",
+    "client",
+    "country",
+    "tokens_in",
+    "tokens_out",
+    "tokens_cached_input",
+    "cost_micros",
+    "metadata",
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    Csv,
+    JsonLines,
+}
+
+impl DieselStore {
+    /// Writes every record `filter` selects as CSV (RFC 4180, a header row, oldest
+    /// first) and returns how many were written.
+    ///
+    /// Text cells that a spreadsheet would run as a formula (starting with `=`, `+`, `-`,
+    /// `@`, a tab or a carriage return) get a leading `'`. Times are RFC 3339 in UTC with
+    /// microseconds; durations are whole microseconds.
+    ///
+    /// ```
+    /// use tower_usage::query::{Filter, TimeRange};
+    /// use tower_usage::{store::DieselStore, UsageRecord, UsageSink};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = DieselStore::connect("sqlite::memory:").await?;
+    /// let mut record = UsageRecord::builder().user("=cmd()").build();
+    /// record.started_at -= chrono::Duration::minutes(1);
+    /// store.write_batch(&[record]).await?;
+    ///
+    /// let mut csv = Vec::new();
+    /// let rows = store.export_csv(&Filter::new(TimeRange::last_hours(1)), &mut csv).await?;
+    /// assert_eq!(rows, 1);
+    /// assert!(String::from_utf8(csv)?.contains(",'=cmd(),"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn export_csv<W>(&self, filter: &Filter, writer: W) -> Result<u64, StoreError>
+    where
+        W: AsyncWrite + Unpin + Send,
+    {
+        self.export(filter, writer, Format::Csv).await
+    }
+
+    /// Writes every record `filter` selects as JSON lines (one [`UsageRecord`] per line,
+    /// with its own field names, oldest first) and returns how many were written.
+    pub async fn export_json_lines<W>(&self, filter: &Filter, writer: W) -> Result<u64, StoreError>
+    where
+        W: AsyncWrite + Unpin + Send,
+    {
+        self.export(filter, writer, Format::JsonLines).await
+    }
+
+    async fn export<W>(
+        &self,
+        filter: &Filter,
+        mut writer: W,
+        format: Format,
+    ) -> Result<u64, StoreError>
+    where
+        W: AsyncWrite + Unpin + Send,
+    {
+        filter.check_names()?;
+        let (from, to) = filter.range.micros(self.inner.limits.max_range)?;
+        let mut after: Option<(i64, Vec<u8>)> = None;
+        let mut written = 0u64;
+        let mut buf = Vec::with_capacity(1 << 20);
+        if let Format::Csv = format {
+            let mut csv = csv::Writer::from_writer(&mut buf);
+            csv.write_record(HEADER).map_err(csv_error)?;
+            csv.flush().map_err(StoreError::Write)?;
+        }
+        loop {
+            let sql = page(self.dialect(), filter, from, to, after.as_ref());
+            let rows: Vec<Row> = with_conn!(self, self.connect_error(), |conn, backend| {
+                exec::load::<_, Row>(&mut *conn, sql)
+                    .await
+                    .map_err(self.query_error())?
+            });
+            let full = rows.len() as i64 == PAGE;
+            after = rows.last().map(|r| (r.started_at_us, r.id.clone()));
+            for row in rows {
+                let record = UsageRecord::try_from(row)?;
+                match format {
+                    Format::Csv => write_csv(&mut buf, &record)?,
+                    Format::JsonLines => {
+                        serde_json::to_writer(&mut buf, &record)
+                            .map_err(|e| StoreError::Write(e.into()))?;
+                        buf.push(b'\n');
+                    }
+                }
+                written += 1;
+            }
+            writer.write_all(&buf).await.map_err(StoreError::Write)?;
+            buf.clear();
+            if !full {
+                break;
+            }
+        }
+        writer.flush().await.map_err(StoreError::Write)?;
+        Ok(written)
+    }
+}
+
+/// The next page after `after`, in key order.
+fn page(
+    dialect: Dialect,
+    filter: &Filter,
+    from: i64,
+    to: i64,
+    after: Option<&(i64, Vec<u8>)>,
+) -> Sql {
+    let mut sql = Sql::new(dialect);
+    let columns = match dialect {
+        Dialect::Postgres => PG_COLUMNS,
+        _ => "*",
+    };
+    sql.push("SELECT ")
+        .push(columns)
+        .push(" FROM usage_records");
+    plan::raw_where(&mut sql, filter, from, to);
+    keyset(&mut sql, after);
+    sql.push(" ORDER BY started_at_us, id LIMIT ").int(PAGE);
+    sql
+}
+
+/// The next page of all records after `after`, for rebuilding the rollups.
+pub(super) fn all_after(dialect: Dialect, after: Option<&(i64, Vec<u8>)>) -> Sql {
+    let columns = match dialect {
+        Dialect::Postgres => PG_COLUMNS,
+        _ => "*",
+    };
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ")
+        .push(columns)
+        .push(" FROM usage_records WHERE 1 = 1");
+    keyset(&mut sql, after);
+    sql.push(" ORDER BY started_at_us, id LIMIT ").int(PAGE);
+    sql
+}
+
+fn keyset(sql: &mut Sql, after: Option<&(i64, Vec<u8>)>) {
+    if let Some((at, id)) = after {
+        sql.push(" AND (started_at_us > ").int(*at);
+        sql.push(" OR (started_at_us = ")
+            .int(*at)
+            .push(" AND id > ")
+            .bytes(id)
+            .push("))");
+    }
+}
+
+fn csv_error(e: csv::Error) -> StoreError {
+    StoreError::Write(std::io::Error::other(e))
+}
+
+/// `text` made safe to open in a spreadsheet.
+fn neutralize(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}").into()
+    } else {
+        text.into()
+    }
+}
+
+fn write_csv(buf: &mut Vec<u8>, r: &UsageRecord) -> Result<(), StoreError> {
+    let text = |v: Option<&str>| v.map(neutralize).unwrap_or_default().into_owned();
+    let num = |v: Option<String>| v.unwrap_or_default();
+    let metadata = if r.metadata.is_null() {
+        String::new()
+    } else {
+        neutralize(&r.metadata.to_string()).into_owned()
+    };
+    let cells = [
+        r.id.to_string(),
+        r.started_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        text(r.method.as_ref().map(http::Method::as_str)),
+        text(r.route.as_deref()),
+        num(r.status.map(|s| s.as_u16().to_string())),
+        r.outcome.as_str().to_owned(),
+        num(r.ttfb.map(|d| d.as_micros().to_string())),
+        r.duration.as_micros().to_string(),
+        num(r.request_bytes.map(|n| n.to_string())),
+        r.response_bytes.to_string(),
+        text(r.user.as_deref()),
+        text(r.service.as_deref()),
+        text(r.model.as_deref()),
+        text(r.provider.as_deref()),
+        r.client.as_str().to_owned(),
+        text(r.country.as_deref()),
+        r.tokens.input.to_string(),
+        r.tokens.output.to_string(),
+        r.tokens.cached_input.to_string(),
+        num(r.cost_micros.map(|c| c.to_string())),
+        metadata,
+    ];
+    let mut csv = csv::Writer::from_writer(buf);
+    csv.write_record(&cells).map_err(csv_error)?;
+    csv.flush().map_err(StoreError::Write)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralized() {
+        for bad in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutralize(bad), format!("'{bad}"));
+        }
+        assert_eq!(neutralize("alice"), "alice");
+    }
+}

@@ -1,0 +1,3 @@
+DROP TABLE usage_user_1d;
+DROP TABLE usage_rollup_1d;
+DROP TABLE usage_rollup_15m;

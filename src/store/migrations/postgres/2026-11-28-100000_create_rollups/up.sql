@@ -1,0 +1,63 @@
+-- Sums and latency histograms per time slot, kept by the writer in the transaction that
+-- inserts a batch. `slot` counts slots of the table's width since the Unix epoch (UTC).
+-- Missing names are stored as '' (key columns cannot be NULL). Histograms are
+-- `bucket:count` pairs, comma-separated (see the crate's query module).
+
+-- 15-minute slots.
+CREATE TABLE usage_rollup_15m (
+    slot BIGINT NOT NULL,
+    service TEXT NOT NULL,
+    model TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    status_class INTEGER NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    tokens_in BIGINT NOT NULL,
+    tokens_out BIGINT NOT NULL,
+    tokens_cached BIGINT NOT NULL,
+    cost_micros BIGINT NOT NULL,
+    response_bytes BIGINT NOT NULL,
+    duration_sum_us BIGINT NOT NULL,
+    ttfb_sum_us BIGINT NOT NULL,
+    ttfb_count BIGINT NOT NULL,
+    latency_hist TEXT NOT NULL,
+    ttfb_hist TEXT NOT NULL,
+    PRIMARY KEY (slot, service, model, provider, outcome, status_class)
+);
+
+-- UTC days.
+CREATE TABLE usage_rollup_1d (
+    slot BIGINT NOT NULL,
+    service TEXT NOT NULL,
+    model TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    status_class INTEGER NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    tokens_in BIGINT NOT NULL,
+    tokens_out BIGINT NOT NULL,
+    tokens_cached BIGINT NOT NULL,
+    cost_micros BIGINT NOT NULL,
+    response_bytes BIGINT NOT NULL,
+    duration_sum_us BIGINT NOT NULL,
+    ttfb_sum_us BIGINT NOT NULL,
+    ttfb_count BIGINT NOT NULL,
+    latency_hist TEXT NOT NULL,
+    ttfb_hist TEXT NOT NULL,
+    PRIMARY KEY (slot, service, model, provider, outcome, status_class)
+);
+
+-- Per user and UTC day: top users and unique users without scanning records.
+CREATE TABLE usage_user_1d (
+    slot BIGINT NOT NULL,
+    user_id TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    tokens_in BIGINT NOT NULL,
+    tokens_out BIGINT NOT NULL,
+    tokens_cached BIGINT NOT NULL,
+    cost_micros BIGINT NOT NULL,
+    PRIMARY KEY (slot, user_id)
+);

@@ -1,0 +1,343 @@
+//! Which tables answer a query: the rollups where the filter and grouping allow, raw
+//! rows for the rest, and the SQL that reads them.
+//!
+//! A range `[from, to)` is cut into parts: raw rows up to the first whole 15-minute
+//! slot, the 15-minute rollup up to the first whole UTC day, the daily rollup over the
+//! whole days, and back down at the other end. Every part yields the same columns, so one
+//! `UNION ALL` sums them; whichever parts answer, the sums are the same.
+
+use super::rollup::{Rollup, DAY_US, QUARTER_US};
+use super::sql::{Sql, MEASURES};
+use crate::query::{Dimension, Filter};
+
+/// Where one part of a range is read from. Bounds are microseconds for raw rows and
+/// slot numbers for a rollup; both half-open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    Raw(i64, i64),
+    Rollup(Rollup, i64, i64),
+    /// The per-user daily sums.
+    Users(i64, i64),
+}
+
+/// Cuts `[from, to)` (microseconds, `from ≥ 0`) into parts; see the module docs.
+pub(crate) fn parts(from: i64, to: i64, quarter: bool, day: bool) -> Vec<Part> {
+    let q0 = ceil_div(from, QUARTER_US);
+    let q1 = to.div_euclid(QUARTER_US);
+    if !quarter || q0 >= q1 {
+        return vec![Part::Raw(from, to)];
+    }
+    let mut parts = Vec::with_capacity(5);
+    push_raw(&mut parts, from, q0 * QUARTER_US);
+    let per_day = DAY_US / QUARTER_US;
+    let (d0, d1) = (ceil_div(q0, per_day), q1.div_euclid(per_day));
+    if day && d0 < d1 {
+        push_quarters(&mut parts, q0, d0 * per_day);
+        parts.push(Part::Rollup(Rollup::Day, d0, d1));
+        push_quarters(&mut parts, d1 * per_day, q1);
+    } else {
+        push_quarters(&mut parts, q0, q1);
+    }
+    push_raw(&mut parts, q1 * QUARTER_US, to);
+    parts
+}
+
+/// Cuts `[from, to)` into raw edges and whole UTC days of the per-user sums.
+pub(crate) fn user_parts(from: i64, to: i64) -> Vec<Part> {
+    let (d0, d1) = (ceil_div(from, DAY_US), to.div_euclid(DAY_US));
+    if d0 >= d1 {
+        return vec![Part::Raw(from, to)];
+    }
+    let mut parts = Vec::with_capacity(3);
+    push_raw(&mut parts, from, d0 * DAY_US);
+    parts.push(Part::Users(d0, d1));
+    push_raw(&mut parts, d1 * DAY_US, to);
+    parts
+}
+
+fn push_raw(parts: &mut Vec<Part>, from: i64, to: i64) {
+    if from < to {
+        parts.push(Part::Raw(from, to));
+    }
+}
+
+fn push_quarters(parts: &mut Vec<Part>, from: i64, to: i64) {
+    if from < to {
+        parts.push(Part::Rollup(Rollup::Quarter, from, to));
+    }
+}
+
+fn ceil_div(n: i64, d: i64) -> i64 {
+    n.div_euclid(d) + i64::from(n.rem_euclid(d) != 0)
+}
+
+/// Whether the dimension rollups hold what `filter` filters on.
+pub(crate) fn rollups_serve(filter: &Filter) -> bool {
+    filter.user.is_none() && filter.client.is_none() && filter.country.is_none()
+}
+
+/// Whether only the time range filters.
+pub(crate) fn time_only(filter: &Filter) -> bool {
+    rollups_serve(filter)
+        && filter.service.is_none()
+        && filter.model.is_none()
+        && filter.provider.is_none()
+        && filter.outcome.is_none()
+        && filter.status_class.is_none()
+}
+
+/// Whether the dimension rollups keep `dimension`.
+pub(crate) fn rolled_up(dimension: Option<Dimension>) -> bool {
+    matches!(
+        dimension,
+        None | Some(Dimension::Service | Dimension::Model | Dimension::Provider)
+    )
+}
+
+fn raw_column(dimension: Dimension) -> &'static str {
+    match dimension {
+        Dimension::Service => "service",
+        Dimension::Model => "model",
+        Dimension::Provider => "provider",
+        Dimension::Client => "client",
+        Dimension::Country => "country",
+        Dimension::User => "user_id",
+    }
+}
+
+/// `WHERE` conditions on raw rows for `filter` within `[from, to)`.
+pub(crate) fn raw_where(sql: &mut Sql, filter: &Filter, from: i64, to: i64) {
+    sql.push(" WHERE started_at_us >= ").int(from);
+    sql.push(" AND started_at_us < ").int(to);
+    let names = [
+        ("user_id", &filter.user),
+        ("service", &filter.service),
+        ("model", &filter.model),
+        ("provider", &filter.provider),
+        ("country", &filter.country),
+    ];
+    for (column, value) in names {
+        if let Some(value) = value {
+            sql.push(" AND ").push(column).push(" = ").text(value);
+        }
+    }
+    if let Some(outcome) = filter.outcome {
+        // A fixed set of names: safe to write into the text.
+        sql.push(" AND outcome = '")
+            .push(outcome.as_str())
+            .push("'");
+    }
+    if let Some(client) = filter.client {
+        sql.push(" AND client = '").push(client.as_str()).push("'");
+    }
+    match filter.status_class.map(|c| c.code()) {
+        None => {}
+        Some(0) => {
+            sql.push(" AND status IS NULL");
+        }
+        Some(class) => {
+            let low = i64::from(class) * 100;
+            sql.push(" AND status >= ").int(low);
+            sql.push(" AND status < ").int(low + 100);
+        }
+    }
+}
+
+/// `WHERE` conditions on a dimension rollup for `filter` over slots `[from, to)`.
+fn rollup_where(sql: &mut Sql, filter: &Filter, from: i64, to: i64) {
+    sql.push(" WHERE slot >= ").int(from);
+    sql.push(" AND slot < ").int(to);
+    let names = [
+        ("service", &filter.service),
+        ("model", &filter.model),
+        ("provider", &filter.provider),
+    ];
+    for (column, value) in names {
+        if let Some(value) = value {
+            sql.push(" AND ").push(column).push(" = ").text(value);
+        }
+    }
+    if let Some(outcome) = filter.outcome {
+        sql.push(" AND outcome = '")
+            .push(outcome.as_str())
+            .push("'");
+    }
+    if let Some(class) = filter.status_class {
+        sql.push(" AND status_class = ")
+            .int(i64::from(class.code()));
+    }
+}
+
+/// How an aggregate groups its rows: by a dimension, by time slots of `slot_us`
+/// microseconds, both or neither.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Group {
+    pub(crate) key: Option<Dimension>,
+    pub(crate) slot_us: Option<i64>,
+}
+
+/// One `SELECT` over a part, yielding the grouping columns and the measures per row or
+/// per rollup row.
+fn part_select(sql: &mut Sql, filter: &Filter, group: Group, part: Part) {
+    match part {
+        Part::Raw(from, to) => {
+            let key = group.key.map_or(sql.null_text(), raw_column);
+            let slot = group
+                .slot_us
+                .map_or(sql.null_int().to_owned(), |us| sql.div("started_at_us", us));
+            sql.push("SELECT ").push(key).push(" AS k1, ").push(&slot);
+            sql.push(
+                " AS slot, 1 AS requests, CASE WHEN outcome <> 'success' THEN 1 ELSE 0 END AS errors, \
+                 tokens_in, tokens_out, tokens_cached_in AS tokens_cached, \
+                 COALESCE(cost_micros, 0) AS cost_micros, response_bytes, \
+                 duration_us AS duration_sum_us, COALESCE(ttfb_us, 0) AS ttfb_sum_us, \
+                 CASE WHEN ttfb_us IS NULL THEN 0 ELSE 1 END AS ttfb_count FROM usage_records",
+            );
+            raw_where(sql, filter, from, to);
+        }
+        Part::Rollup(rollup, from, to) => {
+            let key = match group.key {
+                None => sql.null_text().to_owned(),
+                Some(d) => format!("NULLIF({}, '')", raw_column(d)),
+            };
+            // Rollups are only planned for 15-minute slots; a day is 96 of them.
+            let slot = match (group.slot_us, rollup) {
+                (None, _) => sql.null_int().to_owned(),
+                (Some(_), Rollup::Quarter) => "slot".to_owned(),
+                (Some(_), Rollup::Day) => format!("slot * {}", DAY_US / QUARTER_US),
+            };
+            sql.push("SELECT ")
+                .push(&key)
+                .push(" AS k1, ")
+                .push(&slot)
+                .push(" AS slot, ");
+            sql.push(&MEASURES.join(", "))
+                .push(" FROM ")
+                .push(rollup.table());
+            rollup_where(sql, filter, from, to);
+        }
+        Part::Users(from, to) => {
+            let null = sql.null_int();
+            sql.push("SELECT user_id AS k1, ").push(null);
+            sql.push(
+                " AS slot, requests, errors, tokens_in, tokens_out, tokens_cached, cost_micros, \
+                 0 AS response_bytes, 0 AS duration_sum_us, 0 AS ttfb_sum_us, 0 AS ttfb_count \
+                 FROM usage_user_1d",
+            );
+            sql.push(" WHERE slot >= ")
+                .int(from)
+                .push(" AND slot < ")
+                .int(to);
+        }
+    }
+}
+
+/// Sums over `parts`, grouped by `group`; rows of [`AggRow`](super::sql::AggRow).
+/// `tail` follows the `GROUP BY` (an `ORDER BY … LIMIT`, say).
+pub(crate) fn aggregate(
+    sql: &mut Sql,
+    filter: &Filter,
+    group: Group,
+    parts: &[Part],
+    extra: &str,
+    tail: &str,
+) {
+    sql.push("SELECT k1, slot");
+    for m in MEASURES {
+        let sum = sql.sum(m);
+        sql.push(", ").push(&sum).push(" AS ").push(m);
+    }
+    sql.push(" FROM (");
+    sql.list(parts, " UNION ALL ", |sql, part| {
+        part_select(sql, filter, group, *part);
+        if matches!(part, Part::Raw(..)) {
+            sql.push(extra);
+        }
+    });
+    sql.push(") t GROUP BY k1, slot").push(tail);
+}
+
+/// Exact durations and their counts from the raw parts, for the histograms; rows of
+/// [`ValueCount`](super::sql::ValueCount).
+pub(crate) fn raw_values(sql: &mut Sql, filter: &Filter, parts: &[(i64, i64)]) {
+    let kinds = [
+        (0, "duration_us", ""),
+        (1, "ttfb_us", " AND ttfb_us IS NOT NULL"),
+    ];
+    sql.list(kinds, " UNION ALL ", |sql, (kind, column, extra)| {
+        sql.push("SELECT ")
+            .int(kind)
+            .push(" AS kind, v, COUNT(*) AS n FROM (");
+        sql.list(parts, " UNION ALL ", |sql, &(from, to)| {
+            sql.push("SELECT ")
+                .push(column)
+                .push(" AS v FROM usage_records");
+            raw_where(sql, filter, from, to);
+            sql.push(extra);
+        });
+        sql.push(") t").int(kind).push(" GROUP BY v");
+    });
+}
+
+/// The stored histograms of the rollup parts; rows of [`HistPair`](super::sql::HistPair).
+pub(crate) fn rollup_histograms(sql: &mut Sql, filter: &Filter, parts: &[(Rollup, i64, i64)]) {
+    sql.list(parts, " UNION ALL ", |sql, &(rollup, from, to)| {
+        sql.push("SELECT latency_hist, ttfb_hist FROM ")
+            .push(rollup.table());
+        rollup_where(sql, filter, from, to);
+    });
+}
+
+/// Distinct users over `parts`; a [`Count`](super::sql::Count) row.
+pub(crate) fn unique_users(sql: &mut Sql, filter: &Filter, parts: &[Part]) {
+    sql.push("SELECT COUNT(*) AS n FROM (");
+    sql.list(parts, " UNION ", |sql, part| match *part {
+        Part::Raw(from, to) => {
+            sql.push("SELECT DISTINCT user_id FROM usage_records");
+            raw_where(sql, filter, from, to);
+            sql.push(" AND user_id IS NOT NULL");
+        }
+        Part::Users(from, to) | Part::Rollup(_, from, to) => {
+            sql.push("SELECT DISTINCT user_id FROM usage_user_1d WHERE slot >= ")
+                .int(from);
+            sql.push(" AND slot < ").int(to);
+        }
+    });
+    sql.push(") t");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000_000;
+
+    #[test]
+    fn a_range_is_cut_into_edges_quarters_and_days() {
+        let from = 2 * DAY_US - 5 * H - 7; // 19:00 less 7 µs, day 1
+        let to = 5 * DAY_US + 2 * H + 60_000_000; // 02:01, day 5
+        let parts = parts(from, to, true, true);
+        let q = |us: i64| us / QUARTER_US;
+        assert_eq!(
+            parts,
+            vec![
+                Part::Raw(from, q(2 * DAY_US - 5 * H) * QUARTER_US),
+                Part::Rollup(Rollup::Quarter, q(2 * DAY_US - 5 * H), q(2 * DAY_US)),
+                Part::Rollup(Rollup::Day, 2, 5),
+                Part::Rollup(Rollup::Quarter, q(5 * DAY_US), q(5 * DAY_US + 2 * H)),
+                Part::Raw(5 * DAY_US + 2 * H, to),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_short_range_reads_raw_rows() {
+        assert_eq!(parts(10, 20, true, true), vec![Part::Raw(10, 20)]);
+        assert_eq!(parts(0, DAY_US, false, true), vec![Part::Raw(0, DAY_US)]);
+        assert_eq!(
+            parts(0, DAY_US, true, false),
+            vec![Part::Rollup(Rollup::Quarter, 0, 96)]
+        );
+        assert_eq!(user_parts(0, DAY_US), vec![Part::Users(0, 1)]);
+    }
+}

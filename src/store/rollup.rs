@@ -1,0 +1,377 @@
+//! The rollup tables: sums and latency histograms per time slot, kept up to date in the
+//! transaction that writes a batch, so that queries over months read a few thousand
+//! rows instead of millions.
+//!
+//! | table | slot | key | serves |
+//! |---|---|---|---|
+//! | `usage_rollup_15m` | 15 minutes | service, model, provider, outcome, status class | series in any zone in use, range edges |
+//! | `usage_rollup_1d` | UTC day | the same | totals and breakdowns over whole days |
+//! | `usage_user_1d` | UTC day | user | top users, unique users |
+//!
+//! Fifteen-minute slots serve every time zone in use today (all offsets are whole
+//! quarter hours). The user is kept out of the first two tables: a key with the user
+//! barely compresses. Only records a batch really inserted are added, so a retried batch
+//! adds nothing twice.
+
+use std::collections::BTreeMap;
+
+use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::QueryableByName;
+
+use super::row::Row;
+use super::sql::{Dialect, Sql};
+use crate::query::{Histogram, Totals};
+
+/// Microseconds in a 15-minute slot.
+pub(crate) const QUARTER_US: i64 = 900_000_000;
+/// Microseconds in a day.
+pub(crate) const DAY_US: i64 = 86_400_000_000;
+
+/// One of the two rollups keyed by slot and dimensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rollup {
+    Quarter,
+    Day,
+}
+
+impl Rollup {
+    pub(crate) const ALL: [Rollup; 2] = [Rollup::Quarter, Rollup::Day];
+
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Rollup::Quarter => "usage_rollup_15m",
+            Rollup::Day => "usage_rollup_1d",
+        }
+    }
+
+    pub(crate) fn width_us(self) -> i64 {
+        match self {
+            Rollup::Quarter => QUARTER_US,
+            Rollup::Day => DAY_US,
+        }
+    }
+}
+
+/// Columns of the dimension rollups, key first.
+const KEY: [&str; 6] = [
+    "slot",
+    "service",
+    "model",
+    "provider",
+    "outcome",
+    "status_class",
+];
+const VALUES: [&str; 12] = [
+    "requests",
+    "errors",
+    "tokens_in",
+    "tokens_out",
+    "tokens_cached",
+    "cost_micros",
+    "response_bytes",
+    "duration_sum_us",
+    "ttfb_sum_us",
+    "ttfb_count",
+    "latency_hist",
+    "ttfb_hist",
+];
+
+/// A dimension rollup's key. Missing names are stored as empty text (a key column
+/// cannot be NULL); names are never empty otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, QueryableByName)]
+pub(crate) struct Key {
+    #[diesel(sql_type = BigInt)]
+    slot: i64,
+    #[diesel(sql_type = Text)]
+    service: String,
+    #[diesel(sql_type = Text)]
+    model: String,
+    #[diesel(sql_type = Text)]
+    provider: String,
+    #[diesel(sql_type = Text)]
+    outcome: String,
+    #[diesel(sql_type = Integer)]
+    status_class: i32,
+}
+
+/// A stored dimension rollup row.
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct Stored {
+    #[diesel(embed)]
+    key: Key,
+    #[diesel(embed)]
+    totals: super::sql::Measures,
+    #[diesel(sql_type = Text)]
+    latency_hist: String,
+    #[diesel(sql_type = Text)]
+    ttfb_hist: String,
+}
+
+/// What a batch adds to one rollup row.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cell {
+    totals: Totals,
+    latency: Histogram,
+    ttfb: Histogram,
+}
+
+impl Cell {
+    fn add_row(&mut self, row: &Row) {
+        self.totals.add(&row_totals(row));
+        self.latency.add(row.duration_us, 1);
+        if let Some(ttfb) = row.ttfb_us {
+            self.ttfb.add(ttfb, 1);
+        }
+    }
+
+    fn merge(&mut self, other: &Cell) {
+        self.totals.add(&other.totals);
+        self.latency.merge(&other.latency);
+        self.ttfb.merge(&other.ttfb);
+    }
+}
+
+/// One record's contribution to the sums.
+pub(crate) fn row_totals(row: &Row) -> Totals {
+    Totals {
+        requests: 1,
+        errors: i64::from(row.outcome != "success"),
+        tokens_in: row.tokens_in,
+        tokens_out: row.tokens_out,
+        tokens_cached: row.tokens_cached_in,
+        cost_micros: row.cost_micros.unwrap_or(0),
+        response_bytes: row.response_bytes,
+        duration_sum_us: row.duration_us,
+        ttfb_sum_us: row.ttfb_us.unwrap_or(0),
+        ttfb_count: i64::from(row.ttfb_us.is_some()),
+    }
+}
+
+/// The status class digit of a stored status, 0 without one.
+pub(crate) fn status_class(status: Option<i16>) -> i32 {
+    status.map_or(0, |s| i32::from(s) / 100)
+}
+
+/// The batch's contributions to `rollup`, by key (sorted, so that concurrent writers
+/// lock rows in the same order).
+pub(crate) fn cells(rollup: Rollup, rows: &[Row]) -> BTreeMap<Key, Cell> {
+    let mut cells: BTreeMap<Key, Cell> = BTreeMap::new();
+    for row in rows {
+        let key = Key {
+            slot: row.started_at_us.div_euclid(rollup.width_us()),
+            service: row.service.clone().unwrap_or_default(),
+            model: row.model.clone().unwrap_or_default(),
+            provider: row.provider.clone().unwrap_or_default(),
+            outcome: row.outcome.clone(),
+            status_class: status_class(row.status),
+        };
+        cells.entry(key).or_default().add_row(row);
+    }
+    cells
+}
+
+/// Creates the rows the batch needs that do not exist yet, with zeros, so that
+/// [`select`] can lock every one of them (PostgreSQL and MySQL; SQLite writes one
+/// transaction at a time and needs none of this).
+pub(crate) fn ensure(dialect: Dialect, rollup: Rollup, cells: &BTreeMap<Key, Cell>) -> Sql {
+    let mut sql = Sql::new(dialect);
+    let insert = match dialect {
+        Dialect::Mysql => "INSERT IGNORE INTO ",
+        _ => "INSERT INTO ",
+    };
+    sql.push(insert).push(rollup.table()).push(" (");
+    sql.push(&KEY.join(", "))
+        .push(", ")
+        .push(&VALUES.join(", "));
+    sql.push(") VALUES ");
+    sql.list(cells.keys(), ", ", |sql, key| {
+        push_key(sql, key);
+        sql.push(", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '', '')");
+    });
+    if dialect != Dialect::Mysql {
+        sql.push(" ON CONFLICT DO NOTHING");
+    }
+    sql
+}
+
+fn push_key(sql: &mut Sql, key: &Key) {
+    sql.push("(").int(key.slot).push(", ");
+    sql.text(&key.service).push(", ");
+    sql.text(&key.model).push(", ");
+    sql.text(&key.provider).push(", ");
+    sql.text(&key.outcome).push(", ");
+    sql.int(i64::from(key.status_class));
+}
+
+/// The stored rows of the slots the batch touches, locked until the transaction ends
+/// where the backend locks rows.
+pub(crate) fn select(dialect: Dialect, rollup: Rollup, cells: &BTreeMap<Key, Cell>) -> Sql {
+    let mut slots: Vec<i64> = cells.keys().map(|k| k.slot).collect();
+    slots.dedup();
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ").push(&KEY.join(", ")).push(", ");
+    sql.push(&VALUES.join(", "))
+        .push(" FROM ")
+        .push(rollup.table());
+    sql.push(" WHERE slot IN (");
+    sql.list(slots, ", ", |sql, slot| {
+        sql.int(slot);
+    });
+    sql.push(")");
+    if dialect != Dialect::Sqlite {
+        sql.push(" ORDER BY ")
+            .push(&KEY.join(", "))
+            .push(" FOR UPDATE");
+    }
+    sql
+}
+
+/// Adds the stored values to the batch's and writes the sums back, overwriting: the rows
+/// were read (and locked) in the same transaction. A stored histogram that cannot be read
+/// is an error, not a reset to zero.
+pub(crate) fn upsert(
+    dialect: Dialect,
+    rollup: Rollup,
+    mut cells: BTreeMap<Key, Cell>,
+    stored: Vec<Stored>,
+) -> Result<Sql, String> {
+    for row in stored {
+        let Some(cell) = cells.get_mut(&row.key) else {
+            continue;
+        };
+        let bad = || format!("unreadable histogram in {}", rollup.table());
+        let old = Cell {
+            totals: row.totals.totals(),
+            latency: Histogram::decode(&row.latency_hist).ok_or_else(bad)?,
+            ttfb: Histogram::decode(&row.ttfb_hist).ok_or_else(bad)?,
+        };
+        cell.merge(&old);
+    }
+    let mut sql = Sql::new(dialect);
+    sql.push("INSERT INTO ").push(rollup.table()).push(" (");
+    sql.push(&KEY.join(", "))
+        .push(", ")
+        .push(&VALUES.join(", "));
+    sql.push(") VALUES ");
+    sql.list(&cells, ", ", |sql, (key, cell)| {
+        push_key(sql, key);
+        let t = &cell.totals;
+        for n in [
+            t.requests,
+            t.errors,
+            t.tokens_in,
+            t.tokens_out,
+            t.tokens_cached,
+            t.cost_micros,
+            t.response_bytes,
+            t.duration_sum_us,
+            t.ttfb_sum_us,
+            t.ttfb_count,
+        ] {
+            sql.push(", ").int(n);
+        }
+        sql.push(", ").text(&cell.latency.encode());
+        sql.push(", ").text(&cell.ttfb.encode()).push(")");
+    });
+    sql.on_conflict(&KEY, &VALUES, rollup.table(), false);
+    Ok(sql)
+}
+
+/// Adds the batch's records to the per-user daily sums (records without a user are not
+/// ranked). The sums are added in the statement itself, so no row needs locking.
+pub(crate) fn users(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
+    let mut sums: BTreeMap<(i64, &str), Totals> = BTreeMap::new();
+    for row in rows {
+        if let Some(user) = row.user_id.as_deref() {
+            let day = row.started_at_us.div_euclid(DAY_US);
+            sums.entry((day, user)).or_default().add(&row_totals(row));
+        }
+    }
+    if sums.is_empty() {
+        return None;
+    }
+    const COLUMNS: [&str; 6] = [
+        "requests",
+        "errors",
+        "tokens_in",
+        "tokens_out",
+        "tokens_cached",
+        "cost_micros",
+    ];
+    let mut sql = Sql::new(dialect);
+    sql.push("INSERT INTO usage_user_1d (slot, user_id, ");
+    sql.push(&COLUMNS.join(", ")).push(") VALUES ");
+    sql.list(&sums, ", ", |sql, ((day, user), t)| {
+        sql.push("(").int(*day).push(", ").text(user);
+        for n in [
+            t.requests,
+            t.errors,
+            t.tokens_in,
+            t.tokens_out,
+            t.tokens_cached,
+            t.cost_micros,
+        ] {
+            sql.push(", ").int(n);
+        }
+        sql.push(")");
+    });
+    sql.on_conflict(&["slot", "user_id"], &COLUMNS, "usage_user_1d", true);
+    Some(sql)
+}
+
+/// The statements that bring every rollup up to date with `new`, the rows a batch
+/// really inserted, run in the batch's transaction by each backend's writer.
+pub(crate) enum Step {
+    /// Run this.
+    Execute(Sql),
+    /// Read the stored rows of a rollup with this, then call [`upsert`].
+    Select(Rollup, Sql, BTreeMap<Key, Cell>),
+}
+
+/// The steps for `new`, in order.
+pub(crate) fn steps(dialect: Dialect, new: &[Row]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if new.is_empty() {
+        return steps;
+    }
+    for rollup in Rollup::ALL {
+        let cells = cells(rollup, new);
+        if dialect != Dialect::Sqlite {
+            steps.push(Step::Execute(ensure(dialect, rollup, &cells)));
+        }
+        steps.push(Step::Select(rollup, select(dialect, rollup, &cells), cells));
+    }
+    if let Some(sql) = users(dialect, new) {
+        steps.push(Step::Execute(sql));
+    }
+    steps
+}
+
+/// Drops the batch's duplicates and the rows already stored (`stored` keys), leaving
+/// the rows an insert will really add.
+pub(crate) fn only_new(rows: &[Row], stored: &[(i64, Vec<u8>)]) -> Vec<Row> {
+    let mut seen: std::collections::HashSet<(i64, &[u8])> =
+        stored.iter().map(|(t, id)| (*t, id.as_slice())).collect();
+    rows.iter()
+        .filter(|r| seen.insert((r.started_at_us, r.id.as_slice())))
+        .cloned()
+        .collect()
+}
+
+/// The statement that finds which of `rows` are stored already; `lock` makes it hold
+/// the keys (and the gaps around them) until the transaction ends (MySQL).
+pub(crate) fn existing(dialect: Dialect, rows: &[Row], lock: bool) -> Sql {
+    let mut times: Vec<i64> = rows.iter().map(|r| r.started_at_us).collect();
+    times.sort_unstable();
+    times.dedup();
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT started_at_us, id FROM usage_records WHERE started_at_us IN (");
+    sql.list(times, ", ", |sql, t| {
+        sql.int(t);
+    });
+    sql.push(")");
+    if lock {
+        sql.push(" FOR UPDATE");
+    }
+    sql
+}

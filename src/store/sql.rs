@@ -1,0 +1,279 @@
+//! Hand-built SQL for the analytics and the rollups: one text per statement with the
+//! differences between backends (placeholders, integer division, casts, upserts) kept
+//! here. Integers are written into the text; text and bytes are always bound.
+
+use diesel::backend::Backend;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, Binary, HasSqlType, Integer, Nullable, Text};
+use diesel::QueryableByName;
+
+/// The SQL flavour of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    Sqlite,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Postgres,
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    Mysql,
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone)]
+pub(crate) enum Bind {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+/// A statement being written, with its binds in placeholder order.
+#[derive(Debug, Clone)]
+pub(crate) struct Sql {
+    pub(crate) dialect: Dialect,
+    pub(crate) text: String,
+    pub(crate) binds: Vec<Bind>,
+}
+
+impl Sql {
+    pub(crate) fn new(dialect: Dialect) -> Self {
+        Sql {
+            dialect,
+            text: String::with_capacity(512),
+            binds: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    pub(crate) fn int(&mut self, n: i64) -> &mut Self {
+        self.text.push_str(&n.to_string());
+        self
+    }
+
+    fn placeholder(&mut self) {
+        match self.dialect {
+            Dialect::Postgres => {
+                self.text.push('$');
+                self.text.push_str(&(self.binds.len()).to_string());
+            }
+            Dialect::Sqlite | Dialect::Mysql => self.text.push('?'),
+        }
+    }
+
+    pub(crate) fn text(&mut self, value: &str) -> &mut Self {
+        self.binds.push(Bind::Text(value.to_owned()));
+        self.placeholder();
+        self
+    }
+
+    pub(crate) fn bytes(&mut self, value: &[u8]) -> &mut Self {
+        self.binds.push(Bind::Bytes(value.to_owned()));
+        self.placeholder();
+        self
+    }
+
+    /// Appends `items` separated by `sep`, each written by `f`.
+    pub(crate) fn list<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        sep: &str,
+        mut f: impl FnMut(&mut Self, T),
+    ) -> &mut Self {
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.push(sep);
+            }
+            f(self, item);
+        }
+        self
+    }
+
+    /// `SUM(expr)` as a `BIGINT` (PostgreSQL and MySQL widen sums to decimals), 0 for no
+    /// rows.
+    pub(crate) fn sum(&self, expr: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("COALESCE(SUM({expr}), 0)"),
+            Dialect::Postgres => format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)"),
+            Dialect::Mysql => format!("CAST(COALESCE(SUM({expr}), 0) AS SIGNED)"),
+        }
+    }
+
+    /// Integer division rounding down, for non-negative operands.
+    pub(crate) fn div(&self, expr: &str, by: i64) -> String {
+        match self.dialect {
+            Dialect::Mysql => format!("({expr} DIV {by})"),
+            Dialect::Sqlite | Dialect::Postgres => format!("({expr} / {by})"),
+        }
+    }
+
+    /// A `BIGINT` NULL, so that every branch of a `UNION` has the same column types.
+    pub(crate) fn null_int(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "NULL",
+            Dialect::Postgres => "CAST(NULL AS BIGINT)",
+            Dialect::Mysql => "CAST(NULL AS SIGNED)",
+        }
+    }
+
+    /// A text NULL.
+    pub(crate) fn null_text(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Postgres => "CAST(NULL AS TEXT)",
+            Dialect::Sqlite | Dialect::Mysql => "NULL",
+        }
+    }
+
+    /// `column` ordered byte by byte, as SQLite and the MySQL tables (`utf8mb4_bin`) do.
+    pub(crate) fn bytewise(&self, column: &str) -> String {
+        match self.dialect {
+            Dialect::Postgres => format!("{column} COLLATE \"C\""),
+            Dialect::Sqlite | Dialect::Mysql => column.to_owned(),
+        }
+    }
+
+    /// The clause that makes an `INSERT` overwrite the listed columns of a row whose key
+    /// exists; `add` adds the new values to the stored ones instead.
+    pub(crate) fn on_conflict(&mut self, key: &[&str], columns: &[&str], table: &str, add: bool) {
+        let set = |c: &&str| match (self.dialect, add) {
+            (Dialect::Mysql, false) => format!("{c} = VALUES({c})"),
+            (Dialect::Mysql, true) => format!("{c} = {c} + VALUES({c})"),
+            (_, false) => format!("{c} = excluded.{c}"),
+            (_, true) => format!("{c} = {table}.{c} + excluded.{c}"),
+        };
+        let set: Vec<String> = columns.iter().map(set).collect();
+        let clause = match self.dialect {
+            Dialect::Mysql => format!(" ON DUPLICATE KEY UPDATE {}", set.join(", ")),
+            _ => format!(
+                " ON CONFLICT ({}) DO UPDATE SET {}",
+                key.join(", "),
+                set.join(", ")
+            ),
+        };
+        self.push(&clause);
+    }
+
+    /// Turns the statement into a diesel query with its binds.
+    pub(crate) fn boxed<DB>(self) -> BoxedSqlQuery<'static, DB, SqlQuery>
+    where
+        DB: Backend + HasSqlType<Text> + HasSqlType<Binary>,
+        String: ToSql<Text, DB>,
+        Vec<u8>: ToSql<Binary, DB>,
+    {
+        let mut query = diesel::sql_query(self.text).into_boxed::<DB>();
+        for bind in self.binds {
+            query = match bind {
+                Bind::Text(text) => query.bind::<Text, _>(text),
+                Bind::Bytes(bytes) => query.bind::<Binary, _>(bytes),
+            };
+        }
+        query
+    }
+}
+
+/// Sums over a group of records, as every aggregate statement names its columns.
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct AggRow {
+    /// The group's dimension value, if grouped by one.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(crate) k1: Option<String>,
+    /// The group's time slot, if grouped by time.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub(crate) slot: Option<i64>,
+    #[diesel(embed)]
+    pub(crate) measures: Measures,
+}
+
+/// The sums every aggregate and rollup row carries.
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct Measures {
+    #[diesel(sql_type = BigInt)]
+    requests: i64,
+    #[diesel(sql_type = BigInt)]
+    errors: i64,
+    #[diesel(sql_type = BigInt)]
+    tokens_in: i64,
+    #[diesel(sql_type = BigInt)]
+    tokens_out: i64,
+    #[diesel(sql_type = BigInt)]
+    tokens_cached: i64,
+    #[diesel(sql_type = BigInt)]
+    cost_micros: i64,
+    #[diesel(sql_type = BigInt)]
+    response_bytes: i64,
+    #[diesel(sql_type = BigInt)]
+    duration_sum_us: i64,
+    #[diesel(sql_type = BigInt)]
+    ttfb_sum_us: i64,
+    #[diesel(sql_type = BigInt)]
+    ttfb_count: i64,
+}
+
+/// The columns of [`Measures`], in order.
+pub(crate) const MEASURES: [&str; 10] = [
+    "requests",
+    "errors",
+    "tokens_in",
+    "tokens_out",
+    "tokens_cached",
+    "cost_micros",
+    "response_bytes",
+    "duration_sum_us",
+    "ttfb_sum_us",
+    "ttfb_count",
+];
+
+impl Measures {
+    pub(crate) fn totals(&self) -> crate::query::Totals {
+        crate::query::Totals {
+            requests: self.requests,
+            errors: self.errors,
+            tokens_in: self.tokens_in,
+            tokens_out: self.tokens_out,
+            tokens_cached: self.tokens_cached,
+            cost_micros: self.cost_micros,
+            response_bytes: self.response_bytes,
+            duration_sum_us: self.duration_sum_us,
+            ttfb_sum_us: self.ttfb_sum_us,
+            ttfb_count: self.ttfb_count,
+        }
+    }
+}
+
+/// A count of one exact duration (kind 0: total, 1: time to first byte), from raw rows.
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct ValueCount {
+    #[diesel(sql_type = Integer)]
+    pub(crate) kind: i32,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) v: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) n: i64,
+}
+
+/// Two encoded histograms from a rollup row.
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct HistPair {
+    #[diesel(sql_type = Text)]
+    pub(crate) latency_hist: String,
+    #[diesel(sql_type = Text)]
+    pub(crate) ttfb_hist: String,
+}
+
+/// One number.
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct Count {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) n: i64,
+}
+
+/// A stored record's key.
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct KeyRow {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) started_at_us: i64,
+    #[diesel(sql_type = Binary)]
+    pub(crate) id: Vec<u8>,
+}

@@ -1,0 +1,596 @@
+//! The analytics conformance suite: every query on every backend, with and without the
+//! rollups, against the plain-Rust reference in `common/reference.rs`.
+#![cfg(feature = "store")]
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use common::db::fresh;
+use common::reference;
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
+use serde_json::Value;
+use tower_usage::query::{
+    Dimension, Filter, Granularity, QueryError, RankBy, StatusClass, TimeRange, Tz,
+};
+use tower_usage::store::{DieselStore, StoreError};
+use tower_usage::{ClientPlatform, Outcome, TokenUsage, UsageRecord, UsageSink};
+
+const USERS: &[&str] = &[
+    "alice",
+    "bob",
+    "carol",
+    "O'Brien; DROP TABLE x",
+    "ünï",
+    "dave",
+];
+const SERVICES: &[&str] = &["chat", "embed", "mcp"];
+const MODELS: &[&str] = &["gpt-4o", "claude", "llama"];
+const PROVIDERS: &[&str] = &["openai", "anthropic"];
+const COUNTRIES: &[&str] = &["DE", "IN", "US"];
+const CLIENTS: &[ClientPlatform] = &[
+    ClientPlatform::Browser,
+    ClientPlatform::Sdk,
+    ClientPlatform::Cli,
+    ClientPlatform::Unknown,
+];
+const OUTCOMES: &[Outcome] = &[
+    Outcome::Success,
+    Outcome::Success,
+    Outcome::ClientError,
+    Outcome::ServerError,
+    Outcome::Cancelled,
+];
+const STATUSES: &[Option<u16>] = &[Some(200), Some(201), Some(302), Some(404), Some(503), None];
+const ZONES: &[&str] = &[
+    "UTC",
+    "Asia/Kolkata",
+    "America/New_York",
+    "Asia/Kathmandu",
+    "Australia/Lord_Howe",
+];
+const QUARTER: i64 = 900_000_000;
+const DAY: i64 = 86_400_000_000;
+/// Each case's records lie in a window of their own, so cases share one database.
+const WINDOW: i64 = 10 * DAY;
+
+fn micros(t: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t).unwrap()
+}
+
+/// The start of case `i`'s window: around a daylight-saving change (November or March).
+fn window_start(i: usize) -> i64 {
+    let year = 2010 + (i / 2) as i32;
+    let (month, day) = if i % 2 == 0 { (10, 28) } else { (3, 4) };
+    Utc.with_ymd_and_hms(year, month, day, 0, 0, 0)
+        .unwrap()
+        .timestamp_micros()
+}
+
+fn pick<T: Clone + std::fmt::Debug + 'static>(items: &'static [T]) -> impl Strategy<Value = T> {
+    (0..items.len()).prop_map(move |i| items[i].clone())
+}
+
+fn maybe<T: Clone + std::fmt::Debug + 'static>(
+    items: &'static [T],
+    none_weight: u32,
+) -> impl Strategy<Value = Option<T>> {
+    prop_oneof![none_weight => Just(None), 3 => pick(items).prop_map(Some)]
+}
+
+/// An offset into a window: anywhere, or on (or one microsecond off) a slot or day edge.
+fn offset() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        3 => 0..WINDOW,
+        1 => (0..WINDOW / QUARTER, -1i64..=1).prop_map(|(q, d)| (q * QUARTER + d).clamp(0, WINDOW - 1)),
+        1 => (0..WINDOW / DAY, -1i64..=1).prop_map(|(q, d)| (q * DAY + d).clamp(0, WINDOW - 1)),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Spec {
+    at: i64,
+    user: Option<&'static str>,
+    service: Option<&'static str>,
+    model: Option<&'static str>,
+    provider: Option<&'static str>,
+    country: Option<&'static str>,
+    client: ClientPlatform,
+    outcome: Outcome,
+    status: Option<u16>,
+    duration: u64,
+    ttfb: Option<u64>,
+    tokens: (u64, u64, u64),
+    cost: Option<i64>,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        offset(),
+        (
+            maybe(USERS, 1),
+            maybe(SERVICES, 1),
+            maybe(MODELS, 1),
+            maybe(PROVIDERS, 1),
+            maybe(COUNTRIES, 1),
+        ),
+        (pick(CLIENTS), pick(OUTCOMES), pick(STATUSES)),
+        (
+            prop_oneof![Just(0u64), 1..2_000u64, 1..60_000_000u64],
+            proptest::option::of(0..5_000_000u64),
+        ),
+        (
+            (0..5_000u64, 0..2_000u64, 0..100u64),
+            proptest::option::of(-100..100_000i64),
+        ),
+    )
+        .prop_map(
+            |(
+                at,
+                (user, service, model, provider, country),
+                (client, outcome, status),
+                (duration, ttfb),
+                (tokens, cost),
+            )| Spec {
+                at,
+                user,
+                service,
+                model,
+                provider,
+                country,
+                client,
+                outcome,
+                status,
+                duration,
+                ttfb,
+                tokens: (tokens.0 + tokens.2, tokens.1, tokens.2),
+                cost,
+            },
+        )
+}
+
+fn record(base: i64, s: &Spec) -> UsageRecord {
+    let mut b = UsageRecord::builder()
+        .started_at(micros(base + s.at))
+        .outcome(s.outcome)
+        .client(s.client)
+        .duration(Duration::from_micros(s.duration))
+        .tokens(TokenUsage::new(s.tokens.0, s.tokens.1).with_cached_input(s.tokens.2));
+    if let Some(v) = s.user {
+        b = b.user(v);
+    }
+    if let Some(v) = s.service {
+        b = b.service(v);
+    }
+    if let Some(v) = s.model {
+        b = b.model(v);
+    }
+    if let Some(v) = s.provider {
+        b = b.provider(v);
+    }
+    if let Some(v) = s.country {
+        b = b.country(v);
+    }
+    if let Some(v) = s.ttfb {
+        b = b.ttfb(Duration::from_micros(v));
+    }
+    if let Some(v) = s.cost {
+        b = b.cost_micros(v);
+    }
+    let mut r = b.build();
+    // The status setter derives the outcome; keep the drawn one.
+    r.status = s.status.map(|c| http::StatusCode::from_u16(c).unwrap());
+    r
+}
+
+#[derive(Debug, Clone)]
+struct Query {
+    from: i64,
+    to: i64,
+    user: Option<&'static str>,
+    service: Option<&'static str>,
+    model: Option<&'static str>,
+    provider: Option<&'static str>,
+    country: Option<&'static str>,
+    client: Option<ClientPlatform>,
+    outcome: Option<Outcome>,
+    status: Option<StatusClass>,
+    zone: &'static str,
+    granularity: Granularity,
+    limit: usize,
+    rank: RankBy,
+}
+
+fn query() -> impl Strategy<Value = Query> {
+    (
+        (offset(), offset(), any::<bool>()),
+        (
+            maybe(USERS, 8),
+            maybe(SERVICES, 4),
+            maybe(MODELS, 6),
+            maybe(PROVIDERS, 6),
+            maybe(COUNTRIES, 8),
+        ),
+        (
+            maybe(CLIENTS, 8),
+            maybe(OUTCOMES, 6),
+            maybe(
+                &[
+                    StatusClass::Success,
+                    StatusClass::ClientError,
+                    StatusClass::None,
+                ][..],
+                8,
+            ),
+        ),
+        (
+            pick(ZONES),
+            pick(
+                &[
+                    Granularity::Hour,
+                    Granularity::Day,
+                    Granularity::Day,
+                    Granularity::Week,
+                    Granularity::Month,
+                ][..],
+            ),
+            1..4usize,
+            pick(&[RankBy::Requests, RankBy::Tokens, RankBy::Cost][..]),
+        ),
+    )
+        .prop_map(
+            |(
+                (a, b, whole),
+                (user, service, model, provider, country),
+                (client, outcome, status),
+                (zone, granularity, limit, rank),
+            )| {
+                let (from, to) = if whole {
+                    (0, WINDOW)
+                } else {
+                    (a.min(b), a.max(b) + 1)
+                };
+                Query {
+                    from,
+                    to,
+                    user,
+                    service,
+                    model,
+                    provider,
+                    country,
+                    client,
+                    outcome,
+                    status,
+                    zone,
+                    granularity,
+                    limit,
+                    rank,
+                }
+            },
+        )
+}
+
+fn filter(base: i64, q: &Query) -> Filter {
+    let mut f = Filter::new(TimeRange::between(
+        micros(base + q.from),
+        micros(base + q.to),
+    ));
+    f.user = q.user.map(str::to_owned);
+    f.service = q.service.map(str::to_owned);
+    f.model = q.model.map(str::to_owned);
+    f.provider = q.provider.map(str::to_owned);
+    f.country = q.country.map(str::to_owned);
+    f.client = q.client;
+    f.outcome = q.outcome;
+    f.status_class = q.status;
+    f
+}
+
+fn json<T: serde::Serialize>(value: T) -> Value {
+    serde_json::to_value(value).unwrap()
+}
+
+/// Checks every query of `q` on `store` against the reference.
+async fn check(store: &DieselStore, records: &[UsageRecord], f: &Filter, q: &Query, label: &str) {
+    let tz: Tz = q.zone.parse().unwrap();
+    let ctx = format!("{label} {q:?}");
+    reference::assert_same(
+        &json(store.metrics(f).await.unwrap()),
+        &reference::metrics(records, f),
+        &format!("metrics {ctx}"),
+    );
+    for d in [
+        Dimension::Service,
+        Dimension::Model,
+        Dimension::Provider,
+        Dimension::Client,
+        Dimension::Country,
+        Dimension::User,
+    ] {
+        reference::assert_same(
+            &json(store.breakdown(f, d, q.limit).await.unwrap()),
+            &reference::breakdown(records, f, d, q.limit),
+            &format!("breakdown {d:?} {ctx}"),
+        );
+    }
+    reference::assert_same(
+        &json(store.time_series(f, q.granularity, tz).await.unwrap()),
+        &reference::time_series(records, f, q.granularity, tz, None),
+        &format!("series {ctx}"),
+    );
+    for d in [Dimension::Service, Dimension::User] {
+        reference::assert_same(
+            &json(
+                store
+                    .time_series_split(f, q.granularity, tz, d, q.limit)
+                    .await
+                    .unwrap(),
+            ),
+            &reference::time_series(records, f, q.granularity, tz, Some((d, q.limit))),
+            &format!("split series {d:?} {ctx}"),
+        );
+    }
+    reference::assert_same(
+        &json(store.top_users(f, q.rank, q.limit).await.unwrap()),
+        &reference::top_users(records, f, q.rank, q.limit),
+        &format!("top users {ctx}"),
+    );
+    reference::assert_same(
+        &json(store.peak_hours(f, tz).await.unwrap()),
+        &reference::peak_hours(records, f, tz),
+        &format!("peak hours {ctx}"),
+    );
+    let mut lines = Vec::new();
+    let n = store.export_json_lines(f, &mut lines).await.unwrap();
+    let exported: Vec<UsageRecord> = String::from_utf8(lines)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut expected: Vec<UsageRecord> =
+        reference::select(records, f).into_iter().cloned().collect();
+    expected.sort_by_key(|r| (r.started_at, *r.id.as_bytes()));
+    assert_eq!(n as usize, expected.len(), "export count {ctx}");
+    assert_eq!(exported, expected, "export {ctx}");
+}
+
+/// Random records, written in random batches with some written twice, then random
+/// queries; every answer must equal the reference, read from rollups or raw rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_matches_the_reference_on_every_backend() {
+    let cases: usize = std::env::var("TOWER_USAGE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let mut runner = TestRunner::deterministic();
+    let data = prop::collection::vec(spec(), 0..80);
+    let generated: Vec<(Vec<Spec>, Vec<Query>, usize)> = (0..cases)
+        .map(|_| {
+            let specs = data.new_tree(&mut runner).unwrap().current();
+            let queries = prop::collection::vec(query(), 3)
+                .new_tree(&mut runner)
+                .unwrap()
+                .current();
+            let batch = (1..20usize).new_tree(&mut runner).unwrap().current();
+            (specs, queries, batch)
+        })
+        .collect();
+    for db in fresh("conformance").await {
+        let rolled = DieselStore::connect(&db.url).await.unwrap();
+        let raw = DieselStore::builder(&db.url)
+            .read_rollups(false)
+            .connect()
+            .await
+            .unwrap();
+        for (i, (specs, queries, batch)) in generated.iter().enumerate() {
+            let base = window_start(i);
+            let records: Vec<UsageRecord> = specs.iter().map(|s| record(base, s)).collect();
+            for chunk in records.chunks(*batch) {
+                rolled.write_batch(chunk).await.unwrap();
+            }
+            // A retried batch: nothing may count twice.
+            let again: Vec<UsageRecord> = records.iter().step_by(3).cloned().collect();
+            rolled.write_batch(&again).await.unwrap();
+            for q in queries {
+                let f = filter(base, q);
+                check(
+                    &rolled,
+                    &records,
+                    &f,
+                    q,
+                    &format!("{} rollups case {i}", db.backend),
+                )
+                .await;
+                check(
+                    &raw,
+                    &records,
+                    &f,
+                    q,
+                    &format!("{} raw case {i}", db.backend),
+                )
+                .await;
+            }
+        }
+        db.cleanup().await;
+    }
+}
+
+fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+}
+
+/// Records on and around bucket and range edges, checked by hand.
+#[tokio::test]
+async fn edges_count_once() {
+    for db in fresh("edges").await {
+        let store = DieselStore::connect(&db.url).await.unwrap();
+        let times = [
+            at(2026, 3, 1, 0, 0) - chrono::Duration::microseconds(1),
+            at(2026, 3, 1, 0, 0),
+            at(2026, 3, 1, 23, 59),
+            at(2026, 3, 2, 0, 0),
+            at(2026, 3, 3, 0, 0),
+        ];
+        let records: Vec<UsageRecord> = times
+            .iter()
+            .map(|t| UsageRecord::builder().started_at(*t).user("u").build())
+            .collect();
+        store.write_batch(&records).await.unwrap();
+        let utc: Tz = "UTC".parse().unwrap();
+        let f = Filter::new(TimeRange::between(
+            at(2026, 3, 1, 0, 0),
+            at(2026, 3, 3, 0, 0),
+        ));
+        let series = store.time_series(&f, Granularity::Day, utc).await.unwrap();
+        let counts: Vec<u64> = series.series[0].points.iter().map(|p| p.requests).collect();
+        assert_eq!(counts, vec![2, 1], "{}", db.backend);
+        assert_eq!(
+            store.metrics(&f).await.unwrap().requests,
+            3,
+            "{}",
+            db.backend
+        );
+        // The same instants seen from Kolkata (+05:30): the first local day starts at
+        // 18:30 UTC the day before, and 23:59 UTC is already the next local day.
+        let kolkata: Tz = "Asia/Kolkata".parse().unwrap();
+        let series = store
+            .time_series(&f, Granularity::Day, kolkata)
+            .await
+            .unwrap();
+        assert_eq!(series.buckets[0], at(2026, 2, 28, 18, 30), "{}", db.backend);
+        let counts: Vec<u64> = series.series[0].points.iter().map(|p| p.requests).collect();
+        assert_eq!(counts, vec![1, 2, 0], "{}", db.backend);
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_queries_get_typed_errors() {
+    let store = DieselStore::connect("sqlite::memory:").await.unwrap();
+    let utc: Tz = "UTC".parse().unwrap();
+    let t = at(2026, 1, 1, 0, 0);
+    let reversed = Filter::new(TimeRange::between(t, t - chrono::Duration::hours(1)));
+    let invalid = |e: StoreError| match e {
+        StoreError::Invalid(e) => e,
+        other => panic!("not a query error: {other}"),
+    };
+    assert!(matches!(
+        invalid(store.metrics(&reversed).await.unwrap_err()),
+        QueryError::EmptyRange { .. }
+    ));
+    let long = Filter::new(TimeRange::between(t - chrono::Duration::days(4_000), t));
+    assert!(matches!(
+        invalid(store.metrics(&long).await.unwrap_err()),
+        QueryError::RangeTooLong { .. }
+    ));
+    let decade = Filter::new(TimeRange::between(t - chrono::Duration::days(3_650), t));
+    let err = invalid(
+        store
+            .time_series(&decade, Granularity::Hour, utc)
+            .await
+            .unwrap_err(),
+    );
+    assert!(matches!(err, QueryError::TooManyBuckets { .. }), "{err}");
+    assert!(err.to_string().contains("at most 10000"), "{err}");
+    let day = Filter::new(TimeRange::between(t - chrono::Duration::days(1), t));
+    let empty = day.clone().service("  ");
+    assert_eq!(
+        invalid(store.by_model(&empty, 5).await.unwrap_err()),
+        QueryError::EmptyName { field: "service" }
+    );
+    assert_eq!(
+        invalid(store.by_model(&day, 0).await.unwrap_err()),
+        QueryError::ZeroLimit
+    );
+    assert!(matches!(
+        invalid(
+            store
+                .top_users(&day, RankBy::Cost, 1_000_000)
+                .await
+                .unwrap_err()
+        ),
+        QueryError::LimitTooLarge { .. }
+    ));
+    let before_epoch = Filter::new(TimeRange::between(
+        DateTime::from_timestamp(-10, 0).unwrap(),
+        t,
+    ));
+    assert_eq!(
+        invalid(store.metrics(&before_epoch).await.unwrap_err()),
+        QueryError::RangeOutOfBounds
+    );
+}
+
+#[tokio::test]
+async fn rebuilt_rollups_give_the_same_answers() {
+    for db in fresh("rebuild").await {
+        let store = DieselStore::connect(&db.url).await.unwrap();
+        let base = at(2026, 5, 1, 0, 0);
+        let records: Vec<UsageRecord> = (0..500i64)
+            .map(|i| {
+                UsageRecord::builder()
+                    .started_at(base + chrono::Duration::minutes(i * 37))
+                    .user(format!("u{}", i % 7))
+                    .service(SERVICES[(i % 3) as usize])
+                    .duration(Duration::from_micros(1_000 + (i as u64 * 7919) % 500_000))
+                    .build()
+            })
+            .collect();
+        store.write_batch(&records).await.unwrap();
+        let f = Filter::new(TimeRange::between(base, base + chrono::Duration::days(20)));
+        let before = json(store.dashboard(&f, "UTC".parse().unwrap()).await.unwrap());
+        assert_eq!(
+            store.rebuild_rollups().await.unwrap(),
+            500,
+            "{}",
+            db.backend
+        );
+        let after = json(store.dashboard(&f, "UTC".parse().unwrap()).await.unwrap());
+        assert_eq!(before, after, "{}", db.backend);
+        assert_eq!(
+            before["metrics"],
+            reference::metrics(&records, &f),
+            "{}",
+            db.backend
+        );
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn csv_export_quotes_and_neutralizes() {
+    let store = DieselStore::connect("sqlite::memory:").await.unwrap();
+    let t = at(2026, 2, 1, 0, 0);
+    let records = vec![
+        UsageRecord::builder()
+            .started_at(t)
+            .user("=HYPERLINK(\"x\")")
+            .service("a,b")
+            .build(),
+        UsageRecord::builder()
+            .started_at(t + chrono::Duration::seconds(1))
+            .user("line\nbreak")
+            .model("@model")
+            .metadata(serde_json::json!({"k": "v"}))
+            .build(),
+    ];
+    store.write_batch(&records).await.unwrap();
+    let mut out = Vec::new();
+    let f = Filter::new(TimeRange::between(t, t + chrono::Duration::hours(1)));
+    assert_eq!(store.export_csv(&f, &mut out).await.unwrap(), 2);
+    let mut reader = csv::Reader::from_reader(out.as_slice());
+    let header = reader.headers().unwrap().clone();
+    assert_eq!(&header[0], "id");
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    let user = header.iter().position(|h| h == "user").unwrap();
+    let model = header.iter().position(|h| h == "model").unwrap();
+    let service = header.iter().position(|h| h == "service").unwrap();
+    assert_eq!(&rows[0][user], "'=HYPERLINK(\"x\")");
+    assert_eq!(&rows[0][service], "a,b");
+    assert_eq!(&rows[1][user], "line\nbreak");
+    assert_eq!(&rows[1][model], "'@model");
+}
