@@ -6,6 +6,7 @@
 //! curl localhost:3000/
 //! curl -N localhost:3000/stream
 //! curl -X POST -H 'x-user-id: alice' localhost:3000/chat
+//! curl localhost:3000/usage                  # the last 24 hours' dashboard, as JSON
 //! ```
 //!
 //! Ctrl-C (or SIGTERM) stops taking requests, lets those in flight finish, writes every
@@ -17,8 +18,11 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
-use axum::{routing::get, routing::post, Extension, Router};
+use axum::{routing::get, routing::post, Extension, Json, Router};
+use tower_usage::query::{Dashboard, Filter, TimeRange, Tz};
 use tower_usage::store::DieselStore;
 use tower_usage::{extract, FanoutSink, JsonLinesSink, Recorder, UsageHandle, UsageLayer};
 
@@ -46,6 +50,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/", get(|| async { "Hello from tower-usage!\n" }))
         .route("/stream", get(stream))
         .route("/chat", post(chat))
+        .route("/usage", get(usage))
+        .with_state(store.clone())
         .layer(
             UsageLayer::new(recorder.clone())
                 .user(extract::header("x-user-id"))
@@ -59,6 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("  curl {addr}/");
     eprintln!("  curl -N {addr}/stream");
     eprintln!("  curl -X POST -H 'x-user-id: alice' {addr}/chat");
+    eprintln!("  curl {addr}/usage");
 
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -95,6 +102,27 @@ async fn chat(Extension(usage): Extension<UsageHandle>) -> &'static str {
     usage.set_provider("demo");
     usage.add_tokens(42, 7);
     "Hi! (42 tokens in, 7 out)\n"
+}
+
+/// `GET /usage[?tz=Area/City]`: the dashboard over the last 24 hours.
+async fn usage(
+    State(store): State<DieselStore>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Dashboard>, (StatusCode, String)> {
+    let tz = match query.as_deref().and_then(|q| q.strip_prefix("tz=")) {
+        None => Tz::UTC,
+        Some(name) => name.replace("%2F", "/").parse().map_err(|_| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("unknown time zone {name:?}\n"),
+            )
+        })?,
+    };
+    let filter = Filter::new(TimeRange::last_hours(24));
+    match store.dashboard(&filter, tz).await {
+        Ok(dashboard) => Ok(Json(dashboard)),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
+    }
 }
 
 async fn shutdown_signal() {

@@ -59,7 +59,8 @@
 //! | [`UsageRecord`] | the record itself |
 //! | [`recorder`] | the bounded queue, the batching worker, [`record_usage`] |
 //! | [`sink`] | where batches go: [`MemorySink`], [`JsonLinesSink`], [`FanoutSink`], your own |
-//! | `store` | [`DieselStore`](store::DieselStore): the records in SQLite, PostgreSQL or MySQL |
+//! | `store` | [`DieselStore`](store::DieselStore): the records in SQLite, PostgreSQL or MySQL, and the analytics over them |
+//! | [`query`] | the analytics' filter and result types, free of any database type |
 //!
 //! # Cargo features
 //!
@@ -70,9 +71,6 @@
 //! | `postgres` | no | [`store::DieselStore`] on PostgreSQL |
 //! | `mysql` | no | [`store::DieselStore`] on MySQL and MariaDB |
 //! | `full` | no | all of the above |
-//!
-//! The analytics queries (metrics, breakdowns, time series, export) are not part of this
-//! release yet.
 //!
 //! [tower]: https://docs.rs/tower
 

@@ -343,6 +343,27 @@ async fn check(store: &DieselStore, records: &[UsageRecord], f: &Filter, q: &Que
         &reference::peak_hours(records, f, tz),
         &format!("peak hours {ctx}"),
     );
+    let user = q.user.unwrap_or("alice");
+    let mine = f.clone().user(user);
+    let usage = json(store.user_usage(user, f, tz).await.unwrap());
+    let want = serde_json::json!({
+        "user": user,
+        "metrics": reference::metrics(records, &mine),
+        "daily": reference::time_series(records, &mine, Granularity::Day, tz, None),
+        "by_service": reference::breakdown(records, &mine, Dimension::Service, 10),
+        "by_model": reference::breakdown(records, &mine, Dimension::Model, 10),
+    });
+    reference::assert_same(&usage, &want, &format!("user usage {ctx}"));
+    let dashboard = json(store.dashboard(f, tz).await.unwrap());
+    let want = serde_json::json!({
+        "metrics": reference::metrics(records, f),
+        "by_service": reference::breakdown(records, f, Dimension::Service, 10),
+        "by_model": reference::breakdown(records, f, Dimension::Model, 10),
+        "daily": reference::time_series(records, f, Granularity::Day, tz, None),
+        "top_users": reference::top_users(records, f, RankBy::Requests, 10),
+        "peak_hours": reference::peak_hours(records, f, tz),
+    });
+    reference::assert_same(&dashboard, &want, &format!("dashboard {ctx}"));
     let mut lines = Vec::new();
     let n = store.export_json_lines(f, &mut lines).await.unwrap();
     let exported: Vec<UsageRecord> = String::from_utf8(lines)

@@ -177,6 +177,13 @@ pub struct Filter {
     pub country: Option<String>,
 }
 
+/// Every record of the last 30 days.
+impl Default for Filter {
+    fn default() -> Self {
+        Filter::new(TimeRange::last_days(30))
+    }
+}
+
 impl Filter {
     /// Every record in `range`.
     pub fn new(range: TimeRange) -> Self {
@@ -191,6 +198,11 @@ impl Filter {
             client: None,
             country: None,
         }
+    }
+
+    /// Every record of the last `length`, up to now.
+    pub fn last(length: Duration) -> Self {
+        Filter::new(TimeRange::last(length))
     }
 
     /// Only `user`'s records.

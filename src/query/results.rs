@@ -294,6 +294,22 @@ impl Totals {
         }
     }
 
+    /// The sums in the order of the stored measure columns.
+    pub(crate) fn values(&self) -> [i64; 10] {
+        [
+            self.requests,
+            self.errors,
+            self.tokens_in,
+            self.tokens_out,
+            self.tokens_cached,
+            self.cost_micros,
+            self.response_bytes,
+            self.duration_sum_us,
+            self.ttfb_sum_us,
+            self.ttfb_count,
+        ]
+    }
+
     pub(crate) fn tokens(&self) -> Tokens {
         let (input, output) = (unsigned(self.tokens_in), unsigned(self.tokens_out));
         Tokens {

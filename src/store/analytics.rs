@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 
 use super::plan::{self, Group, Part};
 use super::rollup::QUARTER_US;
-use super::sql::{AggRow, Count, Dialect, HistPair, Sql, ValueCount};
+use super::sql::{AggRow, Count, Dialect, HistPair, Sql, UserRow, ValueCount};
 use super::{exec, Backend, DieselStore, StoreError};
 use crate::query::{
     weekday_hour, Breakdown, Dashboard, Dimension, Filter, Granularity, Histogram, Metrics,
@@ -67,13 +67,22 @@ impl DieselStore {
     }
 
     /// Which parts answer an aggregate of `filter` grouped by `group`; `days` says
-    /// whether a UTC day may be counted as one unit of the grouping.
-    fn plan(&self, filter: &Filter, span: &Span, group: Group, days: bool) -> Vec<Part> {
+    /// whether a UTC day may be counted as one unit of the grouping, `histograms` that
+    /// the parts must keep latency histograms.
+    fn plan(
+        &self,
+        filter: &Filter,
+        span: &Span,
+        group: Group,
+        days: bool,
+        histograms: bool,
+    ) -> Vec<Part> {
         let quarter = self.inner.limits.read_rollups
             && plan::rollups_serve(filter)
             && plan::rolled_up(group.key)
             && group.slot_us.is_none_or(|us| us == QUARTER_US);
-        plan::parts(span.from, span.to, quarter, quarter && days)
+        let totals = quarter && !histograms && group.key.is_none() && plan::time_only(filter);
+        plan::parts(span.from, span.to, quarter, quarter && days, totals)
     }
 
     async fn aggregate(
@@ -83,10 +92,23 @@ impl DieselStore {
         group: Group,
         days: bool,
     ) -> Result<Vec<AggRow>, StoreError> {
-        let parts = self.plan(filter, span, group, days);
+        let parts = self.plan(filter, span, group, days, false);
         let mut sql = Sql::new(self.dialect());
-        plan::aggregate(&mut sql, filter, group, &parts, "", "");
+        plan::aggregate(&mut sql, filter, group, &parts, ("", ""), false);
         load!(self, sql, AggRow)
+    }
+
+    /// The sums over every record `filter` selects.
+    async fn totals(&self, filter: &Filter, span: &Span) -> Result<Totals, StoreError> {
+        let group = Group {
+            key: None,
+            slot_us: None,
+        };
+        let mut sum = Totals::default();
+        for row in self.aggregate(filter, span, group, true).await? {
+            sum.add(&row.measures.totals());
+        }
+        Ok(sum)
     }
 
     /// Requests, users, tokens, cost, errors, bytes, and latency and time-to-first-byte
@@ -145,14 +167,14 @@ impl DieselStore {
             key: None,
             slot_us: None,
         };
-        let parts = self.plan(filter, span, group, true);
+        let parts = self.plan(filter, span, group, true, true);
         let mut raw = Vec::new();
         let mut rolled = Vec::new();
         for part in parts {
             match part {
                 Part::Raw(from, to) => raw.push((from, to)),
                 Part::Rollup(rollup, from, to) => rolled.push((rollup, from, to)),
-                Part::Users(..) => {}
+                Part::Users(..) | Part::Totals(..) => {}
             }
         }
         let (mut latency, mut ttfb) = (Histogram::default(), Histogram::default());
@@ -288,34 +310,7 @@ impl DieselStore {
         let key = split.map(|(d, _)| d);
         let bucket_of = |t: DateTime<Utc>| granularity.bucket_start(t, tz);
         let rows = self.slotted(filter, &span, key, days, bucket_of).await?;
-        let index = |slot_start: DateTime<Utc>| {
-            let start = bucket_of(slot_start);
-            starts.binary_search(&start).ok()
-        };
-        let mut by_key: HashMap<Option<String>, Vec<Totals>> = HashMap::new();
-        for (key, at, totals) in rows {
-            let Some(i) = index(at) else { continue };
-            let points = by_key
-                .entry(key)
-                .or_insert_with(|| vec![Totals::default(); starts.len()]);
-            points[i].add(&totals);
-        }
-        let series = match split {
-            None => {
-                let points = by_key
-                    .remove(&None)
-                    .unwrap_or_else(|| vec![Totals::default(); starts.len()]);
-                vec![series(SeriesKey::Total, &points)]
-            }
-            Some((_, top)) => split_series(by_key, top, starts.len()),
-        };
-        Ok(TimeSeries {
-            granularity,
-            time_zone: tz.name().to_owned(),
-            split: key,
-            buckets: starts,
-            series,
-        })
+        Ok(assemble(granularity, tz, starts, split, rows))
     }
 
     /// Sums per dimension value and time slot, each slot given by its start; the slots
@@ -352,7 +347,7 @@ impl DieselStore {
             };
             let mut sql = Sql::new(self.dialect());
             let parts = [Part::Raw(span.from, span.to)];
-            plan::aggregate(&mut sql, filter, seconds, &parts, "", "");
+            plan::aggregate(&mut sql, filter, seconds, &parts, ("", ""), false);
             load!(self, sql, AggRow)?
                 .into_iter()
                 .map(|r| (r, SECOND))
@@ -378,6 +373,18 @@ impl DieselStore {
     ) -> Result<Vec<UserRank>, StoreError> {
         let span = self.span(filter)?;
         self.check_limit(limit)?;
+        Ok(self.ranked(filter, &span, by, limit).await?.0)
+    }
+
+    /// The top users and how many users there are in all, from one pass over the
+    /// per-user sums.
+    async fn ranked(
+        &self,
+        filter: &Filter,
+        span: &Span,
+        by: RankBy,
+        limit: usize,
+    ) -> Result<(Vec<UserRank>, i64), StoreError> {
         let parts = if self.inner.limits.read_rollups && plan::time_only(filter) {
             plan::user_parts(span.from, span.to)
         } else {
@@ -397,16 +404,11 @@ impl DieselStore {
             key: Some(Dimension::User),
             slot_us: None,
         };
-        plan::aggregate(
-            &mut sql,
-            filter,
-            group,
-            &parts,
-            " AND user_id IS NOT NULL",
-            &tail,
-        );
+        let clauses = (" AND user_id IS NOT NULL", tail.as_str());
+        plan::aggregate(&mut sql, filter, group, &parts, clauses, true);
         let rows = load!(self, sql, AggRow)?;
-        Ok(rows
+        let users = rows.first().and_then(|r| r.groups).unwrap_or(0);
+        let ranks = rows
             .into_iter()
             .filter_map(|row| {
                 let totals = row.measures.totals();
@@ -418,7 +420,8 @@ impl DieselStore {
                     cost_micros: totals.cost_micros,
                 })
             })
-            .collect())
+            .collect();
+        Ok((ranks, users))
     }
 
     /// Requests per weekday and hour of `tz`'s local time.
@@ -446,32 +449,68 @@ impl DieselStore {
         tz: Tz,
     ) -> Result<UserUsage, StoreError> {
         let filter = filter.clone().user(user);
-        let (metrics, daily, by_service, by_model) = tokio::try_join!(
-            self.metrics(&filter),
-            self.time_series(&filter, Granularity::Day, tz),
-            self.by_service(&filter, DASHBOARD_ROWS),
-            self.by_model(&filter, DASHBOARD_ROWS),
-        )?;
+        let span = self.span(&filter)?;
+        let max = self.inner.limits.max_buckets;
+        let starts = Granularity::Day
+            .starts(filter.range.from, filter.range.to, tz, max)
+            .map_err(|buckets| QueryError::TooManyBuckets { buckets, max })?;
+        // One pass over the user's rows (through the user index), summed here: the
+        // rollups keep no user, and one read beats one per part of the answer.
+        let mut sql = Sql::new(self.dialect());
+        plan::user_rows(&mut sql, &filter, span.from, span.to);
+        let rows = load!(self, sql, UserRow)?;
+        let mut all = Totals::default();
+        let (mut latency, mut ttfb) = (Histogram::default(), Histogram::default());
+        let mut services: HashMap<Option<String>, Totals> = HashMap::new();
+        let mut models: HashMap<Option<String>, Totals> = HashMap::new();
+        let mut points = Vec::with_capacity(rows.len());
+        for row in rows {
+            let totals = row.totals();
+            all.add(&totals);
+            latency.add(row.duration_us, 1);
+            if let Some(t) = row.ttfb_us {
+                ttfb.add(t, 1);
+            }
+            services.entry(row.service).or_default().add(&totals);
+            models.entry(row.model).or_default().add(&totals);
+            let at = DateTime::from_timestamp_micros(row.started_at_us)
+                .ok_or_else(|| StoreError::Corrupt("a start time out of range".into()))?;
+            points.push((None, at, totals));
+        }
+        let users = i64::from(all.requests > 0);
         Ok(UserUsage {
             user: user.to_owned(),
-            metrics,
-            daily,
-            by_service,
-            by_model,
+            metrics: all.metrics(users, &latency, &ttfb),
+            daily: assemble(Granularity::Day, tz, starts, None, points),
+            by_service: Breakdown::from_groups(
+                Dimension::Service,
+                services.into_iter().collect(),
+                DASHBOARD_ROWS,
+            ),
+            by_model: Breakdown::from_groups(
+                Dimension::Model,
+                models.into_iter().collect(),
+                DASHBOARD_ROWS,
+            ),
         })
     }
 
     /// Metrics, the top services, models and users, a daily series and peak hours, in
     /// one answer; the parts are read concurrently on separate connections.
     pub async fn dashboard(&self, filter: &Filter, tz: Tz) -> Result<Dashboard, StoreError> {
-        let (metrics, by_service, by_model, daily, top_users, peak_hours) = tokio::try_join!(
-            self.metrics(filter),
-            self.by_service(filter, DASHBOARD_ROWS),
-            self.by_model(filter, DASHBOARD_ROWS),
-            self.time_series(filter, Granularity::Day, tz),
-            self.top_users(filter, RankBy::Requests, DASHBOARD_ROWS),
-            self.peak_hours(filter, tz),
-        )?;
+        let span = self.span(filter)?;
+        // The ranking's pass over the per-user sums also counts the users.
+        let (totals, (latency, ttfb), by_service, by_model, daily, (top_users, users), peak_hours) =
+            tokio::try_join!(
+                self.totals(filter, &span),
+                self.histograms(filter, &span),
+                self.by_service(filter, DASHBOARD_ROWS),
+                self.by_model(filter, DASHBOARD_ROWS),
+                self.time_series(filter, Granularity::Day, tz),
+                self.ranked(filter, &span, RankBy::Requests, DASHBOARD_ROWS),
+                self.peak_hours(filter, tz),
+            )?;
+        let metrics = totals.metrics(users, &latency, &ttfb);
         Ok(Dashboard {
             metrics,
             by_service,
@@ -480,6 +519,43 @@ impl DieselStore {
             top_users,
             peak_hours,
         })
+    }
+}
+
+/// Sums rows (a dimension value, an instant within the range, sums) into the series of
+/// `starts`' buckets.
+fn assemble(
+    granularity: Granularity,
+    tz: Tz,
+    starts: Vec<DateTime<Utc>>,
+    split: Option<(Dimension, usize)>,
+    rows: impl IntoIterator<Item = (Option<String>, DateTime<Utc>, Totals)>,
+) -> TimeSeries {
+    let mut by_key: HashMap<Option<String>, Vec<Totals>> = HashMap::new();
+    for (key, at, totals) in rows {
+        let Ok(i) = starts.binary_search(&granularity.bucket_start(at, tz)) else {
+            continue;
+        };
+        let points = by_key
+            .entry(key)
+            .or_insert_with(|| vec![Totals::default(); starts.len()]);
+        points[i].add(&totals);
+    }
+    let series = match split {
+        None => {
+            let points = by_key
+                .remove(&None)
+                .unwrap_or_else(|| vec![Totals::default(); starts.len()]);
+            vec![series(SeriesKey::Total, &points)]
+        }
+        Some((_, top)) => split_series(by_key, top, starts.len()),
+    };
+    TimeSeries {
+        granularity,
+        time_zone: tz.name().to_owned(),
+        split: split.map(|(d, _)| d),
+        buckets: starts,
+        series,
     }
 }
 

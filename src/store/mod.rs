@@ -400,7 +400,13 @@ impl DieselStore {
         let read = with_conn!(self, self.connect_error(), |conn, backend| {
             use diesel_async::AsyncConnection;
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                for table in ["usage_rollup_15m", "usage_rollup_1d", "usage_user_1d"] {
+                for table in [
+                    "usage_rollup_15m",
+                    "usage_rollup_1d",
+                    "usage_user_1d",
+                    "usage_user_7d",
+                    "usage_totals_15m",
+                ] {
                     let mut sql = sql::Sql::new(dialect);
                     sql.push("DELETE FROM ").push(table);
                     exec::execute(conn, sql).await?;

@@ -6,7 +6,7 @@
 //! whole days, and back down at the other end. Every part yields the same columns, so one
 //! `UNION ALL` sums them; whichever parts answer, the sums are the same.
 
-use super::rollup::{Rollup, DAY_US, QUARTER_US};
+use super::rollup::{Rollup, UserRollup, DAY_US, QUARTER_US};
 use super::sql::{Sql, MEASURES};
 use crate::query::{Dimension, Filter};
 
@@ -16,12 +16,15 @@ use crate::query::{Dimension, Filter};
 pub(crate) enum Part {
     Raw(i64, i64),
     Rollup(Rollup, i64, i64),
-    /// The per-user daily sums.
-    Users(i64, i64),
+    /// The per-slot totals, in 15-minute slots.
+    Totals(i64, i64),
+    /// A per-user rollup.
+    Users(UserRollup, i64, i64),
 }
 
 /// Cuts `[from, to)` (microseconds, `from ≥ 0`) into parts; see the module docs.
-pub(crate) fn parts(from: i64, to: i64, quarter: bool, day: bool) -> Vec<Part> {
+/// `totals` reads 15-minute slots from the dimension-free totals.
+pub(crate) fn parts(from: i64, to: i64, quarter: bool, day: bool, totals: bool) -> Vec<Part> {
     let q0 = ceil_div(from, QUARTER_US);
     let q1 = to.div_euclid(QUARTER_US);
     if !quarter || q0 >= q1 {
@@ -31,26 +34,48 @@ pub(crate) fn parts(from: i64, to: i64, quarter: bool, day: bool) -> Vec<Part> {
     push_raw(&mut parts, from, q0 * QUARTER_US);
     let per_day = DAY_US / QUARTER_US;
     let (d0, d1) = (ceil_div(q0, per_day), q1.div_euclid(per_day));
+    let quarters = |parts: &mut Vec<Part>, from, to| {
+        if from < to {
+            parts.push(if totals {
+                Part::Totals(from, to)
+            } else {
+                Part::Rollup(Rollup::Quarter, from, to)
+            });
+        }
+    };
     if day && d0 < d1 {
-        push_quarters(&mut parts, q0, d0 * per_day);
+        quarters(&mut parts, q0, d0 * per_day);
         parts.push(Part::Rollup(Rollup::Day, d0, d1));
-        push_quarters(&mut parts, d1 * per_day, q1);
+        quarters(&mut parts, d1 * per_day, q1);
     } else {
-        push_quarters(&mut parts, q0, q1);
+        quarters(&mut parts, q0, q1);
     }
     push_raw(&mut parts, q1 * QUARTER_US, to);
     parts
 }
 
-/// Cuts `[from, to)` into raw edges and whole UTC days of the per-user sums.
+/// Cuts `[from, to)` into raw edges, whole UTC days and whole 7-day blocks of the
+/// per-user sums.
 pub(crate) fn user_parts(from: i64, to: i64) -> Vec<Part> {
     let (d0, d1) = (ceil_div(from, DAY_US), to.div_euclid(DAY_US));
     if d0 >= d1 {
         return vec![Part::Raw(from, to)];
     }
-    let mut parts = Vec::with_capacity(3);
+    let mut parts = Vec::with_capacity(5);
     push_raw(&mut parts, from, d0 * DAY_US);
-    parts.push(Part::Users(d0, d1));
+    let (w0, w1) = (ceil_div(d0, 7), d1.div_euclid(7));
+    let days = |parts: &mut Vec<Part>, from: i64, to: i64| {
+        if from < to {
+            parts.push(Part::Users(UserRollup::Day, from, to));
+        }
+    };
+    if w0 < w1 {
+        days(&mut parts, d0, w0 * 7);
+        parts.push(Part::Users(UserRollup::Week, w0, w1));
+        days(&mut parts, w1 * 7, d1);
+    } else {
+        days(&mut parts, d0, d1);
+    }
     push_raw(&mut parts, d1 * DAY_US, to);
     parts
 }
@@ -58,12 +83,6 @@ pub(crate) fn user_parts(from: i64, to: i64) -> Vec<Part> {
 fn push_raw(parts: &mut Vec<Part>, from: i64, to: i64) {
     if from < to {
         parts.push(Part::Raw(from, to));
-    }
-}
-
-fn push_quarters(parts: &mut Vec<Part>, from: i64, to: i64) {
-    if from < to {
-        parts.push(Part::Rollup(Rollup::Quarter, from, to));
     }
 }
 
@@ -216,14 +235,33 @@ fn part_select(sql: &mut Sql, filter: &Filter, group: Group, part: Part) {
                 .push(rollup.table());
             rollup_where(sql, filter, from, to);
         }
-        Part::Users(from, to) => {
+        Part::Totals(from, to) => {
+            let key = sql.null_text();
+            let slot = match group.slot_us {
+                None => sql.null_int(),
+                Some(_) => "slot",
+            };
+            sql.push("SELECT ")
+                .push(key)
+                .push(" AS k1, ")
+                .push(slot)
+                .push(" AS slot, ");
+            sql.push(&MEASURES.join(", "))
+                .push(" FROM usage_totals_15m");
+            sql.push(" WHERE slot >= ")
+                .int(from)
+                .push(" AND slot < ")
+                .int(to);
+        }
+        Part::Users(rollup, from, to) => {
             let null = sql.null_int();
             sql.push("SELECT user_id AS k1, ").push(null);
             sql.push(
                 " AS slot, requests, errors, tokens_in, tokens_out, tokens_cached, cost_micros, \
                  0 AS response_bytes, 0 AS duration_sum_us, 0 AS ttfb_sum_us, 0 AS ttfb_count \
-                 FROM usage_user_1d",
+                 FROM ",
             );
+            sql.push(rollup.table());
             sql.push(" WHERE slot >= ")
                 .int(from)
                 .push(" AND slot < ")
@@ -233,16 +271,25 @@ fn part_select(sql: &mut Sql, filter: &Filter, group: Group, part: Part) {
 }
 
 /// Sums over `parts`, grouped by `group`; rows of [`AggRow`](super::sql::AggRow).
-/// `tail` follows the `GROUP BY` (an `ORDER BY … LIMIT`, say).
+/// `extra` is added to the raw parts' conditions; `tail` follows the `GROUP BY` (an
+/// `ORDER BY … LIMIT`, say); `count_groups` fills the `groups` column with the number of
+/// groups, before any limit.
 pub(crate) fn aggregate(
     sql: &mut Sql,
     filter: &Filter,
     group: Group,
     parts: &[Part],
-    extra: &str,
-    tail: &str,
+    (extra, tail): (&str, &str),
+    count_groups: bool,
 ) {
-    sql.push("SELECT k1, slot");
+    let groups = if count_groups {
+        "COUNT(*) OVER ()"
+    } else {
+        sql.null_int()
+    };
+    sql.push("SELECT k1, slot, ")
+        .push(groups)
+        .push(" AS groups");
     for m in MEASURES {
         let sum = sql.sum(m);
         sql.push(", ").push(&sum).push(" AS ").push(m);
@@ -288,6 +335,14 @@ pub(crate) fn rollup_histograms(sql: &mut Sql, filter: &Filter, parts: &[(Rollup
     });
 }
 
+/// The rows of one user's records, for [`UserRow`](super::sql::UserRow).
+pub(crate) fn user_rows(sql: &mut Sql, filter: &Filter, from: i64, to: i64) {
+    sql.push("SELECT ")
+        .push(super::sql::USER_ROW)
+        .push(" FROM usage_records");
+    raw_where(sql, filter, from, to);
+}
+
 /// Distinct users over `parts`; a [`Count`](super::sql::Count) row.
 pub(crate) fn unique_users(sql: &mut Sql, filter: &Filter, parts: &[Part]) {
     sql.push("SELECT COUNT(*) AS n FROM (");
@@ -297,10 +352,17 @@ pub(crate) fn unique_users(sql: &mut Sql, filter: &Filter, parts: &[Part]) {
             raw_where(sql, filter, from, to);
             sql.push(" AND user_id IS NOT NULL");
         }
-        Part::Users(from, to) | Part::Rollup(_, from, to) => {
-            sql.push("SELECT DISTINCT user_id FROM usage_user_1d WHERE slot >= ")
-                .int(from);
-            sql.push(" AND slot < ").int(to);
+        Part::Users(rollup, from, to) => {
+            sql.push("SELECT DISTINCT user_id FROM ")
+                .push(rollup.table());
+            sql.push(" WHERE slot >= ")
+                .int(from)
+                .push(" AND slot < ")
+                .int(to);
+        }
+        // Never planned for users: these keep no user.
+        Part::Rollup(..) | Part::Totals(..) => {
+            sql.push("SELECT user_id FROM usage_records WHERE 1 = 0");
         }
     });
     sql.push(") t");
@@ -316,7 +378,7 @@ mod tests {
     fn a_range_is_cut_into_edges_quarters_and_days() {
         let from = 2 * DAY_US - 5 * H - 7; // 19:00 less 7 µs, day 1
         let to = 5 * DAY_US + 2 * H + 60_000_000; // 02:01, day 5
-        let parts = parts(from, to, true, true);
+        let parts = parts(from, to, true, true, false);
         let q = |us: i64| us / QUARTER_US;
         assert_eq!(
             parts,
@@ -332,12 +394,30 @@ mod tests {
 
     #[test]
     fn a_short_range_reads_raw_rows() {
-        assert_eq!(parts(10, 20, true, true), vec![Part::Raw(10, 20)]);
-        assert_eq!(parts(0, DAY_US, false, true), vec![Part::Raw(0, DAY_US)]);
+        assert_eq!(parts(10, 20, true, true, false), vec![Part::Raw(10, 20)]);
         assert_eq!(
-            parts(0, DAY_US, true, false),
+            parts(0, DAY_US, false, true, false),
+            vec![Part::Raw(0, DAY_US)]
+        );
+        assert_eq!(
+            parts(0, DAY_US, true, false, false),
             vec![Part::Rollup(Rollup::Quarter, 0, 96)]
         );
-        assert_eq!(user_parts(0, DAY_US), vec![Part::Users(0, 1)]);
+        assert_eq!(
+            parts(0, DAY_US, true, false, true),
+            vec![Part::Totals(0, 96)]
+        );
+        assert_eq!(
+            user_parts(0, DAY_US),
+            vec![Part::Users(UserRollup::Day, 0, 1)]
+        );
+        assert_eq!(
+            user_parts(DAY_US, 30 * DAY_US),
+            vec![
+                Part::Users(UserRollup::Day, 1, 7),
+                Part::Users(UserRollup::Week, 1, 4),
+                Part::Users(UserRollup::Day, 28, 30),
+            ]
+        );
     }
 }

@@ -6,7 +6,9 @@
 //! |---|---|---|---|
 //! | `usage_rollup_15m` | 15 minutes | service, model, provider, outcome, status class | series in any zone in use, range edges |
 //! | `usage_rollup_1d` | UTC day | the same | totals and breakdowns over whole days |
-//! | `usage_user_1d` | UTC day | user | top users, unique users |
+//! | `usage_totals_15m` | 15 minutes | none | series and peak hours when only time filters |
+//! | `usage_user_1d` | UTC day | user | top users, unique users: partial weeks |
+//! | `usage_user_7d` | 7 days | user | top users, unique users: whole 7-day blocks |
 //!
 //! Fifteen-minute slots serve every time zone in use today (all offsets are whole
 //! quarter hours). The user is kept out of the first two tables: a key with the user
@@ -26,6 +28,9 @@ use crate::query::{Histogram, Totals};
 pub(crate) const QUARTER_US: i64 = 900_000_000;
 /// Microseconds in a day.
 pub(crate) const DAY_US: i64 = 86_400_000_000;
+/// Microseconds in a 7-day block (blocks count from the epoch, a Thursday: they are not
+/// calendar weeks, only units of the per-user sums).
+pub(crate) const WEEK_US: i64 = 7 * DAY_US;
 
 /// One of the two rollups keyed by slot and dimensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,19 +260,7 @@ pub(crate) fn upsert(
     sql.push(") VALUES ");
     sql.list(&cells, ", ", |sql, (key, cell)| {
         push_key(sql, key);
-        let t = &cell.totals;
-        for n in [
-            t.requests,
-            t.errors,
-            t.tokens_in,
-            t.tokens_out,
-            t.tokens_cached,
-            t.cost_micros,
-            t.response_bytes,
-            t.duration_sum_us,
-            t.ttfb_sum_us,
-            t.ttfb_count,
-        ] {
+        for n in cell.totals.values() {
             sql.push(", ").int(n);
         }
         sql.push(", ").text(&cell.latency.encode());
@@ -277,14 +270,37 @@ pub(crate) fn upsert(
     Ok(sql)
 }
 
-/// Adds the batch's records to the per-user daily sums (records without a user are not
+/// The per-user rollups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UserRollup {
+    Day,
+    Week,
+}
+
+impl UserRollup {
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            UserRollup::Day => "usage_user_1d",
+            UserRollup::Week => "usage_user_7d",
+        }
+    }
+
+    pub(crate) fn width_us(self) -> i64 {
+        match self {
+            UserRollup::Day => DAY_US,
+            UserRollup::Week => WEEK_US,
+        }
+    }
+}
+
+/// Adds the batch's records to a per-user rollup (records without a user are not
 /// ranked). The sums are added in the statement itself, so no row needs locking.
-pub(crate) fn users(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
+pub(crate) fn users(dialect: Dialect, rollup: UserRollup, rows: &[Row]) -> Option<Sql> {
     let mut sums: BTreeMap<(i64, &str), Totals> = BTreeMap::new();
     for row in rows {
         if let Some(user) = row.user_id.as_deref() {
-            let day = row.started_at_us.div_euclid(DAY_US);
-            sums.entry((day, user)).or_default().add(&row_totals(row));
+            let slot = row.started_at_us.div_euclid(rollup.width_us());
+            sums.entry((slot, user)).or_default().add(&row_totals(row));
         }
     }
     if sums.is_empty() {
@@ -299,10 +315,12 @@ pub(crate) fn users(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
         "cost_micros",
     ];
     let mut sql = Sql::new(dialect);
-    sql.push("INSERT INTO usage_user_1d (slot, user_id, ");
+    sql.push("INSERT INTO ")
+        .push(rollup.table())
+        .push(" (slot, user_id, ");
     sql.push(&COLUMNS.join(", ")).push(") VALUES ");
-    sql.list(&sums, ", ", |sql, ((day, user), t)| {
-        sql.push("(").int(*day).push(", ").text(user);
+    sql.list(&sums, ", ", |sql, ((slot, user), t)| {
+        sql.push("(").int(*slot).push(", ").text(user);
         for n in [
             t.requests,
             t.errors,
@@ -315,7 +333,31 @@ pub(crate) fn users(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
         }
         sql.push(")");
     });
-    sql.on_conflict(&["slot", "user_id"], &COLUMNS, "usage_user_1d", true);
+    sql.on_conflict(&["slot", "user_id"], &COLUMNS, rollup.table(), true);
+    Some(sql)
+}
+
+/// Adds the batch's records to the per-slot totals, in the statement itself.
+pub(crate) fn totals(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
+    let mut sums: BTreeMap<i64, Totals> = BTreeMap::new();
+    for row in rows {
+        let slot = row.started_at_us.div_euclid(QUARTER_US);
+        sums.entry(slot).or_default().add(&row_totals(row));
+    }
+    if sums.is_empty() {
+        return None;
+    }
+    let mut sql = Sql::new(dialect);
+    sql.push("INSERT INTO usage_totals_15m (slot, ");
+    sql.push(&super::sql::MEASURES.join(", ")).push(") VALUES ");
+    sql.list(&sums, ", ", |sql, (slot, t)| {
+        sql.push("(").int(*slot);
+        for n in t.values() {
+            sql.push(", ").int(n);
+        }
+        sql.push(")");
+    });
+    sql.on_conflict(&["slot"], &super::sql::MEASURES, "usage_totals_15m", true);
     Some(sql)
 }
 
@@ -341,9 +383,12 @@ pub(crate) fn steps(dialect: Dialect, new: &[Row]) -> Vec<Step> {
         }
         steps.push(Step::Select(rollup, select(dialect, rollup, &cells), cells));
     }
-    if let Some(sql) = users(dialect, new) {
-        steps.push(Step::Execute(sql));
-    }
+    let others = [
+        users(dialect, UserRollup::Day, new),
+        users(dialect, UserRollup::Week, new),
+        totals(dialect, new),
+    ];
+    steps.extend(others.into_iter().flatten().map(Step::Execute));
     steps
 }
 

@@ -182,6 +182,9 @@ pub(crate) struct AggRow {
     /// The group's time slot, if grouped by time.
     #[diesel(sql_type = Nullable<BigInt>)]
     pub(crate) slot: Option<i64>,
+    /// How many groups the whole aggregate has, when asked for.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub(crate) groups: Option<i64>,
     #[diesel(embed)]
     pub(crate) measures: Measures,
 }
@@ -276,4 +279,53 @@ pub(crate) struct KeyRow {
     pub(crate) started_at_us: i64,
     #[diesel(sql_type = Binary)]
     pub(crate) id: Vec<u8>,
+}
+
+/// What one user's usage needs of each of the user's records.
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct UserRow {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) started_at_us: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(crate) service: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(crate) model: Option<String>,
+    #[diesel(sql_type = Text)]
+    outcome: String,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) duration_us: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub(crate) ttfb_us: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    tokens_in: i64,
+    #[diesel(sql_type = BigInt)]
+    tokens_out: i64,
+    #[diesel(sql_type = BigInt)]
+    tokens_cached_in: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    cost_micros: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    response_bytes: i64,
+}
+
+/// The columns of [`UserRow`], in order.
+pub(crate) const USER_ROW: &str = "started_at_us, service, model, outcome, duration_us, ttfb_us, \
+     tokens_in, tokens_out, tokens_cached_in, cost_micros, response_bytes";
+
+impl UserRow {
+    /// The record's contribution to the sums, as the rollups count it.
+    pub(crate) fn totals(&self) -> crate::query::Totals {
+        crate::query::Totals {
+            requests: 1,
+            errors: i64::from(self.outcome != "success"),
+            tokens_in: self.tokens_in,
+            tokens_out: self.tokens_out,
+            tokens_cached: self.tokens_cached_in,
+            cost_micros: self.cost_micros.unwrap_or(0),
+            response_bytes: self.response_bytes,
+            duration_sum_us: self.duration_us,
+            ttfb_sum_us: self.ttfb_us.unwrap_or(0),
+            ttfb_count: i64::from(self.ttfb_us.is_some()),
+        }
+    }
 }

@@ -61,3 +61,33 @@ CREATE TABLE usage_user_1d (
     cost_micros BIGINT NOT NULL,
     PRIMARY KEY (slot, user_id)
 );
+
+-- Per user and 7-day block since the epoch: the whole weeks of a long range.
+CREATE TABLE usage_user_7d (
+    slot BIGINT NOT NULL,
+    user_id TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    tokens_in BIGINT NOT NULL,
+    tokens_out BIGINT NOT NULL,
+    tokens_cached BIGINT NOT NULL,
+    cost_micros BIGINT NOT NULL,
+    PRIMARY KEY (slot, user_id)
+);
+
+-- Per 15-minute slot, every record: series and peak hours in any zone when only the
+-- time range filters.
+CREATE TABLE usage_totals_15m (
+    slot BIGINT NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    tokens_in BIGINT NOT NULL,
+    tokens_out BIGINT NOT NULL,
+    tokens_cached BIGINT NOT NULL,
+    cost_micros BIGINT NOT NULL,
+    response_bytes BIGINT NOT NULL,
+    duration_sum_us BIGINT NOT NULL,
+    ttfb_sum_us BIGINT NOT NULL,
+    ttfb_count BIGINT NOT NULL,
+    PRIMARY KEY (slot)
+);
