@@ -32,6 +32,34 @@
 //! SQLite runs in WAL mode with a 5 s busy timeout, and writes a batch in one hop to its
 //! blocking thread.
 //!
+//! # Analytics
+//!
+//! The store answers the questions of the [`query`](crate::query) module:
+//! [`metrics`](DieselStore::metrics), [`breakdown`](DieselStore::breakdown) (and
+//! `by_service`, `by_model`, `by_provider`, `by_client`, `by_country`),
+//! [`time_series`](DieselStore::time_series), [`top_users`](DieselStore::top_users),
+//! [`peak_hours`](DieselStore::peak_hours), [`user_usage`](DieselStore::user_usage),
+//! [`dashboard`](DieselStore::dashboard), [`export_csv`](DieselStore::export_csv) and
+//! [`export_json_lines`](DieselStore::export_json_lines).
+//!
+//! Writes keep rollup tables in the batch's transaction, for the records the batch
+//! really inserted:
+//!
+//! | table | slot | key |
+//! |---|---|---|
+//! | `usage_rollup_15m`, `usage_rollup_1d` | 15 minutes, UTC day | service, model, provider, outcome, status class; sums and latency histograms |
+//! | `usage_totals_15m` | 15 minutes | none; sums |
+//! | `usage_user_1d`, `usage_user_7d` | UTC day, 7 days | user; sums |
+//!
+//! A query reads raw rows for the part of its range that does not fill a slot, the
+//! rollups for the rest, and raw rows altogether when it filters or groups by what the
+//! rollups do not keep (client platform, country; a user, through the user index). The
+//! answers are the same either way: a property test checks every query on every backend
+//! with and without the rollups ([`DieselStoreBuilder::read_rollups`]) against a plain
+//! computation over the records. Fifteen-minute slots serve time series in every zone in
+//! use today; for an offset that is not a whole quarter hour the series is read from raw
+//! rows by the second.
+//!
 //! # Migrations
 //!
 //! The schema ships inside the crate, one migration set per backend.

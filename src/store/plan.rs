@@ -126,27 +126,10 @@ fn raw_column(dimension: Dimension) -> &'static str {
 
 /// `WHERE` conditions on raw rows for `filter` within `[from, to)`.
 pub(crate) fn raw_where(sql: &mut Sql, filter: &Filter, from: i64, to: i64) {
-    sql.push(" WHERE started_at_us >= ").int(from);
-    sql.push(" AND started_at_us < ").int(to);
-    let names = [
-        ("user_id", &filter.user),
-        ("service", &filter.service),
-        ("model", &filter.model),
-        ("provider", &filter.provider),
-        ("country", &filter.country),
-    ];
-    for (column, value) in names {
-        if let Some(value) = value {
-            sql.push(" AND ").push(column).push(" = ").text(value);
-        }
-    }
-    if let Some(outcome) = filter.outcome {
-        // A fixed set of names: safe to write into the text.
-        sql.push(" AND outcome = '")
-            .push(outcome.as_str())
-            .push("'");
-    }
+    slots_where(sql, "started_at_us", from, to);
+    equal_names(sql, filter, true);
     if let Some(client) = filter.client {
+        // A fixed set of names: safe to write into the text.
         sql.push(" AND client = '").push(client.as_str()).push("'");
     }
     match filter.status_class.map(|c| c.code()) {
@@ -164,26 +147,40 @@ pub(crate) fn raw_where(sql: &mut Sql, filter: &Filter, from: i64, to: i64) {
 
 /// `WHERE` conditions on a dimension rollup for `filter` over slots `[from, to)`.
 fn rollup_where(sql: &mut Sql, filter: &Filter, from: i64, to: i64) {
-    sql.push(" WHERE slot >= ").int(from);
-    sql.push(" AND slot < ").int(to);
+    slots_where(sql, "slot", from, to);
+    equal_names(sql, filter, false);
+    if let Some(class) = filter.status_class {
+        sql.push(" AND status_class = ")
+            .int(i64::from(class.code()));
+    }
+}
+
+/// ` WHERE column >= from AND column < to`.
+fn slots_where(sql: &mut Sql, column: &str, from: i64, to: i64) {
+    sql.push(" WHERE ").push(column).push(" >= ").int(from);
+    sql.push(" AND ").push(column).push(" < ").int(to);
+}
+
+/// The filter's equality conditions on service, model, provider and outcome, and with
+/// `raw` on user and country, which only raw rows keep.
+fn equal_names(sql: &mut Sql, filter: &Filter, raw: bool) {
     let names = [
-        ("service", &filter.service),
-        ("model", &filter.model),
-        ("provider", &filter.provider),
+        ("service", &filter.service, true),
+        ("model", &filter.model, true),
+        ("provider", &filter.provider, true),
+        ("user_id", &filter.user, raw),
+        ("country", &filter.country, raw),
     ];
-    for (column, value) in names {
-        if let Some(value) = value {
+    for (column, value, kept) in names {
+        if let (Some(value), true) = (value, kept) {
             sql.push(" AND ").push(column).push(" = ").text(value);
         }
     }
     if let Some(outcome) = filter.outcome {
+        // A fixed set of names: safe to write into the text.
         sql.push(" AND outcome = '")
             .push(outcome.as_str())
             .push("'");
-    }
-    if let Some(class) = filter.status_class {
-        sql.push(" AND status_class = ")
-            .int(i64::from(class.code()));
     }
 }
 

@@ -21,7 +21,7 @@ use diesel::sql_types::{BigInt, Integer, Text};
 use diesel::QueryableByName;
 
 use super::row::Row;
-use super::sql::{Dialect, Sql};
+use super::sql::{Dialect, Sql, MEASURES};
 use crate::query::{Histogram, Totals};
 
 /// Microseconds in a 15-minute slot.
@@ -66,20 +66,8 @@ const KEY: [&str; 6] = [
     "outcome",
     "status_class",
 ];
-const VALUES: [&str; 12] = [
-    "requests",
-    "errors",
-    "tokens_in",
-    "tokens_out",
-    "tokens_cached",
-    "cost_micros",
-    "response_bytes",
-    "duration_sum_us",
-    "ttfb_sum_us",
-    "ttfb_count",
-    "latency_hist",
-    "ttfb_hist",
-];
+/// The histogram columns, after the [`MEASURES`].
+const HISTOGRAMS: [&str; 2] = ["latency_hist", "ttfb_hist"];
 
 /// A dimension rollup's key. Missing names are stored as empty text (a key column
 /// cannot be NULL); names are never empty otherwise.
@@ -185,9 +173,7 @@ pub(crate) fn ensure(dialect: Dialect, rollup: Rollup, cells: &BTreeMap<Key, Cel
         _ => "INSERT INTO ",
     };
     sql.push(insert).push(rollup.table()).push(" (");
-    sql.push(&KEY.join(", "))
-        .push(", ")
-        .push(&VALUES.join(", "));
+    push_columns(&mut sql);
     sql.push(") VALUES ");
     sql.list(cells.keys(), ", ", |sql, key| {
         push_key(sql, key);
@@ -197,6 +183,14 @@ pub(crate) fn ensure(dialect: Dialect, rollup: Rollup, cells: &BTreeMap<Key, Cel
         sql.push(" ON CONFLICT DO NOTHING");
     }
     sql
+}
+
+/// Every column of a dimension rollup, key first.
+fn push_columns(sql: &mut Sql) {
+    sql.push(&KEY.join(", ")).push(", ");
+    sql.push(&MEASURES.join(", "))
+        .push(", ")
+        .push(&HISTOGRAMS.join(", "));
 }
 
 fn push_key(sql: &mut Sql, key: &Key) {
@@ -214,10 +208,9 @@ pub(crate) fn select(dialect: Dialect, rollup: Rollup, cells: &BTreeMap<Key, Cel
     let mut slots: Vec<i64> = cells.keys().map(|k| k.slot).collect();
     slots.dedup();
     let mut sql = Sql::new(dialect);
-    sql.push("SELECT ").push(&KEY.join(", ")).push(", ");
-    sql.push(&VALUES.join(", "))
-        .push(" FROM ")
-        .push(rollup.table());
+    sql.push("SELECT ");
+    push_columns(&mut sql);
+    sql.push(" FROM ").push(rollup.table());
     sql.push(" WHERE slot IN (");
     sql.list(slots, ", ", |sql, slot| {
         sql.int(slot);
@@ -254,9 +247,7 @@ pub(crate) fn upsert(
     }
     let mut sql = Sql::new(dialect);
     sql.push("INSERT INTO ").push(rollup.table()).push(" (");
-    sql.push(&KEY.join(", "))
-        .push(", ")
-        .push(&VALUES.join(", "));
+    push_columns(&mut sql);
     sql.push(") VALUES ");
     sql.list(&cells, ", ", |sql, (key, cell)| {
         push_key(sql, key);
@@ -266,7 +257,8 @@ pub(crate) fn upsert(
         sql.push(", ").text(&cell.latency.encode());
         sql.push(", ").text(&cell.ttfb.encode()).push(")");
     });
-    sql.on_conflict(&KEY, &VALUES, rollup.table(), false);
+    let values: Vec<&str> = MEASURES.iter().chain(&HISTOGRAMS).copied().collect();
+    sql.on_conflict(&KEY, &values, rollup.table(), false);
     Ok(sql)
 }
 
@@ -306,34 +298,21 @@ pub(crate) fn users(dialect: Dialect, rollup: UserRollup, rows: &[Row]) -> Optio
     if sums.is_empty() {
         return None;
     }
-    const COLUMNS: [&str; 6] = [
-        "requests",
-        "errors",
-        "tokens_in",
-        "tokens_out",
-        "tokens_cached",
-        "cost_micros",
-    ];
+    // The per-user rollups keep the first six measures.
+    let columns = &MEASURES[..6];
     let mut sql = Sql::new(dialect);
     sql.push("INSERT INTO ")
         .push(rollup.table())
         .push(" (slot, user_id, ");
-    sql.push(&COLUMNS.join(", ")).push(") VALUES ");
+    sql.push(&columns.join(", ")).push(") VALUES ");
     sql.list(&sums, ", ", |sql, ((slot, user), t)| {
         sql.push("(").int(*slot).push(", ").text(user);
-        for n in [
-            t.requests,
-            t.errors,
-            t.tokens_in,
-            t.tokens_out,
-            t.tokens_cached,
-            t.cost_micros,
-        ] {
-            sql.push(", ").int(n);
+        for n in &t.values()[..6] {
+            sql.push(", ").int(*n);
         }
         sql.push(")");
     });
-    sql.on_conflict(&["slot", "user_id"], &COLUMNS, rollup.table(), true);
+    sql.on_conflict(&["slot", "user_id"], columns, rollup.table(), true);
     Some(sql)
 }
 
@@ -349,7 +328,7 @@ pub(crate) fn totals(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
     }
     let mut sql = Sql::new(dialect);
     sql.push("INSERT INTO usage_totals_15m (slot, ");
-    sql.push(&super::sql::MEASURES.join(", ")).push(") VALUES ");
+    sql.push(&MEASURES.join(", ")).push(") VALUES ");
     sql.list(&sums, ", ", |sql, (slot, t)| {
         sql.push("(").int(*slot);
         for n in t.values() {
@@ -357,7 +336,7 @@ pub(crate) fn totals(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
         }
         sql.push(")");
     });
-    sql.on_conflict(&["slot"], &super::sql::MEASURES, "usage_totals_15m", true);
+    sql.on_conflict(&["slot"], &MEASURES, "usage_totals_15m", true);
     Some(sql)
 }
 
