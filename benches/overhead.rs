@@ -3,6 +3,10 @@
 //!
 //! Run with `cargo bench --bench overhead`. After criterion's timings it prints the heap
 //! allocations per request of each case, counted on the calling thread.
+//!
+//! The `inspect` group measures the response inspector: a 64 KiB server-sent-event
+//! stream of 512 small events (usage in the last) and a 1 MiB JSON body in one frame,
+//! each under the usage layer with and without `InspectLayer`.
 #![allow(unsafe_code, missing_docs)] // the counting allocator below
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -23,6 +27,7 @@ type Req = Request<Empty<Bytes>>;
 type Res = Response<Full<Bytes>>;
 type Answer = std::future::Ready<Result<Res, Infallible>>;
 use tower::{Layer, Service};
+use tower_usage::inspect::InspectLayer;
 use tower_usage::{extract, Recorder, SinkError, UsageLayer, UsageRecord, UsageSink};
 
 /// Counts allocations made by the current thread.
@@ -177,7 +182,104 @@ fn overhead(c: &mut Criterion) {
     runtime.block_on(recorder.shutdown());
 }
 
-criterion_group!(benches, overhead);
+/// A body of prepared frames.
+struct Frames(std::collections::VecDeque<Bytes>);
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// A service answering every request with `frames` as `content_type`.
+fn streaming(
+    content_type: &'static str,
+    frames: Vec<Bytes>,
+) -> impl Service<
+    Req,
+    Response = Response<Frames>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Frames>, Infallible>>,
+> + Clone {
+    tower::service_fn(move |_req: Req| {
+        let body = Frames(frames.iter().cloned().collect());
+        let response = Response::builder()
+            .header("content-type", content_type)
+            .body(body)
+            .expect("valid response");
+        std::future::ready(Ok::<_, Infallible>(response))
+    })
+}
+
+/// 512 chat-completion chunks of about 128 bytes, the last one with the usage.
+fn sse_events() -> Vec<Bytes> {
+    let mut events: Vec<Bytes> = (0..511)
+        .map(|i| {
+            let event = format!(
+                "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{{\"delta\":{{\"content\":\"t{i:04}\"}}}}]}}\n\n"
+            );
+            Bytes::from(format!("{event:<128}"))
+        })
+        .collect();
+    events.push(Bytes::from_static(
+        b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":511}}\n\ndata: [DONE]\n\n",
+    ));
+    events
+}
+
+/// 1 MiB of JSON text in one frame, the usage at the end.
+fn big_json() -> Vec<Bytes> {
+    let filler = "lorem ipsum dolor sit amet, ".repeat((1 << 20) / 28);
+    vec![Bytes::from(format!(
+        "{{\"model\":\"gpt-4o\",\"text\":\"{filler}\",\"usage\":{{\"prompt_tokens\":1,\"completion_tokens\":2}}}}"
+    ))]
+}
+
+fn inspect(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let recorder = runtime.block_on(async {
+        Recorder::builder(Discard)
+            .queue_capacity(1 << 16)
+            .batch_size(512)
+            .spawn()
+    });
+    let mut group = c.benchmark_group("inspect");
+    for (name, content_type, frames) in [
+        ("sse_64k", "text/event-stream", sse_events()),
+        ("json_1m", "application/json", big_json()),
+    ] {
+        let size: usize = frames.iter().map(Bytes::len).sum();
+        group.throughput(criterion::Throughput::Bytes(size as u64));
+        let mut plain =
+            UsageLayer::new(recorder.clone()).layer(streaming(content_type, frames.clone()));
+        group.bench_function(format!("{name}/usage_layer"), |b| {
+            b.iter_batched(request, |req| run(&mut plain, req), BatchSize::SmallInput)
+        });
+        let mut inspected = UsageLayer::new(recorder.clone())
+            .layer(InspectLayer::new().layer(streaming(content_type, frames)));
+        group.bench_function(format!("{name}/usage_layer_inspect"), |b| {
+            b.iter_batched(
+                request,
+                |req| run(&mut inspected, req),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+    runtime.block_on(recorder.shutdown());
+}
+
+criterion_group!(benches, overhead, inspect);
 
 fn main() {
     benches();

@@ -55,6 +55,7 @@
 //! |---|---|
 //! | [`layer`] | [`UsageLayer`] and its service, future and body: when each value is taken |
 //! | [`extract`] | where user, service, model, provider and country come from; response hooks |
+//! | [`inspect`] | token usage and the resolved model read from JSON and SSE response bodies |
 //! | [`UsageHandle`] | what a handler tells the record while the request runs |
 //! | [`UsageRecord`] | the record itself |
 //! | [`recorder`] | the bounded queue, the batching worker, [`record_usage`] |
@@ -83,6 +84,7 @@ mod id;
 mod record;
 
 pub mod extract;
+pub mod inspect;
 pub mod layer;
 pub mod query;
 pub mod recorder;
