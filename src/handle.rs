@@ -172,24 +172,13 @@ impl UsageHandle {
 
     /// Fills what a response body said it used, where the handle holds nothing yet (what
     /// a handler set wins), in one lock.
-    pub(crate) fn fill_from_response(
-        &self,
-        tokens: Option<TokenUsage>,
-        model: Option<String>,
-        metadata: Option<(&'static str, serde_json::Value)>,
-    ) {
+    pub(crate) fn fill_from_response(&self, tokens: Option<TokenUsage>, model: Option<String>) {
         self.with_overrides(|o| {
             if o.tokens.is_none() {
                 o.tokens = tokens;
             }
             if o.model.is_none() {
                 o.model = model;
-            }
-            if let Some((key, value)) = metadata {
-                o.metadata
-                    .get_or_insert_with(Default::default)
-                    .entry(key)
-                    .or_insert(value);
             }
         });
     }

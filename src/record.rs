@@ -134,6 +134,9 @@ pub struct TokenUsage {
     pub output: u64,
     /// The part of `input` that was read from a prompt cache.
     pub cached_input: u64,
+    /// The part of `input` that was written to a prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`), priced apart by some vendors.
+    pub cache_write_input: u64,
 }
 
 impl TokenUsage {
@@ -143,12 +146,19 @@ impl TokenUsage {
             input,
             output,
             cached_input: 0,
+            cache_write_input: 0,
         }
     }
 
     /// Sets the cached part of the input.
     pub const fn with_cached_input(mut self, cached_input: u64) -> Self {
         self.cached_input = cached_input;
+        self
+    }
+
+    /// Sets the part of the input written to a prompt cache.
+    pub const fn with_cache_write_input(mut self, cache_write_input: u64) -> Self {
+        self.cache_write_input = cache_write_input;
         self
     }
 
@@ -159,7 +169,7 @@ impl TokenUsage {
 
     /// Whether no token was counted at all.
     pub const fn is_empty(&self) -> bool {
-        self.input == 0 && self.output == 0 && self.cached_input == 0
+        self.input == 0 && self.output == 0 && self.cached_input == 0 && self.cache_write_input == 0
     }
 }
 
@@ -168,6 +178,7 @@ impl std::ops::AddAssign for TokenUsage {
         self.input = self.input.saturating_add(rhs.input);
         self.output = self.output.saturating_add(rhs.output);
         self.cached_input = self.cached_input.saturating_add(rhs.cached_input);
+        self.cache_write_input = self.cache_write_input.saturating_add(rhs.cache_write_input);
     }
 }
 

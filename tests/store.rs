@@ -33,7 +33,11 @@ fn full_record(i: u32) -> UsageRecord {
         .request_bytes(321)
         .response_bytes(4_096)
         .client(ClientPlatform::Sdk)
-        .tokens(TokenUsage::new(1_000, 100).with_cached_input(10))
+        .tokens(
+            TokenUsage::new(1_000, 100)
+                .with_cached_input(10)
+                .with_cache_write_input(20),
+        )
         .cost_micros(2_500)
         .metadata(serde_json::json!({"i": i, "tags": ["a", "b"]}))
         .build();

@@ -172,6 +172,7 @@ impl OnResponse for UsageHeaders {
             input: number(response, &self.input_tokens).unwrap_or(0),
             output: number(response, &self.output_tokens).unwrap_or(0),
             cached_input: number(response, &self.cached_input_tokens).unwrap_or(0),
+            cache_write_input: 0,
         };
         record.tokens += tokens;
         if let Some(cost) = number::<i64>(response, &self.cost_micros) {

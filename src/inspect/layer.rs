@@ -124,13 +124,8 @@ impl Watch {
     fn report(self) {
         let seen = &self.scanner.seen;
         let tokens = seen.has_usage().then(|| seen.usage_tokens());
-        let cache_writes = seen
-            .cache_write
-            .filter(|&n| n > 0)
-            .map(|n| ("cache_write_input_tokens", serde_json::Value::from(n)));
         if tokens.is_some() || seen.model.is_some() {
-            self.handle
-                .fill_from_response(tokens, seen.model.clone(), cache_writes);
+            self.handle.fill_from_response(tokens, seen.model.clone());
         }
     }
 }

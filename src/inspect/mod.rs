@@ -11,8 +11,7 @@
 //!
 //! Cached input tokens are counted *inside* the input, the crate's convention: OpenAI
 //! already reports them so; Anthropic's cache reads and cache writes are added to its
-//! `input_tokens`, and cache writes are also kept in the record's metadata as
-//! `cache_write_input_tokens`. When the client goes away mid-stream, the record (then
+//! `input_tokens` (and kept as `cached_input` and `cache_write_input`). When the client goes away mid-stream, the record (then
 //! `Cancelled`) keeps whatever usage had streamed by. Memory stays bounded whatever the
 //! response: the scanner keeps a few bytes between frames and copies at most 8 KiB of
 //! one `usage` object.

@@ -28,7 +28,7 @@ pub(crate) struct Seen {
     output: Option<u64>,
     cached: Option<u64>,
     /// Anthropic's cache writes, part of `input`.
-    pub(crate) cache_write: Option<u64>,
+    cache_write: Option<u64>,
 }
 
 fn count(object: &Map<String, Value>, key: &str) -> Option<u64> {
@@ -109,8 +109,10 @@ impl Seen {
     /// The counts found, missing ones as zero; the cached part never exceeds the input.
     pub(crate) fn usage_tokens(&self) -> TokenUsage {
         let input = self.input.unwrap_or(0);
+        let cached = self.cached.unwrap_or(0).min(input);
         TokenUsage::new(input, self.output.unwrap_or(0))
-            .with_cached_input(self.cached.unwrap_or(0).min(input))
+            .with_cached_input(cached)
+            .with_cache_write_input(self.cache_write.unwrap_or(0).min(input - cached))
     }
 }
 
@@ -137,7 +139,12 @@ mod tests {
         let u = usage(
             r#"{"input_tokens":10,"cache_read_input_tokens":500,"cache_creation_input_tokens":40,"output_tokens":7}"#,
         );
-        assert_eq!(u, TokenUsage::new(550, 7).with_cached_input(500));
+        assert_eq!(
+            u,
+            TokenUsage::new(550, 7)
+                .with_cached_input(500)
+                .with_cache_write_input(40)
+        );
     }
 
     #[test]

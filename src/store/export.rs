@@ -14,7 +14,7 @@ use crate::UsageRecord;
 const PAGE: i64 = 5_000;
 
 /// The CSV columns, in order.
-const HEADER: [&str; 21] = [
+const HEADER: [&str; 22] = [
     "id",
     "started_at",
     "method",
@@ -34,6 +34,7 @@ const HEADER: [&str; 21] = [
     "tokens_in",
     "tokens_out",
     "tokens_cached_input",
+    "tokens_cache_write_input",
     "cost_micros",
     "metadata",
 ];
@@ -224,6 +225,7 @@ fn write_csv(buf: &mut Vec<u8>, r: &UsageRecord) -> Result<(), StoreError> {
         r.tokens.input.to_string(),
         r.tokens.output.to_string(),
         r.tokens.cached_input.to_string(),
+        r.tokens.cache_write_input.to_string(),
         num(r.cost_micros.map(|c| c.to_string())),
         metadata,
     ];

@@ -27,7 +27,8 @@ pub(crate) mod limits {
 /// there, read back as text.
 pub(crate) const PG_COLUMNS: &str = "id, started_at_us, method, route, status, outcome, ttfb_us, \
      duration_us, request_bytes, response_bytes, user_id, service, model, provider, client, country, \
-     tokens_in, tokens_out, tokens_cached_in, cost_micros, metadata::text AS metadata";
+     tokens_in, tokens_out, tokens_cached_in, tokens_cache_write_in, cost_micros, \
+     metadata::text AS metadata";
 
 #[derive(Debug, Clone, PartialEq, Insertable, Queryable, QueryableByName)]
 #[diesel(table_name = usage_records)]
@@ -53,6 +54,7 @@ pub(crate) struct Row {
     pub(crate) tokens_in: i64,
     pub(crate) tokens_out: i64,
     pub(crate) tokens_cached_in: i64,
+    pub(crate) tokens_cache_write_in: i64,
     pub(crate) cost_micros: Option<i64>,
     pub(crate) metadata: Option<String>,
 }
@@ -102,6 +104,7 @@ impl From<&UsageRecord> for Row {
             tokens_in: clamp(r.tokens.input),
             tokens_out: clamp(r.tokens.output),
             tokens_cached_in: clamp(r.tokens.cached_input),
+            tokens_cache_write_in: clamp(r.tokens.cache_write_input),
             cost_micros: r.cost_micros,
             metadata: (!r.metadata.is_null()).then(|| r.metadata.to_string()),
         }
@@ -158,7 +161,8 @@ impl TryFrom<Row> for UsageRecord {
             .map_err(|_| corrupt("an unknown client platform"))?;
         record.country = row.country;
         record.tokens = TokenUsage::new(unsigned(row.tokens_in), unsigned(row.tokens_out))
-            .with_cached_input(unsigned(row.tokens_cached_in));
+            .with_cached_input(unsigned(row.tokens_cached_in))
+            .with_cache_write_input(unsigned(row.tokens_cache_write_in));
         record.cost_micros = row.cost_micros;
         record.metadata = match row.metadata {
             Some(text) => {
@@ -188,7 +192,11 @@ mod tests {
             .request_bytes(5)
             .response_bytes(6)
             .client(ClientPlatform::Browser)
-            .tokens(TokenUsage::new(1, 2).with_cached_input(1))
+            .tokens(
+                TokenUsage::new(1, 2)
+                    .with_cached_input(1)
+                    .with_cache_write_input(1),
+            )
             .cost_micros(-3)
             .metadata(serde_json::json!({"a": [1, "x"]}))
             .build();

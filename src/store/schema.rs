@@ -26,6 +26,7 @@ diesel::table! {
         tokens_in -> BigInt,
         tokens_out -> BigInt,
         tokens_cached_in -> BigInt,
+        tokens_cache_write_in -> BigInt,
         cost_micros -> Nullable<BigInt>,
         /// JSON text (JSONB on PostgreSQL, read back as text).
         metadata -> Nullable<Text>,
