@@ -55,6 +55,7 @@
 //! |---|---|
 //! | [`layer`] | [`UsageLayer`] and its service, future and body: when each value is taken |
 //! | [`extract`] | where user, service, model, provider and country come from; response hooks |
+//! | [`pricing`] | what tokens cost: prices per model and provider, with start dates |
 //! | [`inspect`] | token usage and the resolved model read from JSON and SSE response bodies |
 //! | [`UsageHandle`] | what a handler tells the record while the request runs |
 //! | [`UsageRecord`] | the record itself |
@@ -86,6 +87,7 @@ mod record;
 pub mod extract;
 pub mod inspect;
 pub mod layer;
+pub mod pricing;
 pub mod query;
 pub mod recorder;
 pub mod sink;

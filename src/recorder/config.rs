@@ -5,6 +5,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::worker::RecorderWorker;
 use super::{Control, Recorder, Shared};
+use crate::pricing::PriceTable;
 use crate::recorder::stats::Counters;
 use crate::sink::UsageSink;
 
@@ -71,6 +72,7 @@ pub(crate) struct Config {
     pub(crate) retry: Retry,
     pub(crate) write_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) pricing: Option<Arc<PriceTable>>,
 }
 
 impl Config {
@@ -91,6 +93,7 @@ impl Default for Config {
             retry: Retry::default(),
             write_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
+            pricing: None,
         }
     }
 }
@@ -172,6 +175,28 @@ impl RecorderBuilder {
     /// remaining records up as failed (default 30 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Prices records that have tokens but no cost before they are written; see
+    /// [`pricing`](crate::pricing). Records of models the table does not know get cost 0
+    /// and `"unpriced": true` in their metadata.
+    ///
+    /// ```
+    /// use tower_usage::pricing::{Price, PriceTable};
+    /// use tower_usage::{MemorySink, Recorder};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let sink = MemorySink::new();
+    /// let prices = PriceTable::new().with("gpt-4o-*", Price::per_million(2_500_000, 10_000_000));
+    /// let recorder = Recorder::builder(sink.clone()).pricing(prices).spawn();
+    /// recorder.record_usage("alice", "chat", Some("gpt-4o-mini"), 1_000, 100, serde_json::Value::Null).unwrap();
+    /// recorder.shutdown().await;
+    /// assert_eq!(sink.records()[0].cost_micros, Some(2_500 + 1_000));
+    /// # }
+    /// ```
+    pub fn pricing(mut self, table: PriceTable) -> Self {
+        self.config.pricing = Some(Arc::new(table));
         self
     }
 

@@ -79,7 +79,12 @@ impl RecorderWorker {
     fn push(&self, batch: &mut Vec<UsageRecord>, queued: Queued) {
         Counters::add(&self.counters.taken, 1);
         match queued.into_record() {
-            Some(record) => batch.push(record),
+            Some(mut record) => {
+                if let Some(pricing) = &self.config.pricing {
+                    pricing.apply(&mut record);
+                }
+                batch.push(record);
+            }
             // Cannot happen (a request's record is queued once), but a lost record must
             // still leave the counters balanced.
             None => Counters::add(&self.counters.failed, 1),
