@@ -55,6 +55,7 @@ struct Overrides {
     user: Option<String>,
     service: Option<String>,
     model: Option<String>,
+    requested_model: Option<String>,
     provider: Option<String>,
     tokens: Option<TokenUsage>,
     cost_micros: Option<i64>,
@@ -67,6 +68,7 @@ impl Overrides {
             user,
             service,
             model,
+            requested_model,
             provider,
             tokens,
             cost_micros,
@@ -76,11 +78,16 @@ impl Overrides {
             (&mut record.user, user),
             (&mut record.service, service),
             (&mut record.model, model),
+            (&mut record.requested_model, requested_model),
             (&mut record.provider, provider),
         ] {
             if value.is_some() {
                 *field = value;
             }
+        }
+        // A response that named no model: the one asked for is the best known.
+        if record.model.is_none() {
+            record.model.clone_from(&record.requested_model);
         }
         if let Some(tokens) = tokens {
             record.tokens = tokens;
@@ -199,6 +206,12 @@ impl UsageHandle {
     pub fn set_model(&self, model: impl Into<String>) {
         let model = model.into();
         self.with_overrides(|o| o.model = Some(model));
+    }
+
+    /// Sets the model the request asked for (the model that answered may differ).
+    pub fn set_requested_model(&self, model: impl Into<String>) {
+        let model = model.into();
+        self.with_overrides(|o| o.requested_model = Some(model));
     }
 
     /// Sets the provider.

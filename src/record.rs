@@ -236,8 +236,12 @@ pub struct UsageRecord {
     pub user: Option<String>,
     /// Which service or product area was used.
     pub service: Option<String>,
-    /// Which model answered.
+    /// Which model answered (the resolved model, when the response names it; else the
+    /// requested one, if it was read).
     pub model: Option<String>,
+    /// Which model the request asked for, when it was read from the request.
+    #[serde(default)]
+    pub requested_model: Option<String>,
     /// Which provider served the model.
     pub provider: Option<String>,
     /// What kind of client called, from its `User-Agent`.
@@ -276,6 +280,7 @@ impl UsageRecord {
             user: None,
             service: None,
             model: None,
+            requested_model: None,
             provider: None,
             client: ClientPlatform::Unknown,
             country: None,
@@ -329,6 +334,8 @@ impl UsageRecordBuilder {
         service,
         /// Sets the model.
         model,
+        /// Sets the model the request asked for.
+        requested_model,
         /// Sets the provider.
         provider,
         /// Sets the country.

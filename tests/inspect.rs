@@ -264,3 +264,70 @@ proptest! {
         prop_assert!(record.tokens.input <= CASES[which].tokens.input);
     }
 }
+
+mod requested_model {
+    use super::*;
+    use axum::routing::post;
+    use tower_usage::inspect::RequestModelLayer;
+
+    async fn serve(body: &'static str, content_type: &str, limit: usize) -> (String, UsageRecord) {
+        let (recorder, sink) = memory_recorder();
+        let app = axum::Router::new()
+            .route(
+                "/v1/chat/completions",
+                post(|body: String| async move {
+                    (
+                        [("content-type", "application/json")],
+                        format!(r#"{{"model":"gpt-4o-2024-08-06","echo":{},"usage":{{"prompt_tokens":3,"completion_tokens":1}}}}"#, body.len()),
+                    )
+                }),
+            )
+            .layer(
+                ServiceBuilder::new()
+                    .layer(UsageLayer::new(recorder.clone()))
+                    .layer(RequestModelLayer::new().limit(limit))
+                    .layer(InspectLayer::new()),
+            );
+        let request = Request::post("/v1/chat/completions")
+            .header("content-type", content_type)
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            String::from_utf8(bytes.to_vec()).unwrap(),
+            only_record(&recorder, &sink).await,
+        )
+    }
+
+    const REQUEST: &str =
+        r#"{"messages":[{"role":"user","content":"hi"}],"model":"gpt-4o","stream":false}"#;
+
+    #[tokio::test]
+    async fn the_requested_and_the_resolved_model_are_both_kept() {
+        let (answer, record) = serve(REQUEST, "application/json", 64 * 1024).await;
+        assert!(
+            answer.contains(&format!("\"echo\":{}", REQUEST.len())),
+            "the handler read the same bytes"
+        );
+        assert_eq!(record.requested_model.as_deref(), Some("gpt-4o"));
+        assert_eq!(record.model.as_deref(), Some("gpt-4o-2024-08-06"));
+        assert_eq!(record.tokens, TokenUsage::new(3, 1));
+    }
+
+    #[tokio::test]
+    async fn nothing_past_the_limit_or_outside_json_is_read() {
+        let (_, record) = serve(REQUEST, "application/json", 20).await;
+        assert_eq!(
+            record.requested_model, None,
+            "the model key lies past 20 bytes"
+        );
+        let (_, record) = serve(REQUEST, "text/plain", 64 * 1024).await;
+        assert_eq!(record.requested_model, None);
+        let (_, record) = serve("{\"model\": 12, \"x\": [", "application/json", 64 * 1024).await;
+        assert_eq!(
+            record.requested_model, None,
+            "a model that is not a string, in broken JSON"
+        );
+    }
+}

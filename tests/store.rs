@@ -23,6 +23,7 @@ fn full_record(i: u32) -> UsageRecord {
         .user(format!("user-{i}"))
         .service("chat")
         .model("gpt-4o")
+        .requested_model("gpt-4o-latest")
         .provider("openai")
         .country("DE")
         .route("/v1/chat/completions")

@@ -1,4 +1,5 @@
-//! Token usage and the model read from the response body itself, streamed or not.
+//! Token usage and the model read from the response body itself, streamed or not; and
+//! the model a request asked for ([`RequestModelLayer`]).
 //!
 //! [`InspectLayer`] goes *inside* [`UsageLayer`](crate::UsageLayer) (so that the
 //! request carries the [`UsageHandle`](crate::UsageHandle)). It watches JSON and
@@ -34,7 +35,9 @@
 //! ```
 
 mod layer;
+mod request;
 mod scanner;
 mod usage;
 
 pub use layer::{Inspect, InspectBody, InspectLayer, ResponseFuture};
+pub use request::{RequestBody, RequestModel, RequestModelLayer};

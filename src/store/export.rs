@@ -14,7 +14,7 @@ use crate::UsageRecord;
 const PAGE: i64 = 5_000;
 
 /// The CSV columns, in order.
-const HEADER: [&str; 22] = [
+const HEADER: [&str; 23] = [
     "id",
     "started_at",
     "method",
@@ -28,6 +28,7 @@ const HEADER: [&str; 22] = [
     "user",
     "service",
     "model",
+    "requested_model",
     "provider",
     "client",
     "country",
@@ -219,6 +220,7 @@ fn write_csv(buf: &mut Vec<u8>, r: &UsageRecord) -> Result<(), StoreError> {
         text(r.user.as_deref()),
         text(r.service.as_deref()),
         text(r.model.as_deref()),
+        text(r.requested_model.as_deref()),
         text(r.provider.as_deref()),
         r.client.as_str().to_owned(),
         text(r.country.as_deref()),

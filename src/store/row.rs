@@ -28,7 +28,7 @@ pub(crate) mod limits {
 pub(crate) const PG_COLUMNS: &str = "id, started_at_us, method, route, status, outcome, ttfb_us, \
      duration_us, request_bytes, response_bytes, user_id, service, model, provider, client, country, \
      tokens_in, tokens_out, tokens_cached_in, tokens_cache_write_in, cost_micros, \
-     metadata::text AS metadata";
+     metadata::text AS metadata, requested_model";
 
 #[derive(Debug, Clone, PartialEq, Insertable, Queryable, QueryableByName)]
 #[diesel(table_name = usage_records)]
@@ -57,6 +57,7 @@ pub(crate) struct Row {
     pub(crate) tokens_cache_write_in: i64,
     pub(crate) cost_micros: Option<i64>,
     pub(crate) metadata: Option<String>,
+    pub(crate) requested_model: Option<String>,
 }
 
 /// Cuts `text` to at most `max` characters.
@@ -107,6 +108,7 @@ impl From<&UsageRecord> for Row {
             tokens_cache_write_in: clamp(r.tokens.cache_write_input),
             cost_micros: r.cost_micros,
             metadata: (!r.metadata.is_null()).then(|| r.metadata.to_string()),
+            requested_model: cut_opt(r.requested_model.as_deref(), limits::MODEL),
         }
     }
 }
@@ -154,6 +156,7 @@ impl TryFrom<Row> for UsageRecord {
         record.user = row.user_id;
         record.service = row.service;
         record.model = row.model;
+        record.requested_model = row.requested_model;
         record.provider = row.provider;
         record.client = row
             .client
@@ -183,6 +186,7 @@ mod tests {
     fn a_record_survives_the_round_trip() {
         let record = UsageRecord::builder()
             .user("u")
+            .requested_model("m")
             .route("/v1/{model}")
             .method(http::Method::POST)
             .status(http::StatusCode::BAD_GATEWAY)

@@ -30,5 +30,6 @@ diesel::table! {
         cost_micros -> Nullable<BigInt>,
         /// JSON text (JSONB on PostgreSQL, read back as text).
         metadata -> Nullable<Text>,
+        requested_model -> Nullable<Text>,
     }
 }

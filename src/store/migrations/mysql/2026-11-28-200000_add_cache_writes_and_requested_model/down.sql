@@ -1,1 +1,2 @@
+ALTER TABLE usage_records DROP COLUMN requested_model;
 ALTER TABLE usage_records DROP COLUMN tokens_cache_write_in;

@@ -1,0 +1,190 @@
+//! [`RequestModelLayer`]: the model a JSON request body asks for, read as the body
+//! streams to the service.
+
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Buf;
+use http::Request;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use super::scanner::Scanner;
+use crate::UsageHandle;
+
+/// How much of a request body is searched by default.
+const DEFAULT_LIMIT: usize = 64 * 1024;
+
+/// Reads `"model"` from JSON request bodies into the record's `requested_model`.
+///
+/// Goes inside [`UsageLayer`](crate::UsageLayer), like [`InspectLayer`](super::InspectLayer).
+/// Nothing is buffered: the body's frames are searched as the service reads them, up to a
+/// limit (64 KiB unless set), and passed on unchanged, so the service sees the same
+/// bytes. A body the service never reads gives no model. A record whose response names
+/// no model keeps the requested one as its `model` too.
+///
+/// ```
+/// use axum::{routing::post, Router};
+/// use tower::ServiceBuilder;
+/// use tower_usage::inspect::{InspectLayer, RequestModelLayer};
+/// use tower_usage::{MemorySink, Recorder, UsageLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let recorder = Recorder::builder(MemorySink::new()).spawn();
+/// let app: Router = Router::new()
+///     .route("/v1/chat/completions", post(|body: String| async move { body }))
+///     .layer(
+///         ServiceBuilder::new()
+///             .layer(UsageLayer::new(recorder))
+///             .layer(RequestModelLayer::new().limit(16 * 1024))
+///             .layer(InspectLayer::new()),
+///     );
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct RequestModelLayer {
+    limit: usize,
+}
+
+impl Default for RequestModelLayer {
+    fn default() -> Self {
+        RequestModelLayer {
+            limit: DEFAULT_LIMIT,
+        }
+    }
+}
+
+impl RequestModelLayer {
+    /// The layer, searching the first 64 KiB of each JSON request body.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Searches at most the first `bytes` bytes of a body.
+    pub fn limit(mut self, bytes: usize) -> Self {
+        self.limit = bytes;
+        self
+    }
+}
+
+impl<S> Layer<S> for RequestModelLayer {
+    type Service = RequestModel<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestModel {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+/// The service made by [`RequestModelLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestModel<S> {
+    inner: S,
+    limit: usize,
+}
+
+impl<S, B> Service<Request<B>> for RequestModel<S>
+where
+    S: Service<Request<RequestBody<B>>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let is_json = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+        let watch = match request.extensions().get::<UsageHandle>() {
+            Some(handle) if is_json && self.limit > 0 => Some(Box::new(Watch {
+                scanner: Scanner::default(),
+                handle: handle.clone(),
+                left: self.limit,
+            })),
+            _ => None,
+        };
+        self.inner
+            .call(request.map(|inner| RequestBody { inner, watch }))
+    }
+}
+
+#[derive(Debug)]
+struct Watch {
+    scanner: Scanner,
+    handle: UsageHandle,
+    left: usize,
+}
+
+pin_project! {
+    /// The request body of [`RequestModel`]: the inner body, unchanged, searched for the
+    /// model as it is read.
+    pub struct RequestBody<B> {
+        #[pin]
+        inner: B,
+        watch: Option<Box<Watch>>,
+    }
+}
+
+impl<B: std::fmt::Debug> std::fmt::Debug for RequestBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestBody")
+            .field("inner", &self.inner)
+            .field("searching", &self.watch.is_some())
+            .finish()
+    }
+}
+
+impl<B: Body> Body for RequestBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        let Some(watch) = this.watch.as_mut() else {
+            return Poll::Ready(frame);
+        };
+        let done = match &frame {
+            Some(Ok(frame)) => match frame.data_ref() {
+                Some(data) => {
+                    // A data frame that is not contiguous is searched in its first piece.
+                    let chunk = data.chunk();
+                    let take = chunk.len().min(watch.left);
+                    watch.scanner.feed(&chunk[..take]);
+                    watch.left -= take;
+                    watch.left == 0 || watch.scanner.seen.model.is_some()
+                }
+                None => true,
+            },
+            None | Some(Err(_)) => true,
+        };
+        if done {
+            if let Some(watch) = this.watch.take() {
+                if let Some(model) = watch.scanner.seen.model {
+                    watch.handle.set_requested_model(model);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
