@@ -55,6 +55,7 @@
 //! |---|---|
 //! | [`layer`] | [`UsageLayer`] and its service, future and body: when each value is taken |
 //! | [`extract`] | where user, service, model, provider and country come from; response hooks |
+//! | [`presets`] | usage layers configured for credit and authentication routes |
 //! | [`pricing`] | what tokens cost: prices per model and provider, with start dates |
 //! | [`inspect`] | token usage and the resolved model read from JSON and SSE response bodies |
 //! | [`UsageHandle`] | what a handler tells the record while the request runs |
@@ -87,6 +88,7 @@ mod record;
 pub mod extract;
 pub mod inspect;
 pub mod layer;
+pub mod presets;
 pub mod pricing;
 pub mod query;
 pub mod recorder;
