@@ -373,6 +373,7 @@ pub(crate) fn steps(dialect: Dialect, new: &[Row]) -> Vec<Step> {
 
 /// Drops the batch's duplicates and the rows already stored (`stored` keys), leaving
 /// the rows an insert will really add.
+#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
 pub(crate) fn only_new(rows: &[Row], stored: &[(i64, Vec<u8>)]) -> Vec<Row> {
     let mut seen: std::collections::HashSet<(i64, &[u8])> =
         stored.iter().map(|(t, id)| (*t, id.as_slice())).collect();
@@ -384,6 +385,7 @@ pub(crate) fn only_new(rows: &[Row], stored: &[(i64, Vec<u8>)]) -> Vec<Row> {
 
 /// The statement that finds which of `rows` are stored already; `lock` makes it hold
 /// the keys (and the gaps around them) until the transaction ends (MySQL).
+#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
 pub(crate) fn existing(dialect: Dialect, rows: &[Row], lock: bool) -> Sql {
     let mut times: Vec<i64> = rows.iter().map(|r| r.started_at_us).collect();
     times.sort_unstable();
