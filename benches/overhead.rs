@@ -6,7 +6,9 @@
 //!
 //! The `inspect` group measures the response inspector: a 64 KiB server-sent-event
 //! stream of 512 small events (usage in the last) and a 1 MiB JSON body in one frame,
-//! each under the usage layer with and without `InspectLayer`.
+//! each under the usage layer with and without `InspectLayer`; then the 64 KiB stream as
+//! a whole request through a hyper server and client over loopback
+//! (`inspect_loopback`).
 #![allow(unsafe_code, missing_docs)] // the counting allocator below
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -276,7 +278,107 @@ fn inspect(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The whole request over loopback: a hyper server, a hyper client on one kept-alive
+    // connection, the 64 KiB event stream read to its end.
+    let mut group = c.benchmark_group("inspect_loopback");
+    let frames = sse_events();
+    let plain = runtime.block_on(serve(
+        UsageLayer::new(recorder.clone()).layer(streaming_any(frames.clone())),
+    ));
+    let inspected = runtime.block_on(serve(
+        UsageLayer::new(recorder.clone()).layer(InspectLayer::new().layer(streaming_any(frames))),
+    ));
+    for (name, addr) in [
+        ("sse_64k/usage_layer", plain),
+        ("sse_64k/usage_layer_inspect", inspected),
+    ] {
+        let mut sender = runtime.block_on(connect(addr));
+        group.bench_function(name, |b| {
+            b.iter(|| runtime.block_on(roundtrip(&mut sender)))
+        });
+    }
+    group.finish();
     runtime.block_on(recorder.shutdown());
+}
+
+type Incoming = Request<hyper::body::Incoming>;
+
+/// Like [`streaming`], for hyper's request body.
+fn streaming_any(
+    frames: Vec<Bytes>,
+) -> impl Service<
+    Incoming,
+    Response = Response<Frames>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Frames>, Infallible>> + Send,
+> + Clone
+       + Send
+       + 'static {
+    tower::service_fn(move |_req: Incoming| {
+        let body = Frames(frames.iter().cloned().collect());
+        let response = Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(body)
+            .expect("valid response");
+        std::future::ready(Ok::<_, Infallible>(response))
+    })
+}
+
+/// Serves `service` on a loopback port; returns the address.
+async fn serve<S, B>(service: S) -> std::net::SocketAddr
+where
+    S: Service<Incoming, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(service.clone());
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+async fn connect(addr: std::net::SocketAddr) -> Sender {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+async fn roundtrip(sender: &mut Sender) -> usize {
+    use http_body_util::BodyExt;
+    sender.ready().await.unwrap();
+    let request = Request::get("/v1/chat/completions")
+        .header("host", "localhost")
+        .body(Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .len()
 }
 
 criterion_group!(benches, overhead, inspect);

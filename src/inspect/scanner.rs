@@ -104,7 +104,8 @@ impl Scanner {
     /// A key that starts in the carried bytes and ends in `chunk`: returns where in
     /// `chunk` scanning goes on.
     fn straddling(&mut self, chunk: &[u8]) -> usize {
-        if self.carry_len == 0 {
+        // No quote among the carried bytes, no key can start there: the common case.
+        if memchr::memchr(b'"', &self.carry[..self.carry_len]).is_none() {
             return 0;
         }
         // The carry's first byte only tells whether the key's quote is escaped.
@@ -137,6 +138,10 @@ impl Scanner {
 
     fn next_key(&self, haystack: &[u8]) -> Option<(usize, Kind)> {
         let usage = self.usage_key.find(haystack).map(|i| (i, Kind::Usage));
+        // Only the first model counts: once found, only usage is searched for.
+        if self.seen.model.is_some() {
+            return usage;
+        }
         let model = self.model_key.find(haystack).map(|i| (i, Kind::Model));
         match (usage, model) {
             (Some(u), Some(m)) => Some(if u.0 < m.0 { u } else { m }),
