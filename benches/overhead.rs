@@ -134,8 +134,8 @@ where
     (ALLOCATIONS.with(Cell::get) - before) as f64 / N as f64
 }
 
-fn overhead(c: &mut Criterion) {
-    // The recorder's worker drains on its own thread, as in a server.
+/// A runtime, and a recorder whose worker drains on its own thread, as in a server.
+fn runtime_and_recorder() -> (tokio::runtime::Runtime, Recorder) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -147,6 +147,11 @@ fn overhead(c: &mut Criterion) {
             .batch_size(512)
             .spawn()
     });
+    (runtime, recorder)
+}
+
+fn overhead(c: &mut Criterion) {
+    let (runtime, recorder) = runtime_and_recorder();
 
     let mut group = c.benchmark_group("overhead");
     let mut svc = bare();
@@ -244,17 +249,7 @@ fn big_json() -> Vec<Bytes> {
 }
 
 fn inspect(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let recorder = runtime.block_on(async {
-        Recorder::builder(Discard)
-            .queue_capacity(1 << 16)
-            .batch_size(512)
-            .spawn()
-    });
+    let (runtime, recorder) = runtime_and_recorder();
     let mut group = c.benchmark_group("inspect");
     for (name, content_type, frames) in [
         ("sse_64k", "text/event-stream", sse_events()),
