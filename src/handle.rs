@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::layer::Extracted;
-use crate::record::{TokenUsage, UsageRecord};
+use crate::record::{Outcome, TokenUsage, UsageRecord};
 
 /// A handle to the usage record of the request being served.
 ///
@@ -60,6 +60,7 @@ struct Overrides {
     tokens: Option<TokenUsage>,
     cost_micros: Option<i64>,
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    failed: Option<Outcome>,
 }
 
 impl Overrides {
@@ -73,6 +74,7 @@ impl Overrides {
             tokens,
             cost_micros,
             metadata,
+            failed,
         } = self;
         for (field, value) in [
             (&mut record.user, user),
@@ -97,6 +99,11 @@ impl Overrides {
         }
         for (key, value) in metadata.into_iter().flatten() {
             record.insert_metadata(key, value);
+        }
+        // An application-level failure only replaces a success: a cancelled or failed
+        // transfer says more.
+        if let (Some(outcome), Outcome::Success) = (failed, record.outcome) {
+            record.outcome = outcome;
         }
     }
 }
@@ -290,6 +297,19 @@ impl UsageHandle {
     /// The metadata set through the handle.
     pub fn metadata(&self) -> serde_json::Map<String, serde_json::Value> {
         self.read(|o| o.metadata.clone().unwrap_or_default())
+    }
+
+    /// Marks the request as failed although its HTTP exchange succeeded (a JSON-RPC error
+    /// in a 200 response, say): a record that would end as
+    /// [`Success`](Outcome::Success) ends with `outcome` instead.
+    ///
+    /// ```
+    /// use tower_usage::{Outcome, UsageHandle};
+    /// let usage = UsageHandle::detached();
+    /// usage.mark_failed(Outcome::ClientError);
+    /// ```
+    pub fn mark_failed(&self, outcome: Outcome) {
+        self.with_overrides(|o| o.failed = Some(outcome));
     }
 
     /// Whether the record has been finished (further calls are ignored).

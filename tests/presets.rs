@@ -84,3 +84,95 @@ async fn auth_records_success_failure_and_the_subject() {
         assert_eq!(record.outcome, expected);
     }
 }
+
+mod mcp {
+    use super::*;
+    use tower::ServiceBuilder;
+
+    async fn exchange(
+        request: &'static str,
+        content_type: &'static str,
+        answer: &'static str,
+    ) -> tower_usage::UsageRecord {
+        let (recorder, sink) = memory_recorder();
+        let app = axum::Router::new()
+            .route(
+                "/mcp",
+                post(move |body: String| async move {
+                    assert!(
+                        body.starts_with('{') || body.starts_with('['),
+                        "the server read the request unchanged"
+                    );
+                    ([("content-type", content_type)], answer)
+                }),
+            )
+            .layer(
+                ServiceBuilder::new()
+                    .layer(presets::mcp(recorder.clone()))
+                    .layer(presets::McpLayer::new()),
+            );
+        let request = Request::post("/mcp")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(axum::body::Body::from(request))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        use http_body_util::BodyExt;
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], answer.as_bytes(), "the answer passes unchanged");
+        only_record(&recorder, &sink).await
+    }
+
+    const CALL: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#;
+
+    #[tokio::test]
+    async fn a_tool_call_records_the_method_and_the_tool() {
+        let record = exchange(CALL, "application/json", r#"{"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"3"}],"isError":false}}"#).await;
+        assert_eq!(record.service.as_deref(), Some("mcp"));
+        assert_eq!(record.metadata["mcp_method"], "tools/call");
+        assert_eq!(record.metadata["mcp_tool"], "add");
+        assert_eq!(record.outcome, Outcome::Success);
+    }
+
+    #[tokio::test]
+    async fn json_rpc_errors_are_errors_even_with_a_200() {
+        let record = exchange(
+            r#"{"jsonrpc":"2.0","id":1,"method":"nope"}"#,
+            "application/json",
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}"#,
+        )
+        .await;
+        assert_eq!(record.status, Some(StatusCode::OK));
+        assert_eq!(record.outcome, Outcome::ClientError);
+        assert_eq!(record.metadata["jsonrpc_error_code"], -32601);
+        assert_eq!(record.metadata["mcp_method"], "nope");
+
+        let record = exchange(
+            CALL,
+            "text/event-stream",
+            "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32603,\"message\":\"boom\"}}\n\n",
+        )
+        .await;
+        assert_eq!(record.outcome, Outcome::ServerError);
+        assert_eq!(record.metadata["jsonrpc_error_code"], -32603);
+    }
+
+    #[tokio::test]
+    async fn a_tool_reporting_an_error_is_a_successful_call_flagged() {
+        let record = exchange(CALL, "application/json", r#"{"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"division by zero"}],"isError":true}}"#).await;
+        assert_eq!(record.outcome, Outcome::Success);
+        assert_eq!(record.metadata["mcp_tool_error"], true);
+    }
+
+    #[tokio::test]
+    async fn broken_json_is_passed_through_and_ignored() {
+        let record = exchange(
+            "{\"method\": \"tools/call\", ",
+            "application/json",
+            "{\"error\": ",
+        )
+        .await;
+        assert_eq!(record.outcome, Outcome::Success);
+        assert!(record.metadata.get("mcp_method").is_none());
+    }
+}

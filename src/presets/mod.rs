@@ -5,8 +5,11 @@
 //! |---|---|---|
 //! | [`credits`] | `"credits"` | the credit amount (as the cost) and the operation |
 //! | [`auth`] | `"auth"` | whether the login succeeded, and the subject |
-//!
-//! The MCP preset is not part of this release yet.
+//! | [`mcp`] (with [`McpLayer`] inside it) | `"mcp"` | the JSON-RPC method and tool; JSON-RPC errors as errors |
+
+mod mcp;
+
+pub use mcp::{Mcp, McpFuture, McpLayer, McpRequestBody, McpResponseBody};
 
 use http::header::HeaderName;
 use http::response::Parts;
@@ -18,6 +21,31 @@ use crate::{Recorder, UsageLayer, UsageRecord};
 fn header<'a>(response: &'a Parts, name: &HeaderName) -> Option<&'a str> {
     let value = response.headers.get(name)?.to_str().ok()?.trim();
     (!value.is_empty()).then_some(value)
+}
+
+/// A usage layer for an MCP server's streamable HTTP endpoint: service `"mcp"`.
+///
+/// Put [`McpLayer`] inside it to read the JSON-RPC method, the tool called and JSON-RPC
+/// errors from the bodies.
+///
+/// ```
+/// use axum::{routing::post, Router};
+/// use tower::ServiceBuilder;
+/// use tower_usage::{extract, presets, MemorySink, Recorder};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let recorder = Recorder::builder(MemorySink::new()).spawn();
+/// let app: Router = Router::new()
+///     .route("/mcp", post(|body: String| async move { body }))
+///     .layer(
+///         ServiceBuilder::new()
+///             .layer(presets::mcp(recorder).user(extract::header("x-user-id")))
+///             .layer(presets::McpLayer::new()),
+///     );
+/// # }
+/// ```
+pub fn mcp(recorder: Recorder) -> UsageLayer<Extractors<(), Fixed>> {
+    UsageLayer::new(recorder).service(extract::fixed("mcp"))
 }
 
 /// A usage layer for credit routes (top-ups, spending, refunds).

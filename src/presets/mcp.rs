@@ -1,0 +1,376 @@
+//! [`McpLayer`]: the JSON-RPC method, the tool called, and JSON-RPC errors of MCP's
+//! streamable HTTP transport.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Buf;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use serde_json::Value;
+use tower::{Layer, Service};
+
+use crate::{Outcome, UsageHandle};
+
+/// The most of a request body kept to read its method (MCP requests are small).
+const REQUEST_CAP: usize = 64 * 1024;
+/// The most of one response message (a JSON body, or one server-sent event) kept.
+const MESSAGE_CAP: usize = 1024 * 1024;
+
+/// Reads MCP traffic for the record; goes inside [`mcp`](super::mcp)'s usage layer.
+///
+/// From a JSON-RPC request body (the first message of a batch) it records the method as
+/// `mcp_method` in the metadata and, for `tools/call`, the tool as `mcp_tool`. In the
+/// answer, JSON or a stream of server-sent events, a JSON-RPC error object (with a numeric
+/// `code`) makes the record an error: `ClientError` for the protocol's request errors
+/// (-32700, -32600, -32601, -32602), `ServerError` otherwise, with the code as
+/// `jsonrpc_error_code`. A tool that reports `isError` in its result is a successful call
+/// and stays `Success`, flagged `mcp_tool_error`. Bodies pass through unchanged; at most
+/// 64 KiB of a request and 1 MiB of one response message are kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct McpLayer {
+    _private: (),
+}
+
+impl McpLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<S> Layer<S> for McpLayer {
+    type Service = Mcp<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Mcp { inner }
+    }
+}
+
+/// The service made by [`McpLayer`].
+#[derive(Debug, Clone)]
+pub struct Mcp<S> {
+    inner: S,
+}
+
+fn content_type(headers: &http::HeaderMap) -> String {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Mcp<S>
+where
+    S: Service<Request<McpRequestBody<B>>, Response = Response<ResBody>>,
+    ResBody: Body,
+{
+    type Response = Response<McpResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = McpFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let handle = request.extensions().get::<UsageHandle>().cloned();
+        let is_json = content_type(request.headers()).contains("json");
+        let watch = handle
+            .clone()
+            .filter(|_| is_json)
+            .map(|handle| (handle, Vec::new()));
+        McpFuture {
+            inner: self
+                .inner
+                .call(request.map(|inner| McpRequestBody { inner, watch })),
+            handle,
+        }
+    }
+}
+
+pin_project! {
+    /// The request body of [`Mcp`]: unchanged, its first 64 KiB kept to read the method.
+    pub struct McpRequestBody<B> {
+        #[pin]
+        inner: B,
+        watch: Option<(UsageHandle, Vec<u8>)>,
+    }
+}
+
+impl<B> std::fmt::Debug for McpRequestBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpRequestBody").finish_non_exhaustive()
+    }
+}
+
+/// Records the method (and tool) of the JSON-RPC request in `body`.
+fn read_request(handle: &UsageHandle, body: &[u8]) {
+    let Ok(message) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    let message = match message {
+        Value::Array(batch) => batch.into_iter().next().unwrap_or(Value::Null),
+        other => other,
+    };
+    let Some(method) = message.get("method").and_then(Value::as_str) else {
+        return;
+    };
+    handle.insert_metadata("mcp_method", cut(method));
+    if method == "tools/call" {
+        if let Some(tool) = message.pointer("/params/name").and_then(Value::as_str) {
+            handle.insert_metadata("mcp_tool", cut(tool));
+        }
+    }
+}
+
+fn cut(text: &str) -> String {
+    text.chars().take(128).collect()
+}
+
+impl<B: Body> Body for McpRequestBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let Some((_, buf)) = this.watch.as_mut() else {
+            return Poll::Ready(frame);
+        };
+        let ended = match &frame {
+            Some(Ok(f)) => match f.data_ref() {
+                Some(data) if buf.len() + data.remaining() > REQUEST_CAP => {
+                    // Too large to be an MCP request worth reading.
+                    *this.watch = None;
+                    false
+                }
+                Some(data) => {
+                    buf.extend_from_slice(data.chunk());
+                    this.inner.is_end_stream()
+                }
+                None => true,
+            },
+            None | Some(Err(_)) => true,
+        };
+        if ended {
+            if let Some((handle, buf)) = this.watch.take() {
+                read_request(&handle, &buf);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project! {
+    /// The response future of [`Mcp`].
+    pub struct McpFuture<F> {
+        #[pin]
+        inner: F,
+        handle: Option<UsageHandle>,
+    }
+}
+
+impl<F> std::fmt::Debug for McpFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for McpFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<McpResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        let kind = content_type(response.headers());
+        let watch = this.handle.take().and_then(|handle| {
+            let events = kind.starts_with("text/event-stream");
+            (events || kind.contains("json")).then(|| Watch {
+                handle,
+                events,
+                buf: Vec::new(),
+                done: false,
+            })
+        });
+        Poll::Ready(Ok(response.map(|inner| McpResponseBody { inner, watch })))
+    }
+}
+
+#[derive(Debug)]
+struct Watch {
+    handle: UsageHandle,
+    /// Server-sent events (else one JSON body).
+    events: bool,
+    buf: Vec<u8>,
+    /// An error was found: nothing more to read.
+    done: bool,
+}
+
+impl Watch {
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.done {
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
+        if self.events {
+            // Complete events are read and dropped; only the unfinished one is kept.
+            while let Some(end) = event_end(&self.buf) {
+                let event: Vec<u8> = self.buf.drain(..end).collect();
+                self.message(&event_data(&event));
+                if self.done {
+                    return;
+                }
+            }
+        }
+        if self.buf.len() > MESSAGE_CAP {
+            self.done = true;
+            self.buf = Vec::new();
+        }
+    }
+
+    fn finish(mut self) {
+        if !self.done {
+            let rest = std::mem::take(&mut self.buf);
+            if self.events {
+                self.message(&event_data(&rest));
+            } else {
+                self.message(&rest);
+            }
+        }
+    }
+
+    /// Looks at one JSON-RPC message (or batch).
+    fn message(&mut self, json: &[u8]) {
+        let Ok(value) = serde_json::from_slice::<Value>(json) else {
+            return;
+        };
+        let messages = match value {
+            Value::Array(batch) => batch,
+            one => vec![one],
+        };
+        for message in messages {
+            if message.pointer("/result/isError") == Some(&Value::Bool(true)) {
+                self.handle.insert_metadata("mcp_tool_error", true);
+            }
+            let Some(code) = message.pointer("/error/code").and_then(Value::as_i64) else {
+                continue;
+            };
+            let outcome = match code {
+                -32700 | -32600 | -32601 | -32602 => Outcome::ClientError,
+                _ => Outcome::ServerError,
+            };
+            self.handle.mark_failed(outcome);
+            self.handle.insert_metadata("jsonrpc_error_code", code);
+            self.done = true;
+            self.buf = Vec::new();
+            return;
+        }
+    }
+}
+
+/// Where the first complete event in `buf` ends (after its blank line).
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let lf = memchr::memmem::find(buf, b"\n\n").map(|i| i + 2);
+    let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The `data:` lines of one event, joined by newlines, as the event's payload.
+fn event_data(event: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    for line in event.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(rest) = line.strip_prefix(b"data:") {
+            if !data.is_empty() {
+                data.push(b'\n');
+            }
+            data.extend_from_slice(rest.strip_prefix(b" ").unwrap_or(rest));
+        }
+    }
+    data
+}
+
+pin_project! {
+    /// The response body of [`Mcp`]: unchanged, read for JSON-RPC errors.
+    pub struct McpResponseBody<B> {
+        #[pin]
+        inner: B,
+        watch: Option<Watch>,
+    }
+
+    impl<B> PinnedDrop for McpResponseBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(watch) = this.project().watch.take() {
+                watch.finish();
+            }
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for McpResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpResponseBody").finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> Body for McpResponseBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let Some(watch) = this.watch.as_mut() else {
+            return Poll::Ready(frame);
+        };
+        let ended = match &frame {
+            Some(Ok(frame)) => match frame.data_ref() {
+                Some(data) => {
+                    watch.feed(data.chunk());
+                    this.inner.is_end_stream()
+                }
+                None => true,
+            },
+            None | Some(Err(_)) => true,
+        };
+        if ended {
+            if let Some(watch) = this.watch.take() {
+                watch.finish();
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
