@@ -277,6 +277,12 @@ fn inspect(c: &mut Criterion) {
     // The whole request over loopback: a hyper server, a hyper client on one kept-alive
     // connection, the 64 KiB event stream read to its end.
     let mut group = c.benchmark_group("inspect_loopback");
+    // Server and client each get a worker thread, as on a real pair of hosts' cores.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let frames = sse_events();
     let plain = runtime.block_on(serve(
         UsageLayer::new(recorder.clone()).layer(streaming_any(frames.clone())),
