@@ -249,7 +249,8 @@ fn big_json() -> Vec<Bytes> {
 }
 
 fn inspect(c: &mut Criterion) {
-    let (runtime, recorder) = runtime_and_recorder();
+    // The recorder drains on its own runtime, kept alive to the end.
+    let (recorder_runtime, recorder) = runtime_and_recorder();
     let mut group = c.benchmark_group("inspect");
     for (name, content_type, frames) in [
         ("sse_64k", "text/event-stream", sse_events()),
@@ -300,7 +301,7 @@ fn inspect(c: &mut Criterion) {
         });
     }
     group.finish();
-    runtime.block_on(recorder.shutdown());
+    recorder_runtime.block_on(recorder.shutdown());
 }
 
 type Incoming = Request<hyper::body::Incoming>;
