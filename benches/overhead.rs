@@ -301,6 +301,31 @@ fn inspect(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The same two, interleaved request by request, so that drift in what else the two
+    // cores are doing falls on both alike.
+    let mut senders = (
+        runtime.block_on(connect(plain)),
+        runtime.block_on(connect(inspected)),
+    );
+    let mut pairs = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let start = std::time::Instant::now();
+        runtime.block_on(roundtrip(&mut senders.0));
+        let middle = std::time::Instant::now();
+        runtime.block_on(roundtrip(&mut senders.1));
+        pairs.push((middle - start, middle.elapsed()));
+    }
+    let median = |mut v: Vec<std::time::Duration>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let without = median(pairs.iter().map(|p| p.0).collect());
+    let with = median(pairs.iter().map(|p| p.1).collect());
+    println!(
+        "inspect_loopback interleaved, 200 pairs: median {without:?} without the inspector, {with:?} with it ({:+.1}%)",
+        (with.as_secs_f64() / without.as_secs_f64() - 1.0) * 100.0
+    );
     recorder_runtime.block_on(recorder.shutdown());
 }
 
