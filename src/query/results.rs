@@ -59,6 +59,9 @@ pub struct Metrics {
     pub latency: Latency,
     /// Time to the response head; records without a head are left out.
     pub ttfb: Latency,
+    /// Records whose model had no price (cost 0, marked `"unpriced"`; see
+    /// [`pricing`](crate::pricing)).
+    pub unpriced: u64,
 }
 
 /// A dimension to break records down by or to split a series by.
@@ -257,6 +260,7 @@ pub(crate) struct Totals {
     pub(crate) duration_sum_us: i64,
     pub(crate) ttfb_sum_us: i64,
     pub(crate) ttfb_count: i64,
+    pub(crate) unpriced: i64,
 }
 
 fn unsigned(n: i64) -> u64 {
@@ -288,6 +292,7 @@ impl Totals {
             (&mut self.duration_sum_us, other.duration_sum_us),
             (&mut self.ttfb_sum_us, other.ttfb_sum_us),
             (&mut self.ttfb_count, other.ttfb_count),
+            (&mut self.unpriced, other.unpriced),
         ];
         for (mine, theirs) in fields {
             *mine = mine.saturating_add(theirs);
@@ -295,7 +300,7 @@ impl Totals {
     }
 
     /// The sums in the order of the stored measure columns.
-    pub(crate) fn values(&self) -> [i64; 10] {
+    pub(crate) fn values(&self) -> [i64; 11] {
         [
             self.requests,
             self.errors,
@@ -307,6 +312,7 @@ impl Totals {
             self.duration_sum_us,
             self.ttfb_sum_us,
             self.ttfb_count,
+            self.unpriced,
         ]
     }
 
@@ -365,6 +371,7 @@ impl Totals {
             response_bytes: unsigned(self.response_bytes),
             latency: stats(self.duration_sum_us, self.requests, latency),
             ttfb: stats(self.ttfb_sum_us, self.ttfb_count, ttfb),
+            unpriced: unsigned(self.unpriced),
         }
     }
 }

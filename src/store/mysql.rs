@@ -22,7 +22,7 @@ pub(crate) type Conn = AsyncMysqlConnection;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/store/migrations/mysql");
 
-/// MySQL allows 65,535 bound parameters per statement; 23 columns a row.
+/// MySQL allows 65,535 bound parameters per statement; 24 columns a row.
 const ROWS_PER_STATEMENT: usize = 2_000;
 
 /// Connections are checked with a query before reuse, so one the server dropped is

@@ -207,7 +207,8 @@ fn part_select(sql: &mut Sql, filter: &Filter, group: Group, part: Part) {
                  tokens_in, tokens_out, tokens_cached_in AS tokens_cached, \
                  COALESCE(cost_micros, 0) AS cost_micros, response_bytes, \
                  duration_us AS duration_sum_us, COALESCE(ttfb_us, 0) AS ttfb_sum_us, \
-                 CASE WHEN ttfb_us IS NULL THEN 0 ELSE 1 END AS ttfb_count FROM usage_records",
+                 CASE WHEN ttfb_us IS NULL THEN 0 ELSE 1 END AS ttfb_count, unpriced \
+                 FROM usage_records",
             );
             raw_where(sql, filter, from, to);
         }
@@ -255,8 +256,8 @@ fn part_select(sql: &mut Sql, filter: &Filter, group: Group, part: Part) {
             sql.push("SELECT user_id AS k1, ").push(null);
             sql.push(
                 " AS slot, requests, errors, tokens_in, tokens_out, tokens_cached, cost_micros, \
-                 0 AS response_bytes, 0 AS duration_sum_us, 0 AS ttfb_sum_us, 0 AS ttfb_count \
-                 FROM ",
+                 0 AS response_bytes, 0 AS duration_sum_us, 0 AS ttfb_sum_us, 0 AS ttfb_count, \
+                 0 AS unpriced FROM ",
             );
             sql.push(rollup.table());
             sql.push(" WHERE slot >= ")

@@ -29,17 +29,17 @@ const ROWS_PER_STATEMENT: usize = 10_000;
 const INSERT: &str = "INSERT INTO usage_records (id, started_at_us, method, route, status, outcome, \
      ttfb_us, duration_us, request_bytes, response_bytes, user_id, service, model, provider, client, \
      country, tokens_in, tokens_out, tokens_cached_in, tokens_cache_write_in, cost_micros, metadata, \
-     requested_model) \
+     requested_model, unpriced) \
      SELECT id, started_at_us, method, route, status, outcome, ttfb_us, duration_us, request_bytes, \
      response_bytes, user_id, service, model, provider, client, country, tokens_in, tokens_out, \
-     tokens_cached_in, tokens_cache_write_in, cost_micros, metadata::jsonb, requested_model \
+     tokens_cached_in, tokens_cache_write_in, cost_micros, metadata::jsonb, requested_model, unpriced \
      FROM UNNEST($1::bytea[], $2::int8[], $3::text[], $4::text[], $5::int2[], $6::text[], $7::int8[], \
      $8::int8[], $9::int8[], $10::int8[], $11::text[], $12::text[], $13::text[], $14::text[], \
      $15::text[], $16::text[], $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::int8[], \
-     $22::text[], $23::text[]) \
+     $22::text[], $23::text[], $24::int2[]) \
      AS t(id, started_at_us, method, route, status, outcome, ttfb_us, duration_us, request_bytes, \
      response_bytes, user_id, service, model, provider, client, country, tokens_in, tokens_out, \
-     tokens_cached_in, tokens_cache_write_in, cost_micros, metadata, requested_model) \
+     tokens_cached_in, tokens_cache_write_in, cost_micros, metadata, requested_model, unpriced) \
      ON CONFLICT DO NOTHING RETURNING started_at_us, id";
 
 /// Connections are checked with a query before reuse, so one the server dropped is
@@ -116,6 +116,7 @@ async fn insert_chunk(conn: &mut Conn, rows: &[Row]) -> diesel::QueryResult<Vec<
         .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.cost_micros))
         .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.metadata.clone()))
         .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.requested_model.clone()))
+        .bind::<Array<SmallInt>, _>(column(rows, |r| r.unpriced))
         .load(conn)
         .await
 }

@@ -137,6 +137,7 @@ pub(crate) fn row_totals(row: &Row) -> Totals {
         duration_sum_us: row.duration_us,
         ttfb_sum_us: row.ttfb_us.unwrap_or(0),
         ttfb_count: i64::from(row.ttfb_us.is_some()),
+        unpriced: i64::from(row.unpriced),
     }
 }
 
@@ -177,7 +178,7 @@ pub(crate) fn ensure(dialect: Dialect, rollup: Rollup, cells: &BTreeMap<Key, Cel
     sql.push(") VALUES ");
     sql.list(cells.keys(), ", ", |sql, key| {
         push_key(sql, key);
-        sql.push(", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '', '')");
+        sql.push(", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '', '')");
     });
     if dialect != Dialect::Mysql {
         sql.push(" ON CONFLICT DO NOTHING");

@@ -28,7 +28,7 @@ pub(crate) mod limits {
 pub(crate) const PG_COLUMNS: &str = "id, started_at_us, method, route, status, outcome, ttfb_us, \
      duration_us, request_bytes, response_bytes, user_id, service, model, provider, client, country, \
      tokens_in, tokens_out, tokens_cached_in, tokens_cache_write_in, cost_micros, \
-     metadata::text AS metadata, requested_model";
+     metadata::text AS metadata, requested_model, unpriced";
 
 #[derive(Debug, Clone, PartialEq, Insertable, Queryable, QueryableByName)]
 #[diesel(table_name = usage_records)]
@@ -58,6 +58,8 @@ pub(crate) struct Row {
     pub(crate) cost_micros: Option<i64>,
     pub(crate) metadata: Option<String>,
     pub(crate) requested_model: Option<String>,
+    /// 1 when the pricing knew no price for the model (see [`crate::pricing`]).
+    pub(crate) unpriced: i16,
 }
 
 /// Cuts `text` to at most `max` characters.
@@ -109,6 +111,7 @@ impl From<&UsageRecord> for Row {
             cost_micros: r.cost_micros,
             metadata: (!r.metadata.is_null()).then(|| r.metadata.to_string()),
             requested_model: cut_opt(r.requested_model.as_deref(), limits::MODEL),
+            unpriced: i16::from(r.metadata.get("unpriced") == Some(&serde_json::Value::Bool(true))),
         }
     }
 }

@@ -31,5 +31,6 @@ diesel::table! {
         /// JSON text (JSONB on PostgreSQL, read back as text).
         metadata -> Nullable<Text>,
         requested_model -> Nullable<Text>,
+        unpriced -> SmallInt,
     }
 }

@@ -5,7 +5,7 @@
 use diesel::backend::Backend;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, Binary, HasSqlType, Integer, Nullable, Text};
+use diesel::sql_types::{BigInt, Binary, HasSqlType, Integer, Nullable, SmallInt, Text};
 use diesel::QueryableByName;
 
 /// The SQL flavour of a backend.
@@ -212,10 +212,12 @@ pub(crate) struct Measures {
     ttfb_sum_us: i64,
     #[diesel(sql_type = BigInt)]
     ttfb_count: i64,
+    #[diesel(sql_type = BigInt)]
+    unpriced: i64,
 }
 
-/// The columns of [`Measures`], in order.
-pub(crate) const MEASURES: [&str; 10] = [
+/// The columns of [`Measures`], in order. The per-user rollups keep the first six.
+pub(crate) const MEASURES: [&str; 11] = [
     "requests",
     "errors",
     "tokens_in",
@@ -226,6 +228,7 @@ pub(crate) const MEASURES: [&str; 10] = [
     "duration_sum_us",
     "ttfb_sum_us",
     "ttfb_count",
+    "unpriced",
 ];
 
 impl Measures {
@@ -241,6 +244,7 @@ impl Measures {
             duration_sum_us: self.duration_sum_us,
             ttfb_sum_us: self.ttfb_sum_us,
             ttfb_count: self.ttfb_count,
+            unpriced: self.unpriced,
         }
     }
 }
@@ -306,11 +310,13 @@ pub(crate) struct UserRow {
     cost_micros: Option<i64>,
     #[diesel(sql_type = BigInt)]
     response_bytes: i64,
+    #[diesel(sql_type = SmallInt)]
+    unpriced: i16,
 }
 
 /// The columns of [`UserRow`], in order.
 pub(crate) const USER_ROW: &str = "started_at_us, service, model, outcome, duration_us, ttfb_us, \
-     tokens_in, tokens_out, tokens_cached_in, cost_micros, response_bytes";
+     tokens_in, tokens_out, tokens_cached_in, cost_micros, response_bytes, unpriced";
 
 impl UserRow {
     /// The record's contribution to the sums, as the rollups count it.
@@ -326,6 +332,7 @@ impl UserRow {
             duration_sum_us: self.duration_us,
             ttfb_sum_us: self.ttfb_us.unwrap_or(0),
             ttfb_count: i64::from(self.ttfb_us.is_some()),
+            unpriced: i64::from(self.unpriced),
         }
     }
 }

@@ -24,7 +24,7 @@ pub(crate) type Conn = SyncConnectionWrapper<SqliteConnection>;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/store/migrations/sqlite");
 
-/// Rows per INSERT: 23 columns a row stays far under SQLite's 32,766 parameters, and a
+/// Rows per INSERT: 24 columns a row stays far under SQLite's 32,766 parameters, and a
 /// fixed count lets diesel prepare the statement once and reuse it (a statement built for
 /// whatever number of rows a batch has would be parsed anew every time).
 const ROWS_PER_STATEMENT: usize = 64;

@@ -177,6 +177,7 @@ pub fn metrics(records: &[UsageRecord], filter: &Filter) -> Value {
         "response_bytes": sums.bytes,
         "latency": latency(&mut durations),
         "ttfb": latency(&mut ttfbs),
+        "unpriced": chosen.iter().filter(|r| r.metadata.get("unpriced") == Some(&Value::Bool(true))).count(),
     })
 }
 

@@ -21,6 +21,7 @@ CREATE TABLE usage_rollup_15m (
     duration_sum_us BIGINT NOT NULL,
     ttfb_sum_us BIGINT NOT NULL,
     ttfb_count BIGINT NOT NULL,
+    unpriced BIGINT NOT NULL,
     latency_hist MEDIUMTEXT NOT NULL,
     ttfb_hist MEDIUMTEXT NOT NULL,
     PRIMARY KEY (slot, service, model, provider, outcome, status_class)
@@ -44,6 +45,7 @@ CREATE TABLE usage_rollup_1d (
     duration_sum_us BIGINT NOT NULL,
     ttfb_sum_us BIGINT NOT NULL,
     ttfb_count BIGINT NOT NULL,
+    unpriced BIGINT NOT NULL,
     latency_hist MEDIUMTEXT NOT NULL,
     ttfb_hist MEDIUMTEXT NOT NULL,
     PRIMARY KEY (slot, service, model, provider, outcome, status_class)
@@ -89,5 +91,6 @@ CREATE TABLE usage_totals_15m (
     duration_sum_us BIGINT NOT NULL,
     ttfb_sum_us BIGINT NOT NULL,
     ttfb_count BIGINT NOT NULL,
+    unpriced BIGINT NOT NULL,
     PRIMARY KEY (slot)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
