@@ -52,6 +52,7 @@ mod response;
 mod value;
 
 pub use request::{extension, header, path_segment, query, Extension, Header, PathSegment, Query};
+pub(crate) use response::text as header_text;
 pub use response::{token_usage, usage_headers, OnResponse, TokenUsageExtension, UsageHeaders};
 pub(crate) use value::clean;
 pub use value::Value;

@@ -157,7 +157,8 @@ impl UsageHeaders {
     }
 }
 
-fn text<'a>(response: &'a Parts, name: &HeaderName) -> Option<&'a str> {
+/// A response header's value as trimmed, non-empty text.
+pub(crate) fn text<'a>(response: &'a Parts, name: &HeaderName) -> Option<&'a str> {
     let value = response.headers.get(name)?.to_str().ok()?.trim();
     (!value.is_empty()).then_some(value)
 }

@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::scanner::Scanner;
+use super::{body_kind, BodyKind};
 use crate::UsageHandle;
 
 /// Reads token usage and the model from response bodies; see the [module docs](super).
@@ -80,18 +81,6 @@ impl<F: std::fmt::Debug> std::fmt::Debug for ResponseFuture<F> {
     }
 }
 
-/// Whether the response's content type can carry a usage report: JSON or an event
-/// stream.
-fn worth_scanning(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            let v = v.to_ascii_lowercase();
-            v.contains("json") || v.starts_with("text/event-stream")
-        })
-}
-
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
@@ -105,7 +94,7 @@ where
         let handle = this
             .handle
             .take()
-            .filter(|_| worth_scanning(response.headers()));
+            .filter(|_| body_kind(response.headers()) != BodyKind::Other);
         Poll::Ready(Ok(response.map(|body| InspectBody::new(body, handle))))
     }
 }

@@ -34,10 +34,12 @@
 //! # }
 //! ```
 
+mod content;
 mod layer;
 mod request;
 mod scanner;
 mod usage;
 
+pub(crate) use content::{body_kind, BodyKind};
 pub use layer::{Inspect, InspectBody, InspectLayer, ResponseFuture};
 pub use request::{RequestBody, RequestModel, RequestModelLayer};

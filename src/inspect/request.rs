@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::scanner::Scanner;
+use super::{body_kind, BodyKind};
 use crate::UsageHandle;
 
 /// How much of a request body is searched by default.
@@ -99,11 +100,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let is_json = request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+        let is_json = body_kind(request.headers()) == BodyKind::Json;
         let watch = match request.extensions().get::<UsageHandle>() {
             Some(handle) if is_json && self.limit > 0 => Some(Box::new(Watch {
                 scanner: Scanner::default(),

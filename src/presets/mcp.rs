@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use serde_json::Value;
 use tower::{Layer, Service};
 
+use crate::inspect::{body_kind, BodyKind};
 use crate::{Outcome, UsageHandle};
 
 /// The most of a request body kept to read its method (MCP requests are small).
@@ -55,14 +56,6 @@ pub struct Mcp<S> {
     inner: S,
 }
 
-fn content_type(headers: &http::HeaderMap) -> String {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-}
-
 impl<S, B, ResBody> Service<Request<B>> for Mcp<S>
 where
     S: Service<Request<McpRequestBody<B>>, Response = Response<ResBody>>,
@@ -78,7 +71,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let handle = request.extensions().get::<UsageHandle>().cloned();
-        let is_json = content_type(request.headers()).contains("json");
+        let is_json = body_kind(request.headers()) == BodyKind::Json;
         let watch = handle
             .clone()
             .filter(|_| is_json)
@@ -201,10 +194,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
-        let kind = content_type(response.headers());
+        let kind = body_kind(response.headers());
         let watch = this.handle.take().and_then(|handle| {
-            let events = kind.starts_with("text/event-stream");
-            (events || kind.contains("json")).then(|| Watch {
+            let events = kind == BodyKind::EventStream;
+            (kind != BodyKind::Other).then(|| Watch {
                 handle,
                 events,
                 buf: Vec::new(),

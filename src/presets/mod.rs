@@ -18,11 +18,6 @@ use crate::extract::{self, Fixed, OnResponse};
 use crate::layer::Extractors;
 use crate::{Recorder, UsageLayer, UsageRecord};
 
-fn header<'a>(response: &'a Parts, name: &HeaderName) -> Option<&'a str> {
-    let value = response.headers.get(name)?.to_str().ok()?.trim();
-    (!value.is_empty()).then_some(value)
-}
-
 /// A usage layer for an MCP server's streamable HTTP endpoint: service `"mcp"`.
 ///
 /// Put [`McpLayer`] inside it to read the JSON-RPC method, the tool called and JSON-RPC
@@ -107,10 +102,12 @@ impl CreditsHook {
 
 impl OnResponse for CreditsHook {
     fn on_response(&self, response: &Parts, record: &mut UsageRecord) {
-        if let Some(amount) = header(response, &self.amount).and_then(|v| v.parse::<i64>().ok()) {
+        if let Some(amount) =
+            extract::header_text(response, &self.amount).and_then(|v| v.parse::<i64>().ok())
+        {
             record.cost_micros = Some(amount);
         }
-        if let Some(operation) = header(response, &self.operation) {
+        if let Some(operation) = extract::header_text(response, &self.operation) {
             let operation: String = operation.chars().take(64).collect();
             record.insert_metadata("operation", operation.into());
         }
@@ -172,7 +169,7 @@ impl OnResponse for AuthHook {
             return;
         };
         record.insert_metadata("login", result.into());
-        if let Some(subject) = header(response, &self.subject) {
+        if let Some(subject) = extract::header_text(response, &self.subject) {
             record.user = Some(subject.chars().take(256).collect());
         }
     }

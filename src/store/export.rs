@@ -146,10 +146,7 @@ fn page(
     after: Option<&(i64, Vec<u8>)>,
 ) -> Sql {
     let mut sql = Sql::new(dialect);
-    let columns = match dialect {
-        Dialect::Postgres => PG_COLUMNS,
-        _ => "*",
-    };
+    let columns = row_columns(dialect);
     sql.push("SELECT ")
         .push(columns)
         .push(" FROM usage_records");
@@ -161,10 +158,7 @@ fn page(
 
 /// The next page of all records after `after`, for rebuilding the rollups.
 pub(super) fn all_after(dialect: Dialect, after: Option<&(i64, Vec<u8>)>) -> Sql {
-    let columns = match dialect {
-        Dialect::Postgres => PG_COLUMNS,
-        _ => "*",
-    };
+    let columns = row_columns(dialect);
     let mut sql = Sql::new(dialect);
     sql.push("SELECT ")
         .push(columns)
@@ -172,6 +166,14 @@ pub(super) fn all_after(dialect: Dialect, after: Option<&(i64, Vec<u8>)>) -> Sql
     keyset(&mut sql, after);
     sql.push(" ORDER BY started_at_us, id LIMIT ").int(PAGE);
     sql
+}
+
+/// The columns that read as a [`Row`]: PostgreSQL keeps `metadata` as JSONB.
+fn row_columns(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => PG_COLUMNS,
+        Dialect::Sqlite | Dialect::Mysql => "*",
+    }
 }
 
 fn keyset(sql: &mut Sql, after: Option<&(i64, Vec<u8>)>) {
