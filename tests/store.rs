@@ -283,3 +283,77 @@ async fn outcome_and_status_are_stored_independently() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_audit_trail_keeps_every_access_once_and_reads_back_filtered() {
+    use tower_usage::query::{AuditQuery, TimeRange};
+    for db in fresh("audit").await {
+        let store = DieselStore::connect(&db.url).await.unwrap();
+        let sink = store.audit_sink();
+        let base = Utc::now() - chrono::Duration::minutes(5);
+        let access = |second: i64, subject: Option<&str>, status: u16, reason: Option<&str>| {
+            let mut metadata =
+                serde_json::json!({"role": "user", "query": "last=24h&service=a%27b"});
+            if let Some(reason) = reason {
+                metadata["reason"] = reason.into();
+            }
+            let mut builder = UsageRecord::builder()
+                .started_at(base + chrono::Duration::seconds(second))
+                .method(http::Method::GET)
+                .route("/api/analytics/metrics")
+                .status(http::StatusCode::from_u16(status).unwrap())
+                .duration(Duration::from_micros(1_234))
+                .metadata(metadata);
+            if let Some(subject) = subject {
+                builder = builder.user(subject);
+            }
+            builder.build()
+        };
+        let long = "x".repeat(5_000);
+        let batch = vec![
+            access(1, Some("alice"), 200, None),
+            access(2, Some("bob\0nul"), 403, Some("admins only")),
+            access(3, None, 401, Some(&long)),
+            access(4, Some("alice"), 429, Some("too many requests")),
+        ];
+        sink.write_batch(&batch).await.unwrap();
+        // A retried batch adds nothing.
+        sink.write_batch(&batch).await.unwrap();
+
+        let hour = TimeRange::last(Duration::from_secs(3_600));
+        let all = store.audit_log(&AuditQuery::new(hour)).await.unwrap();
+        let statuses: Vec<_> = all.iter().map(|e| e.status).collect();
+        assert_eq!(
+            statuses,
+            [Some(429), Some(401), Some(403), Some(200)],
+            "{}",
+            db.backend
+        );
+        assert_eq!(all[3].id, batch[0].id);
+        assert_eq!(all[3].endpoint, "/api/analytics/metrics");
+        assert_eq!(all[3].method, "GET");
+        assert_eq!(all[3].role.as_deref(), Some("user"));
+        assert_eq!(all[3].query.as_deref(), Some("last=24h&service=a%27b"));
+        assert_eq!(all[3].duration_us, 1_234);
+        assert_eq!(all[3].outcome, Outcome::Success);
+        assert_eq!(all[2].subject.as_deref(), Some("bob\u{FFFD}nul"));
+        assert_eq!(all[1].reason.as_deref().map(str::len), Some(512));
+
+        let alice = AuditQuery::new(hour).subject("alice").refused_only();
+        let refused = store.audit_log(&alice).await.unwrap();
+        assert_eq!(refused.len(), 1, "{}", db.backend);
+        assert_eq!(refused[0].reason.as_deref(), Some("too many requests"));
+        let newest = store
+            .audit_log(&AuditQuery::new(hour).limit(1))
+            .await
+            .unwrap();
+        assert_eq!(newest[0].status, Some(429));
+        assert!(store
+            .audit_log(&AuditQuery::new(hour).limit(0))
+            .await
+            .is_err());
+        // The audit trail is apart from the usage records.
+        assert_eq!(store.count().await.unwrap(), 0);
+        db.cleanup().await;
+    }
+}

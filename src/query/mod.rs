@@ -39,12 +39,14 @@
 // The crate-private helpers here (bounds checks, sums, buckets) serve the store.
 #![cfg_attr(not(feature = "store"), allow(dead_code))]
 
+mod audit;
 mod error;
 mod filter;
 mod histogram;
 mod results;
 mod time;
 
+pub use audit::{AuditEntry, AuditQuery};
 pub use chrono_tz::Tz;
 pub use error::QueryError;
 pub use filter::{Filter, StatusClass, TimeRange};

@@ -316,7 +316,10 @@ macro_rules! with_conn {
 
 // After the macro: these modules use it.
 mod analytics;
+mod audit;
 mod export;
+
+pub use audit::AuditSink;
 
 impl DieselStore {
     /// Connects to `url` with the default settings and runs pending migrations.
