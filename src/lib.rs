@@ -85,6 +85,9 @@ mod handle;
 mod id;
 mod record;
 
+#[cfg(feature = "api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "api")))]
+pub mod api;
 pub mod extract;
 pub mod inspect;
 pub mod layer;

@@ -25,6 +25,7 @@ use crate::id;
 /// Records that are not HTTP requests (see [`Recorder::record_usage`](crate::Recorder::record_usage))
 /// are [`Success`](Outcome::Success).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Outcome {

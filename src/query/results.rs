@@ -9,6 +9,7 @@ use super::Granularity;
 
 /// Token counts. `input` includes `cached_input`, as on the records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct Tokens {
     /// Input (prompt) tokens, cached ones included.
     pub input: u64,
@@ -26,6 +27,7 @@ pub struct Tokens {
 /// within 2% of the true nearest-rank percentile (see
 /// [`quantize_micros`](super::quantize_micros)). The mean is exact.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct Latency {
     /// The arithmetic mean.
     pub mean_us: Option<f64>,
@@ -39,6 +41,7 @@ pub struct Latency {
 
 /// The headline numbers for a filter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct Metrics {
     /// Records.
@@ -66,6 +69,7 @@ pub struct Metrics {
 
 /// A dimension to break records down by or to split a series by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Dimension {
     /// The service.
@@ -84,6 +88,7 @@ pub enum Dimension {
 
 /// One group of a breakdown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct BreakdownRow {
     /// The dimension's value; `None` for records without one.
@@ -109,6 +114,7 @@ pub struct BreakdownRow {
 /// Rows are sorted by requests (descending), then by key (`None` last, then byte
 /// order); the rows past the limit are summed into `other`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct Breakdown {
     /// What the records are grouped by.
@@ -123,6 +129,7 @@ pub struct Breakdown {
 
 /// Which series of a split time series a [`Series`] is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", tag = "kind", content = "value")]
 pub enum SeriesKey {
     /// Every record (the series is not split).
@@ -137,6 +144,7 @@ pub enum SeriesKey {
 
 /// One bucket of a series.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct Point {
     /// Records.
     pub requests: u64,
@@ -152,6 +160,7 @@ pub struct Point {
 
 /// One line of a chart: a point per bucket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct Series {
     /// Which records the series counts.
     pub key: SeriesKey,
@@ -161,6 +170,7 @@ pub struct Series {
 
 /// Records counted per calendar bucket, optionally split into stacked series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct TimeSeries {
     /// The bucket width.
@@ -178,6 +188,7 @@ pub struct TimeSeries {
 
 /// What [`top_users`](crate::store::DieselStore::top_users) ranks by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RankBy {
     /// Number of records.
@@ -190,6 +201,7 @@ pub enum RankBy {
 
 /// One user's totals in a ranking.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct UserRank {
     /// The user.
@@ -206,6 +218,7 @@ pub struct UserRank {
 
 /// Requests per local weekday and hour: `counts[weekday][hour]`, Monday = 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct PeakHours {
     /// The zone whose local time the hours are.
     pub time_zone: String,
@@ -215,6 +228,7 @@ pub struct PeakHours {
 
 /// One user's own usage: what a "my usage" page shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct UserUsage {
     /// The user.
@@ -231,6 +245,7 @@ pub struct UserUsage {
 
 /// Everything a dashboard page shows, in one answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct Dashboard {
     /// The headline numbers.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The width of a time series' buckets, in the calendar of the series' time zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Granularity {
     /// From one local hour to the next.

@@ -51,13 +51,19 @@ impl DieselStore {
         }
     }
 
+    /// Refuses what a query of `filter` would refuse, without reading anything.
+    #[cfg_attr(not(feature = "api"), allow(dead_code))]
+    pub(crate) fn check_filter(&self, filter: &Filter) -> Result<(), QueryError> {
+        self.span(filter).map(drop)
+    }
+
     fn span(&self, filter: &Filter) -> Result<Span, QueryError> {
         filter.check_names()?;
         let (from, to) = filter.range.micros(self.inner.limits.max_range)?;
         Ok(Span { from, to })
     }
 
-    fn check_limit(&self, limit: usize) -> Result<(), QueryError> {
+    pub(super) fn check_limit(&self, limit: usize) -> Result<(), QueryError> {
         let max = self.inner.limits.max_limit;
         match limit {
             0 => Err(QueryError::ZeroLimit),

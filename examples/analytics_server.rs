@@ -1,0 +1,220 @@
+//! The quick start's server with the analytics API mounted at `/api/analytics`.
+//!
+//! ```sh
+//! JWT_SECRET=$(openssl rand -hex 32) cargo run --example analytics_server --features api
+//! ```
+//!
+//! Tokens are HS256 JWTs signed with `JWT_SECRET` (without it a throwaway secret is made
+//! and the example says so). The subject is the `sub` claim and the role the `role` claim
+//! (`admin` or `user`); `exp` is checked, no issuer or audience. At start the example
+//! prints an admin token, a user token (`alice`) and curl lines to try.
+//!
+//! `ADDR` (default 127.0.0.1:3000) and `DATABASE_URL` (default `sqlite://usage.db`) work
+//! as in the quick start; `ANALYTICS_RATE_LIMIT=off` turns the rate limits off (for load
+//! tests).
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use axum::Router;
+use jsonwebtoken::{EncodingKey, Header};
+use tower_usage::api::{self, ApiConfig, Jwt, Role};
+use tower_usage::store::DieselStore;
+use tower_usage::{FanoutSink, JsonLinesSink, Recorder};
+
+#[path = "shared/demo.rs"]
+mod demo;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let database_url =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://usage.db".to_owned());
+    let secret = match std::env::var("JWT_SECRET") {
+        Ok(secret) => secret,
+        Err(_) => {
+            eprintln!("!!! JWT_SECRET is not set: using a throwaway development secret.");
+            eprintln!("!!! Tokens signed with it stop working when this process exits;");
+            eprintln!("!!! set JWT_SECRET (32 bytes or more) for anything but a demo.");
+            dev_secret()
+        }
+    };
+    let limits = std::env::var("ANALYTICS_RATE_LIMIT").map_or(true, |v| v != "off");
+
+    let store = DieselStore::connect(&database_url).await?;
+    eprintln!(
+        "recording into {} ({} records so far)",
+        store.backend_name(),
+        store.count().await?
+    );
+    let sink = FanoutSink::new()
+        .with(store.clone())
+        .with(JsonLinesSink::stdout());
+    let recorder = Recorder::builder(sink)
+        .flush_interval(Duration::from_millis(200))
+        .spawn();
+    let audit = Recorder::builder(store.audit_sink()).spawn();
+
+    let app = app(
+        store.clone(),
+        recorder.clone(),
+        audit.clone(),
+        &secret,
+        limits,
+    )?;
+
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let day = Duration::from_secs(86_400);
+    let admin = token(&secret, "admin", Role::Admin, day)?;
+    let user = token(&secret, "alice", Role::User, day)?;
+    eprintln!("listening on http://{addr}; analytics at http://{addr}/api/analytics");
+    println!("ADMIN_TOKEN={admin}");
+    println!("USER_TOKEN={user}");
+    eprintln!("try (tokens valid for 24 hours):");
+    eprintln!("  curl -X POST -H 'x-user-id: alice' {addr}/chat");
+    eprintln!("  curl -H \"Authorization: Bearer $ADMIN_TOKEN\" '{addr}/api/analytics/dashboard?last=24h'");
+    eprintln!("  curl -H \"Authorization: Bearer $ADMIN_TOKEN\" '{addr}/api/analytics/timeseries?granularity=hour&last=24h&split=model'");
+    eprintln!("  curl -OJ -H \"Authorization: Bearer $ADMIN_TOKEN\" '{addr}/api/analytics/export?last=7d'");
+    eprintln!("  curl -H \"Authorization: Bearer $USER_TOKEN\" '{addr}/api/analytics/my-usage'");
+    eprintln!("  curl -H \"Authorization: Bearer $ADMIN_TOKEN\" '{addr}/api/analytics/audit?refused=true'");
+    eprintln!("  curl '{addr}/api/analytics/openapi.json'");
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(demo::shutdown_signal())
+        .await?;
+
+    recorder.shutdown().await;
+    audit.shutdown().await;
+    eprintln!("stopped; {} records in the database", store.count().await?);
+    Ok(())
+}
+
+/// The demo routes, and the analytics API under `/api/analytics`.
+fn app(
+    store: DieselStore,
+    recorder: Recorder,
+    audit: Recorder,
+    secret: &str,
+    limits: bool,
+) -> Result<Router, Box<dyn std::error::Error>> {
+    let mut config = ApiConfig::new(Jwt::hs256(secret)?).audit(audit);
+    if !limits {
+        config = config.unlimited(Role::Admin).unlimited(Role::User);
+    }
+    Ok(demo::routes(store.clone(), recorder).nest("/api/analytics", api::router(store, config)))
+}
+
+/// A signed token for `subject` with `role`, valid for `ttl`.
+fn token(
+    secret: &str,
+    subject: &str,
+    role: Role,
+    ttl: Duration,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let exp = chrono::Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(0);
+    let claims = serde_json::json!({"sub": subject, "role": role.as_str(), "exp": exp});
+    jsonwebtoken::encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+}
+
+/// 256 bits from the operating system's randomness (through std's hash seeds).
+fn dev_secret() -> String {
+    (0..4)
+        .map(|_| {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u8(0);
+            format!("{:016x}", hasher.finish())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    const SECRET: &str = "an example secret that is long enough";
+
+    async fn call(app: &Router, uri: &str, token: Option<&str>) -> (StatusCode, serde_json::Value) {
+        let mut request = Request::get(uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn the_example_serves_the_analytics_to_admins_and_own_usage_to_users() {
+        let store = DieselStore::connect("sqlite::memory:").await.unwrap();
+        let recorder = Recorder::builder(store.clone()).spawn();
+        let audit = Recorder::builder(store.audit_sink()).spawn();
+        let app = app(store.clone(), recorder.clone(), audit.clone(), SECRET, true).unwrap();
+        let hour = Duration::from_secs(3_600);
+        let admin = token(SECRET, "admin", Role::Admin, hour).unwrap();
+        let alice = token(SECRET, "alice", Role::User, hour).unwrap();
+
+        for user in ["alice", "bob", "bob"] {
+            let chat = Request::post("/chat")
+                .header("x-user-id", user)
+                .body(Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(chat).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.into_body().collect().await.unwrap();
+        }
+        recorder.flush().await;
+
+        let (status, dashboard) =
+            call(&app, "/api/analytics/dashboard?last=1h", Some(&admin)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(dashboard["metrics"]["requests"], 3);
+        assert_eq!(dashboard["metrics"]["tokens"]["input"], 3 * 42);
+
+        let (status, mine) = call(&app, "/api/analytics/my-usage?last=1h", Some(&alice)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(mine["user"], "alice");
+        assert_eq!(mine["metrics"]["requests"], 1);
+
+        let (status, _) = call(&app, "/api/analytics/dashboard", Some(&alice)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(&app, "/api/analytics/my-usage?user=bob", Some(&alice)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(&app, "/api/analytics/metrics", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        audit.flush().await;
+        let (status, trail) = call(&app, "/api/analytics/audit?refused=true", Some(&admin)).await;
+        assert_eq!(status, StatusCode::OK);
+        let refused: Vec<_> = trail
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["subject"].as_str(), e["status"].as_u64()))
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                (None, Some(401)),
+                (Some("alice"), Some(403)),
+                (Some("alice"), Some(403))
+            ]
+        );
+        recorder.shutdown().await;
+        audit.shutdown().await;
+    }
+}

@@ -1,0 +1,91 @@
+//! The quick start's demo routes and shutdown handling, shared by the examples that
+//! serve them (`quickstart`, `analytics_server`).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
+use axum::{routing::get, routing::post, Extension, Json, Router};
+use tower_usage::query::{Dashboard, Filter, TimeRange, Tz};
+use tower_usage::store::DieselStore;
+use tower_usage::{extract, Recorder, UsageHandle, UsageLayer};
+
+/// `/`, `/stream`, `/chat` and `/usage`, metered into `recorder`.
+pub(crate) fn routes(store: DieselStore, recorder: Recorder) -> Router {
+    Router::new()
+        .route("/", get(|| async { "Hello from tower-usage!\n" }))
+        .route("/stream", get(stream))
+        .route("/chat", post(chat))
+        .route("/usage", get(usage))
+        .with_state(store)
+        .layer(
+            UsageLayer::new(recorder)
+                .user(extract::header("x-user-id"))
+                .service(extract::fixed("quickstart")),
+        )
+}
+
+/// `GET /stream`: 100 server-sent events.
+async fn stream() -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let events = futures_util::stream::unfold(0u32, |i| async move {
+        if i == 100 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Some((Ok(Event::default().data(format!("event {i}"))), i + 1))
+    });
+    Sse::new(events)
+}
+
+/// `POST /chat`: pretends to call a model and reports what it used.
+async fn chat(Extension(usage): Extension<UsageHandle>) -> &'static str {
+    usage.set_model("demo-model-1");
+    usage.set_provider("demo");
+    usage.add_tokens(42, 7);
+    "Hi! (42 tokens in, 7 out)\n"
+}
+
+/// `GET /usage[?tz=Area/City]`: the dashboard over the last 24 hours.
+async fn usage(
+    State(store): State<DieselStore>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Dashboard>, (StatusCode, String)> {
+    let tz = match query.as_deref().and_then(|q| q.strip_prefix("tz=")) {
+        None => Tz::UTC,
+        Some(name) => name.replace("%2F", "/").parse().map_err(|_| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("unknown time zone {name:?}\n"),
+            )
+        })?,
+    };
+    let filter = Filter::new(TimeRange::last_hours(24));
+    match store.dashboard(&filter, tz).await {
+        Ok(dashboard) => Ok(Json(dashboard)),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
+    }
+}
+
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    eprintln!("shutting down: finishing requests in flight and writing queued records");
+}

@@ -1,0 +1,98 @@
+//! [`ApiConfig`]: how the analytics API authenticates, limits and audits.
+
+use std::sync::Arc;
+
+use super::auth::{Authenticator, Role};
+use super::limit::RateLimit;
+use crate::Recorder;
+
+/// How the [analytics router](super::router) authenticates, limits and audits.
+///
+/// ```
+/// use tower_usage::api::{ApiConfig, Jwt, RateLimit, Role};
+///
+/// let config = ApiConfig::new(Jwt::hs256("a secret of at least thirty-two bytes!")?)
+///     .rate_limit(Role::User, RateLimit::per_minute(30).burst(10))
+///     .export_cost(20)
+///     .max_limit(500);
+/// # Ok::<(), tower_usage::api::JwtKeyError>(())
+/// ```
+#[derive(Clone)]
+#[must_use = "a configuration does nothing until given to `api::router`"]
+pub struct ApiConfig {
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) admin_limit: Option<RateLimit>,
+    pub(crate) user_limit: Option<RateLimit>,
+    pub(crate) export_cost: u32,
+    pub(crate) max_limit: usize,
+    pub(crate) audit: Option<Recorder>,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("admin_limit", &self.admin_limit)
+            .field("user_limit", &self.user_limit)
+            .field("export_cost", &self.export_cost)
+            .field("max_limit", &self.max_limit)
+            .field("audit", &self.audit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiConfig {
+    /// Requests are authenticated by `authenticator`. Defaults: admins 600 calls a minute
+    /// (burst 100), users 60 (burst 20), an export costs 10 calls, `limit` at most 1,000,
+    /// and the audit trail written by a recorder the router starts on the store's
+    /// [audit sink](crate::store::DieselStore::audit_sink).
+    pub fn new(authenticator: impl Authenticator) -> Self {
+        ApiConfig {
+            authenticator: Arc::new(authenticator),
+            admin_limit: Some(RateLimit::per_minute(600).burst(100)),
+            user_limit: Some(RateLimit::per_minute(60).burst(20)),
+            export_cost: 10,
+            max_limit: 1_000,
+            audit: None,
+        }
+    }
+
+    /// The limit for each subject of `role`.
+    pub fn rate_limit(mut self, role: Role, limit: RateLimit) -> Self {
+        *self.limit_of(role) = Some(limit);
+        self
+    }
+
+    /// No rate limit for `role`.
+    pub fn unlimited(mut self, role: Role) -> Self {
+        *self.limit_of(role) = None;
+        self
+    }
+
+    fn limit_of(&mut self, role: Role) -> &mut Option<RateLimit> {
+        match role {
+            Role::Admin => &mut self.admin_limit,
+            Role::User => &mut self.user_limit,
+        }
+    }
+
+    /// How many calls an export counts as (default 10; at most the burst).
+    pub fn export_cost(mut self, cost: u32) -> Self {
+        self.export_cost = cost.max(1);
+        self
+    }
+
+    /// The largest `limit` a request may ask for (default 1,000; the store's own
+    /// maximum still applies).
+    pub fn max_limit(mut self, max: usize) -> Self {
+        self.max_limit = max.max(1);
+        self
+    }
+
+    /// Writes the audit trail through `recorder` (for instance one built on
+    /// [`DieselStore::audit_sink`](crate::store::DieselStore::audit_sink) with your own
+    /// batching, which you flush and shut down yourself).
+    pub fn audit(mut self, recorder: Recorder) -> Self {
+        self.audit = Some(recorder);
+        self
+    }
+}

@@ -1,0 +1,275 @@
+//! The endpoints and the query parameters each accepts: one table that the router, the
+//! parameter parser and the OpenAPI document all read, so they cannot disagree.
+
+/// One endpoint of the analytics API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Endpoint {
+    Dashboard,
+    Metrics,
+    Services,
+    Models,
+    Providers,
+    TimeSeries,
+    TopUsers,
+    Export,
+    MyUsage,
+    Audit,
+}
+
+/// A query parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Param {
+    From,
+    To,
+    Last,
+    User,
+    Service,
+    Model,
+    Provider,
+    Outcome,
+    StatusClass,
+    Platform,
+    Country,
+    Tz,
+    Granularity,
+    Split,
+    Top,
+    By,
+    Limit,
+    Format,
+    Subject,
+    Refused,
+}
+
+use Param as P;
+
+/// The parameters that narrow the records (and `tz`, which places dates and buckets),
+/// on every endpoint but `/my-usage` (which takes them all but `user`) and `/audit`.
+const FILTER: &[Param] = &[
+    P::From,
+    P::To,
+    P::Last,
+    P::User,
+    P::Service,
+    P::Model,
+    P::Provider,
+    P::Outcome,
+    P::StatusClass,
+    P::Platform,
+    P::Country,
+    P::Tz,
+];
+
+impl Endpoint {
+    pub(crate) const ALL: [Endpoint; 10] = [
+        Endpoint::Dashboard,
+        Endpoint::Metrics,
+        Endpoint::Services,
+        Endpoint::Models,
+        Endpoint::Providers,
+        Endpoint::TimeSeries,
+        Endpoint::TopUsers,
+        Endpoint::Export,
+        Endpoint::MyUsage,
+        Endpoint::Audit,
+    ];
+
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Endpoint::Dashboard => "/dashboard",
+            Endpoint::Metrics => "/metrics",
+            Endpoint::Services => "/services",
+            Endpoint::Models => "/models",
+            Endpoint::Providers => "/providers",
+            Endpoint::TimeSeries => "/timeseries",
+            Endpoint::TopUsers => "/users/top",
+            Endpoint::Export => "/export",
+            Endpoint::MyUsage => "/my-usage",
+            Endpoint::Audit => "/audit",
+        }
+    }
+
+    /// Whether only admins may call it; `/my-usage` is for every role.
+    pub(crate) fn admin_only(self) -> bool {
+        self != Endpoint::MyUsage
+    }
+
+    /// The parameters it accepts; any other is refused.
+    pub(crate) fn accepts(self, param: Param) -> bool {
+        let own: &[Param] = match self {
+            Endpoint::Dashboard => &[],
+            Endpoint::Metrics => &[],
+            Endpoint::Services | Endpoint::Models | Endpoint::Providers => &[P::Limit],
+            Endpoint::TimeSeries => &[P::Granularity, P::Split, P::Top],
+            Endpoint::TopUsers => &[P::By, P::Limit],
+            Endpoint::Export => &[P::Format],
+            Endpoint::MyUsage => &[],
+            Endpoint::Audit => {
+                return matches!(
+                    param,
+                    P::From | P::To | P::Last | P::Subject | P::Refused | P::Limit
+                )
+            }
+        };
+        let filter = FILTER.contains(&param) && !(self == Endpoint::MyUsage && param == P::User);
+        filter || own.contains(&param)
+    }
+
+    pub(crate) fn params(self) -> impl Iterator<Item = Param> {
+        Param::ALL.into_iter().filter(move |p| self.accepts(*p))
+    }
+
+    pub(crate) fn summary(self) -> &'static str {
+        match self {
+            Endpoint::Dashboard => {
+                "Metrics, top services, models and users, a daily series and peak hours"
+            }
+            Endpoint::Metrics => {
+                "Totals, error rate and latency percentiles of the selected records"
+            }
+            Endpoint::Services => "The records grouped by service, largest first",
+            Endpoint::Models => "The records grouped by model, largest first",
+            Endpoint::Providers => "The records grouped by provider, with error rates",
+            Endpoint::TimeSeries => {
+                "The records per hour, day, week or month of a time zone, optionally split"
+            }
+            Endpoint::TopUsers => "The users with the most requests, tokens or cost",
+            Endpoint::Export => "Every selected record, streamed as CSV or JSON lines",
+            Endpoint::MyUsage => {
+                "The caller's own usage: metrics, a daily series, services and models"
+            }
+            Endpoint::Audit => "The audit trail of this API: who asked for what, and the answer",
+        }
+    }
+
+    /// The name of the schema its 200 answer has (`None`: not JSON).
+    pub(crate) fn schema(self) -> Option<&'static str> {
+        Some(match self {
+            Endpoint::Dashboard => "Dashboard",
+            Endpoint::Metrics => "Metrics",
+            Endpoint::Services | Endpoint::Models | Endpoint::Providers => "Breakdown",
+            Endpoint::TimeSeries => "TimeSeries",
+            Endpoint::TopUsers => "UserRank",
+            Endpoint::Export => return None,
+            Endpoint::MyUsage => "UserUsage",
+            Endpoint::Audit => "AuditEntry",
+        })
+    }
+
+    /// Whether the answer is a JSON array of [`schema`](Self::schema).
+    pub(crate) fn is_list(self) -> bool {
+        matches!(self, Endpoint::TopUsers | Endpoint::Audit)
+    }
+}
+
+impl Param {
+    pub(crate) const ALL: [Param; 20] = [
+        P::From,
+        P::To,
+        P::Last,
+        P::User,
+        P::Service,
+        P::Model,
+        P::Provider,
+        P::Outcome,
+        P::StatusClass,
+        P::Platform,
+        P::Country,
+        P::Tz,
+        P::Granularity,
+        P::Split,
+        P::Top,
+        P::By,
+        P::Limit,
+        P::Format,
+        P::Subject,
+        P::Refused,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            P::From => "from",
+            P::To => "to",
+            P::Last => "last",
+            P::User => "user",
+            P::Service => "service",
+            P::Model => "model",
+            P::Provider => "provider",
+            P::Outcome => "outcome",
+            P::StatusClass => "status_class",
+            P::Platform => "platform",
+            P::Country => "country",
+            P::Tz => "tz",
+            P::Granularity => "granularity",
+            P::Split => "split",
+            P::Top => "top",
+            P::By => "by",
+            P::Limit => "limit",
+            P::Format => "format",
+            P::Subject => "subject",
+            P::Refused => "refused",
+        }
+    }
+
+    pub(crate) fn named(name: &str) -> Option<Param> {
+        Param::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    pub(crate) fn description(self) -> &'static str {
+        match self {
+            P::From => "Start of the range, inclusive: RFC 3339 (`2026-11-01T00:00:00Z`), a date (`2026-11-01`, midnight in `tz`) or Unix seconds. Default: 30 days before `to`.",
+            P::To => "End of the range, exclusive; same forms as `from`. Default: now.",
+            P::Last => "The range ending now, instead of `from`/`to`: a whole number and a unit, `m`, `h` or `d` (`15m`, `24h`, `30d`).",
+            P::User => "Only this user's records (admins only).",
+            P::Service => "Only this service's records.",
+            P::Model => "Only this model's records.",
+            P::Provider => "Only this provider's records.",
+            P::Outcome => "Only records with this outcome.",
+            P::StatusClass => "Only records whose status is of this class.",
+            P::Platform => "Only records from this client platform.",
+            P::Country => "Only records from this country.",
+            P::Tz => "IANA time zone of dates in `from`/`to`, and of the buckets of series and peak hours. Default: UTC.",
+            P::Granularity => "Bucket width. Default: `day`.",
+            P::Split => "Split the series by this dimension into the `top` values, `missing` and `other`.",
+            P::Top => "How many values a split keeps (1 to 20). Default: 5.",
+            P::By => "What users are ranked by. Default: `requests`.",
+            P::Limit => "How many rows (from 1 to the configured maximum). Default: 10 (100 for the audit trail).",
+            P::Format => "Export format. Default: `csv`.",
+            P::Subject => "Only this subject's accesses.",
+            P::Refused => "`true`: only refused accesses (status 400 or more).",
+        }
+    }
+
+    /// The values an enumerated parameter takes.
+    pub(crate) fn choices(self) -> Option<&'static [&'static str]> {
+        Some(match self {
+            P::Outcome => &[
+                "success",
+                "client_error",
+                "server_error",
+                "service_error",
+                "body_error",
+                "cancelled",
+            ],
+            P::StatusClass => &[
+                "informational",
+                "success",
+                "redirection",
+                "client_error",
+                "server_error",
+                "none",
+            ],
+            P::Platform => &["browser", "mobile", "sdk", "cli", "server", "unknown"],
+            P::Granularity => &["hour", "day", "week", "month"],
+            P::Split => &["service", "model", "provider", "user"],
+            P::By => &["requests", "tokens", "cost"],
+            P::Format => &["csv", "jsonl"],
+            P::Refused => &["true", "false"],
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn is_integer(self) -> bool {
+        matches!(self, P::Top | P::Limit)
+    }
+}
