@@ -32,7 +32,7 @@ mod width {
 ///
 /// A record maps onto an [`AuditEntry`]: its user is the subject, its route the
 /// endpoint, and its metadata's `role`, `query` and `reason` strings the entry's
-/// fields of those names. The [API router](crate::api) fills them in.
+/// fields of those names. The API router (feature `api`) fills them in.
 ///
 /// ```
 /// use tower_usage::query::{AuditQuery, TimeRange};
