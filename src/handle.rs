@@ -1,6 +1,6 @@
 //! [`UsageHandle`]: what handlers and inner layers tell the record while a request runs.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::layer::Extracted;
 use crate::record::{Outcome, TokenUsage, UsageRecord};
@@ -36,6 +36,9 @@ use crate::record::{Outcome, TokenUsage, UsageRecord};
 pub struct UsageHandle {
     inner: Arc<Mutex<InFlight>>,
 }
+
+/// The shared state of one request, reusable once its record is taken.
+pub(crate) type Slot = Arc<Mutex<InFlight>>;
 
 /// The record of a request in flight, and what the handle said about it.
 #[derive(Debug)]
@@ -131,6 +134,27 @@ impl UsageHandle {
     }
 
     pub(crate) fn attached(record: UsageRecord, extracted: Extracted) -> Self {
+        Self::attached_in(None, record, extracted)
+    }
+
+    /// A handle whose state lives in `slot`, an emptied one handed back by the recorder,
+    /// when there is one.
+    pub(crate) fn attached_in(
+        slot: Option<Slot>,
+        record: UsageRecord,
+        extracted: Extracted,
+    ) -> Self {
+        if let Some(mut slot) = slot {
+            if let Some(mutex) = Arc::get_mut(&mut slot) {
+                mutex.clear_poison();
+                // The overrides were emptied when the record was taken.
+                let reused = mutex.get_mut().unwrap_or_else(PoisonError::into_inner);
+                reused.record = Some(record);
+                reused.extracted = extracted;
+                reused.finished = false;
+                return UsageHandle { inner: slot };
+            }
+        }
         UsageHandle {
             inner: Arc::new(Mutex::new(InFlight {
                 record: Some(record),
@@ -139,6 +163,12 @@ impl UsageHandle {
                 finished: false,
             })),
         }
+    }
+
+    /// The emptied state, for reuse, when no clone of this handle is left.
+    pub(crate) fn into_slot(mut self) -> Option<Slot> {
+        Arc::get_mut(&mut self.inner)?;
+        Some(self.inner)
     }
 
     /// A poisoned lock only means another thread panicked while holding it: the values
@@ -373,5 +403,51 @@ mod tests {
         .join();
         handle.set_user("still fine");
         assert_eq!(handle.user().as_deref(), Some("still fine"));
+    }
+}
+
+#[cfg(test)]
+mod reuse_tests {
+    use super::*;
+
+    fn finished(handle: &UsageHandle) -> UsageRecord {
+        assert!(handle.finish(|_| {}));
+        handle.take_record().expect("a record")
+    }
+
+    #[test]
+    fn a_reused_state_keeps_nothing_of_the_last_request() {
+        let first = UsageHandle::attached(UsageRecord::builder().build(), Extracted::default());
+        first.set_model("gpt-4o");
+        first.add_tokens(10, 1);
+        first.insert_metadata("k", "v");
+        first.mark_failed(Outcome::ServerError);
+        let record = finished(&first);
+        assert_eq!(record.model.as_deref(), Some("gpt-4o"));
+        let slot = first.into_slot().expect("no clone left");
+
+        let second = UsageHandle::attached_in(
+            Some(slot),
+            UsageRecord::builder().build(),
+            Extracted::default(),
+        );
+        assert_eq!(second.model(), None);
+        second.set_user("bob");
+        let record = finished(&second);
+        assert_eq!(record.model, None);
+        assert_eq!(record.tokens, TokenUsage::default());
+        assert!(record.metadata.is_null());
+        assert_eq!(record.outcome, Outcome::Success);
+        assert_eq!(record.user.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn a_state_a_handler_still_holds_is_not_reused() {
+        let handle = UsageHandle::attached(UsageRecord::builder().build(), Extracted::default());
+        let kept = handle.clone();
+        finished(&handle);
+        assert!(handle.into_slot().is_none());
+        kept.set_model("late");
+        assert!(kept.into_slot().is_some(), "the last clone gives it back");
     }
 }

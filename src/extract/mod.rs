@@ -54,8 +54,8 @@ mod value;
 pub use request::{extension, header, path_segment, query, Extension, Header, PathSegment, Query};
 pub(crate) use response::text as header_text;
 pub use response::{token_usage, usage_headers, OnResponse, TokenUsageExtension, UsageHeaders};
-pub(crate) use value::clean;
 pub use value::Value;
+pub(crate) use value::{clean, Inline};
 
 use std::sync::Arc;
 

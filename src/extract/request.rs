@@ -41,7 +41,7 @@ pub fn header(name: &str) -> Header {
 impl Extract for Header {
     fn extract(&self, request: &Parts) -> Option<Value> {
         let value = request.headers.get(self.name.as_ref()?)?;
-        Some(Value::from(value.clone()))
+        Some(Value::header(value))
     }
 }
 

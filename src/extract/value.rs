@@ -21,39 +21,76 @@ use http::HeaderValue;
 /// assert_eq!(from_header.as_str(), from_string.as_str());
 /// assert!(Value::from("  ").is_blank());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Value(Repr);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Repr {
+    /// A short header value, copied: cheaper than sharing the request's buffer, whose
+    /// reference count both threads would then touch (and whose memory the worker
+    /// would often be the one to free).
+    Inline(Inline),
     Header(HeaderValue),
     Text(String),
     Static(&'static str),
     Shared(Arc<str>),
 }
 
+/// Up to [`Inline::CAPACITY`] bytes kept in place.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Inline {
+    len: u8,
+    bytes: [u8; Inline::CAPACITY],
+}
+
+impl Inline {
+    /// As much as fits beside the length in a header value's own size.
+    pub(crate) const CAPACITY: usize = 38;
+
+    pub(crate) fn new(bytes: &[u8]) -> Option<Self> {
+        let len = u8::try_from(bytes.len())
+            .ok()
+            .filter(|&n| usize::from(n) <= Self::CAPACITY)?;
+        let mut inline = Inline {
+            len,
+            bytes: [0; Self::CAPACITY],
+        };
+        inline.bytes[..bytes.len()].copy_from_slice(bytes);
+        Some(inline)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 impl Value {
+    /// A header value, copied when short, else shared with the request.
+    pub(crate) fn header(value: &HeaderValue) -> Self {
+        match Inline::new(value.as_bytes()) {
+            Some(inline) => Value(Repr::Inline(inline)),
+            None => Value(Repr::Header(value.clone())),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline(inline) => inline.as_bytes(),
+            Repr::Header(value) => value.as_bytes(),
+            Repr::Text(text) => text.as_bytes(),
+            Repr::Static(text) => text.as_bytes(),
+            Repr::Shared(text) => text.as_bytes(),
+        }
+    }
+
     /// The value as text; bytes that are not UTF-8 are replaced by `�`.
     pub fn as_str(&self) -> Cow<'_, str> {
-        match &self.0 {
-            Repr::Header(value) => match value.to_str() {
-                Ok(text) => Cow::Borrowed(text),
-                Err(_) => String::from_utf8_lossy(value.as_bytes()),
-            },
-            Repr::Text(text) => Cow::Borrowed(text),
-            Repr::Static(text) => Cow::Borrowed(text),
-            Repr::Shared(text) => Cow::Borrowed(text),
-        }
+        String::from_utf8_lossy(self.bytes())
     }
 
     /// Whether the value is empty or only white space (it then counts as missing).
     pub fn is_blank(&self) -> bool {
-        match &self.0 {
-            Repr::Header(value) => value.as_bytes().iter().all(u8::is_ascii_whitespace),
-            Repr::Text(text) => text.trim().is_empty(),
-            Repr::Static(text) => text.trim().is_empty(),
-            Repr::Shared(text) => text.trim().is_empty(),
-        }
+        self.as_str().trim().is_empty()
     }
 
     /// The text the record keeps: trimmed, at most `max` bytes (cut on a character
@@ -83,9 +120,20 @@ pub(crate) fn clean(mut value: String, max: usize) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for Value {}
+
 impl From<HeaderValue> for Value {
     fn from(value: HeaderValue) -> Self {
-        Value(Repr::Header(value))
+        match Inline::new(value.as_bytes()) {
+            Some(inline) => Value(Repr::Inline(inline)),
+            None => Value(Repr::Header(value)),
+        }
     }
 }
 
@@ -120,5 +168,11 @@ mod tests {
         assert_eq!(Value::from(Arc::<str>::from("x")).into_field(0), None);
         assert!(Value::from(HeaderValue::from_static("")).is_blank());
         assert!(!Value::from(HeaderValue::from_static("a")).is_blank());
+        let long = "x".repeat(Inline::CAPACITY + 1);
+        let shared = Value::header(&HeaderValue::from_str(&long).unwrap());
+        assert_eq!(shared.as_str(), long);
+        let short = Value::header(&HeaderValue::from_static(" user-1 "));
+        assert_eq!(short, Value::from(" user-1 "));
+        assert_eq!(short.into_field(100).as_deref(), Some("user-1"));
     }
 }

@@ -1,9 +1,9 @@
 //! What the layer took from the request head, kept cheaply until the record is written.
 
-use http::HeaderValue;
+use std::borrow::Cow;
 
 use crate::client::ClientPlatform;
-use crate::extract::{clean, Value};
+use crate::extract::{clean, Inline, Value};
 use crate::record::UsageRecord;
 
 /// The request-side values of a record in flight. They share memory with the request
@@ -17,7 +17,8 @@ pub(crate) struct Extracted {
     pub(crate) provider: Option<Value>,
     pub(crate) country: Option<Value>,
     pub(crate) route: Option<Route>,
-    pub(crate) user_agent: Option<HeaderValue>,
+    /// The `User-Agent`, copied when short; a longer one is shared with the request.
+    pub(crate) user_agent: Option<Value>,
     pub(crate) max_value_len: usize,
 }
 
@@ -26,6 +27,8 @@ pub(crate) struct Extracted {
 pub(crate) enum Route {
     #[cfg(feature = "axum")]
     Matched(axum::extract::MatchedPath),
+    /// A short path, copied (see [`Value`]'s header values for why).
+    Short(Inline),
     Path(http::Uri),
 }
 
@@ -36,14 +39,19 @@ impl Route {
         if let Some(matched) = request.extensions.get::<axum::extract::MatchedPath>() {
             return Route::Matched(matched.clone());
         }
-        Route::Path(request.uri.clone())
+        let path = request.uri.path();
+        match Inline::new(path.as_bytes()) {
+            Some(inline) => Route::Short(inline),
+            None => Route::Path(request.uri.clone()),
+        }
     }
 
-    fn as_str(&self) -> &str {
+    fn as_str(&self) -> Cow<'_, str> {
         match self {
             #[cfg(feature = "axum")]
-            Route::Matched(matched) => matched.as_str(),
-            Route::Path(uri) => uri.path(),
+            Route::Matched(matched) => Cow::Borrowed(matched.as_str()),
+            Route::Short(path) => String::from_utf8_lossy(path.as_bytes()),
+            Route::Path(uri) => Cow::Borrowed(uri.path()),
         }
     }
 }
@@ -64,11 +72,11 @@ impl Extracted {
             }
         }
         if record.route.is_none() {
-            record.route = self.route.and_then(|r| clean(r.as_str().to_owned(), max));
+            record.route = self.route.and_then(|r| clean(r.as_str().into_owned(), max));
         }
         if record.client == ClientPlatform::Unknown {
-            if let Some(agent) = self.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
-                record.client = ClientPlatform::from_user_agent(agent);
+            if let Some(agent) = self.user_agent {
+                record.client = ClientPlatform::from_user_agent(&agent.as_str());
             }
         }
     }

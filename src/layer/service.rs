@@ -119,11 +119,14 @@ where
             provider: state.run(&x.provider, &parts),
             country: state.run(&x.country, &parts),
             route: Some(Route::of(&parts)),
-            user_agent: parts.headers.get(http::header::USER_AGENT).cloned(),
+            user_agent: parts
+                .headers
+                .get(http::header::USER_AGENT)
+                .map(Value::header),
             max_value_len: state.max_value_len,
         };
 
-        let handle = UsageHandle::attached(record, extracted);
+        let handle = UsageHandle::attached_in(state.recorder.spare_slot(), record, extracted);
         parts.extensions.insert(handle.clone());
         let guard = RecordGuard::new(handle, state.recorder.clone(), start);
         let inner = self.inner.call(Request::from_parts(parts, body));

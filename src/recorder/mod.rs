@@ -22,6 +22,7 @@
 
 mod config;
 mod global;
+mod spares;
 pub(crate) mod stats;
 mod worker;
 
@@ -89,6 +90,8 @@ pub(crate) struct Control {
     pub(crate) batch_ready: Notify,
     /// Woken each time a batch has been written or given up.
     pub(crate) progress: Notify,
+    /// Emptied request states, for the next requests.
+    pub(crate) spares: spares::Spares,
 }
 
 /// What travels through the queue.
@@ -101,10 +104,14 @@ pub(crate) enum Queued {
 }
 
 impl Queued {
-    pub(crate) fn into_record(self) -> Option<UsageRecord> {
+    /// The record, and the request's emptied state when nothing else holds it.
+    pub(crate) fn into_record(self) -> (Option<UsageRecord>, Option<crate::handle::Slot>) {
         match self {
-            Queued::Record(record) => Some(*record),
-            Queued::Request(handle) => handle.take_record(),
+            Queued::Record(record) => (Some(*record), None),
+            Queued::Request(handle) => {
+                let record = handle.take_record();
+                (record, handle.into_slot())
+            }
         }
     }
 }
@@ -133,6 +140,11 @@ impl Recorder {
     /// Queues a finished record, without waiting.
     pub fn record(&self, record: UsageRecord) -> Result<(), RecordError> {
         self.enqueue(Queued::Record(Box::new(record)))
+    }
+
+    /// An emptied request state to reuse, if the worker has handed one back.
+    pub(crate) fn spare_slot(&self) -> Option<crate::handle::Slot> {
+        self.shared.control.spares.take()
     }
 
     /// Queues the record of a finished request.

@@ -25,6 +25,8 @@ pub struct RecorderWorker {
     done: watch::Sender<bool>,
     /// Set once shutdown has been asked for: retries stop at this instant.
     shutdown_deadline: Option<Instant>,
+    /// Emptied request states, handed back after each batch.
+    spares: Vec<crate::handle::Slot>,
 }
 
 impl RecorderWorker {
@@ -44,6 +46,7 @@ impl RecorderWorker {
             config,
             done,
             shutdown_deadline: None,
+            spares: Vec::new(),
         }
     }
 
@@ -58,7 +61,10 @@ impl RecorderWorker {
                 biased;
                 () = self.control.shutdown.notified() => self.begin_shutdown(),
                 first = self.rx.recv() => match first {
-                    Some(queued) => self.push(&mut batch, queued),
+                    Some(queued) => {
+                        Counters::add(&self.counters.taken, 1);
+                        self.push(&mut batch, queued);
+                    }
                     None => break, // every sender is gone
                 },
             }
@@ -76,9 +82,11 @@ impl RecorderWorker {
         self.control.progress.notify_waiters();
     }
 
-    fn push(&self, batch: &mut Vec<UsageRecord>, queued: Queued) {
-        Counters::add(&self.counters.taken, 1);
-        match queued.into_record() {
+    /// Adds one record to `batch`; the caller counts it as taken.
+    fn push(&mut self, batch: &mut Vec<UsageRecord>, queued: Queued) {
+        let (record, slot) = queued.into_record();
+        self.spares.extend(slot);
+        match record {
             Some(mut record) => {
                 if let Some(pricing) = &self.config.pricing {
                     pricing.apply(&mut record);
@@ -119,14 +127,24 @@ impl RecorderWorker {
     /// Moves what the queue holds into `batch`, up to the batch size, without waiting.
     /// Returns whether the queue is still open.
     fn take_available(&mut self, batch: &mut Vec<UsageRecord>) -> bool {
+        let mut taken = 0;
+        let mut open = true;
         while batch.len() < self.config.batch_size {
             match self.rx.try_recv() {
-                Ok(queued) => self.push(batch, queued),
+                Ok(queued) => {
+                    taken += 1;
+                    self.push(batch, queued);
+                }
                 Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => return false,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
             }
         }
-        true
+        // Once per call, not per record: request threads read this counter.
+        Counters::add(&self.counters.taken, taken);
+        open
     }
 
     /// Closes the queue and writes everything still in it.
@@ -138,7 +156,10 @@ impl RecorderWorker {
         loop {
             if batch.is_empty() {
                 match self.rx.recv().await {
-                    Some(queued) => self.push(&mut batch, queued),
+                    Some(queued) => {
+                        Counters::add(&self.counters.taken, 1);
+                        self.push(&mut batch, queued);
+                    }
                     None => return,
                 }
             }
@@ -158,6 +179,7 @@ impl RecorderWorker {
     /// Writes one batch, retrying transient failures, and counts how it ended. Gives the
     /// emptied buffer back for the next batch.
     async fn write(&mut self, batch: Vec<UsageRecord>) -> Vec<UsageRecord> {
+        self.control.spares.give_back(&mut self.spares);
         if batch.is_empty() {
             return batch;
         }
