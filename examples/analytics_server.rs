@@ -20,7 +20,7 @@ use axum::Router;
 use jsonwebtoken::{EncodingKey, Header};
 use tower_usage::api::{self, ApiConfig, Jwt, Role};
 use tower_usage::store::DieselStore;
-use tower_usage::{FanoutSink, JsonLinesSink, Recorder};
+use tower_usage::Recorder;
 
 #[path = "shared/demo.rs"]
 mod demo;
@@ -41,18 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let limits = std::env::var("ANALYTICS_RATE_LIMIT").map_or(true, |v| v != "off");
 
-    let store = DieselStore::connect(&database_url).await?;
-    eprintln!(
-        "recording into {} ({} records so far)",
-        store.backend_name(),
-        store.count().await?
-    );
-    let sink = FanoutSink::new()
-        .with(store.clone())
-        .with(JsonLinesSink::stdout());
-    let recorder = Recorder::builder(sink)
-        .flush_interval(Duration::from_millis(200))
-        .spawn();
+    let (store, recorder) = demo::open(&database_url).await?;
     let audit = Recorder::builder(store.audit_sink()).spawn();
 
     let app = app(

@@ -15,11 +15,6 @@
 //! For PostgreSQL or MySQL, build with their feature and point `DATABASE_URL` at them:
 //! `DATABASE_URL=postgres://… cargo run --example quickstart --features postgres`.
 
-use std::time::Duration;
-
-use tower_usage::store::DieselStore;
-use tower_usage::{FanoutSink, JsonLinesSink, Recorder};
-
 #[path = "shared/demo.rs"]
 mod demo;
 
@@ -30,18 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let database_url =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://usage.db".to_owned());
 
-    let store = DieselStore::connect(&database_url).await?;
-    eprintln!(
-        "recording into {} ({} records so far)",
-        store.backend_name(),
-        store.count().await?
-    );
-    let sink = FanoutSink::new()
-        .with(store.clone())
-        .with(JsonLinesSink::stdout());
-    let recorder = Recorder::builder(sink)
-        .flush_interval(Duration::from_millis(200))
-        .spawn();
+    let (store, recorder) = demo::open(&database_url).await?;
 
     let app = demo::routes(store.clone(), recorder.clone());
 

@@ -10,7 +10,27 @@ use axum::response::sse::{Event, Sse};
 use axum::{routing::get, routing::post, Extension, Json, Router};
 use tower_usage::query::{Dashboard, Filter, TimeRange, Tz};
 use tower_usage::store::DieselStore;
-use tower_usage::{extract, Recorder, UsageHandle, UsageLayer};
+use tower_usage::{extract, FanoutSink, JsonLinesSink, Recorder, UsageHandle, UsageLayer};
+
+/// Connects to `database_url` and starts a recorder that writes there and prints each
+/// record as a JSON line on stdout.
+pub(crate) async fn open(
+    database_url: &str,
+) -> Result<(DieselStore, Recorder), Box<dyn std::error::Error>> {
+    let store = DieselStore::connect(database_url).await?;
+    eprintln!(
+        "recording into {} ({} records so far)",
+        store.backend_name(),
+        store.count().await?
+    );
+    let sink = FanoutSink::new()
+        .with(store.clone())
+        .with(JsonLinesSink::stdout());
+    let recorder = Recorder::builder(sink)
+        .flush_interval(Duration::from_millis(200))
+        .spawn();
+    Ok((store, recorder))
+}
 
 /// `/`, `/stream`, `/chat` and `/usage`, metered into `recorder`.
 pub(crate) fn routes(store: DieselStore, recorder: Recorder) -> Router {

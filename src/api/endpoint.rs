@@ -45,20 +45,7 @@ use Param as P;
 
 /// The parameters that narrow the records (and `tz`, which places dates and buckets),
 /// on every endpoint but `/my-usage` (which takes them all but `user`) and `/audit`.
-const FILTER: &[Param] = &[
-    P::From,
-    P::To,
-    P::Last,
-    P::User,
-    P::Service,
-    P::Model,
-    P::Provider,
-    P::Outcome,
-    P::StatusClass,
-    P::Platform,
-    P::Country,
-    P::Tz,
-];
+const FILTER: &[Param] = Param::ALL.split_at(12).0;
 
 impl Endpoint {
     pub(crate) const ALL: [Endpoint; 10] = [
@@ -163,6 +150,7 @@ impl Endpoint {
 }
 
 impl Param {
+    /// Every parameter; the first twelve are the filter's.
     pub(crate) const ALL: [Param; 20] = [
         P::From,
         P::To,
