@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::layer::Extracted;
+use crate::layer::{Anchor, Extracted};
 use crate::record::{Outcome, TokenUsage, UsageRecord};
 
 /// A handle to the usage record of the request being served.
@@ -195,10 +195,10 @@ impl UsageHandle {
 
     /// Takes the record out, completed: what the response hook set wins over the
     /// extractors' values, and the handle's values win over both. `None` if already taken.
-    pub(crate) fn take_record(&self) -> Option<UsageRecord> {
+    pub(crate) fn take_record(&self, anchor: &Anchor) -> Option<UsageRecord> {
         let mut in_flight = self.lock();
         let mut record = in_flight.record.take()?;
-        std::mem::take(&mut in_flight.extracted).fill(&mut record);
+        std::mem::take(&mut in_flight.extracted).fill(&mut record, anchor);
         std::mem::take(&mut in_flight.overrides).apply(&mut record);
         Some(record)
     }
@@ -367,7 +367,7 @@ mod tests {
         handle.add_cost_micros(5);
         handle.add_cost_micros(5);
         handle.insert_metadata("b", 2);
-        let record = handle.take_record().unwrap();
+        let record = handle.take_record(&Anchor::now()).unwrap();
         assert_eq!(record.user.as_deref(), Some("from-header"));
         assert_eq!(record.model.as_deref(), Some("resolved"));
         assert_eq!(record.tokens, TokenUsage::new(11, 20).with_cached_input(1));
@@ -387,9 +387,9 @@ mod tests {
         );
         handle.set_user("late");
         assert_eq!(handle.user(), None);
-        let record = handle.take_record().unwrap();
+        let record = handle.take_record(&Anchor::now()).unwrap();
         assert_eq!((record.user, record.response_bytes), (None, 7));
-        assert!(handle.take_record().is_none());
+        assert!(handle.take_record(&Anchor::now()).is_none());
     }
 
     #[test]
@@ -412,7 +412,7 @@ mod reuse_tests {
 
     fn finished(handle: &UsageHandle) -> UsageRecord {
         assert!(handle.finish(|_| {}));
-        handle.take_record().expect("a record")
+        handle.take_record(&Anchor::now()).expect("a record")
     }
 
     #[test]

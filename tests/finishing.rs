@@ -263,3 +263,28 @@ async fn statuses_decide_the_outcome_of_complete_bodies() {
         assert_eq!(record.outcome, outcome, "{status}");
     }
 }
+
+#[tokio::test]
+async fn the_start_time_is_when_the_request_arrived_and_the_id_follows_it() {
+    let (recorder, sink) = memory_recorder();
+    let svc = UsageLayer::new(recorder.clone()).layer(respond_with(|| {
+        Response::new(ScriptedBody::new([Step::Data("x")]))
+    }));
+    let before = chrono::Utc::now();
+    let response = svc.oneshot(get()).await.unwrap();
+    let arrived = chrono::Utc::now();
+    // The record is written well after the request arrived; its start time must not be.
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    response.into_body().collect().await.unwrap();
+    let record = only_record(&recorder, &sink).await;
+    let slack = chrono::Duration::milliseconds(2);
+    assert!(
+        record.started_at >= before - slack && record.started_at <= arrived + slack,
+        "{} not within {before} .. {arrived}",
+        record.started_at
+    );
+    let (seconds, nanos) = record.id.get_timestamp().unwrap().to_unix();
+    let id_millis = i64::try_from(seconds).unwrap() * 1_000 + i64::from(nanos / 1_000_000);
+    assert_eq!(id_millis, record.started_at.timestamp_millis());
+    assert_eq!(record.id.get_version_num(), 7);
+}

@@ -10,8 +10,8 @@ use crate::record::{TokenUsage, UsageRecord};
 /// request extractors' values, and values set through the
 /// [`UsageHandle`](crate::UsageHandle) win over both. To keep the request path short,
 /// the record is completed later: when the hook runs, the request-side text fields (user,
-/// service, model, provider, country, route, client) and the status and timings are still
-/// empty. Read the status from `response`. Implemented for
+/// service, model, provider, country, route, client), the start time, the id and the
+/// status and timings are still empty. Read the status from `response`. Implemented for
 /// `()` (nothing), for pairs `(A, B)` (both, in order), for the built-ins of this module and
 /// for every `Fn(&http::response::Parts, &mut UsageRecord)`.
 ///

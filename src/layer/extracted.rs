@@ -1,6 +1,9 @@
 //! What the layer took from the request head, kept cheaply until the record is written.
 
 use std::borrow::Cow;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
 
 use crate::client::ClientPlatform;
 use crate::extract::{clean, Inline, Value};
@@ -20,6 +23,36 @@ pub(crate) struct Extracted {
     /// The `User-Agent`, copied when short; a longer one is shared with the request.
     pub(crate) user_agent: Option<Value>,
     pub(crate) max_value_len: usize,
+    /// When the request arrived; the record's start time and id are made from it in the
+    /// worker, which spares the request path a reading of the wall clock.
+    pub(crate) start: Option<Instant>,
+}
+
+/// One reading of the monotonic and the wall clock together, to tell the wall-clock time
+/// of an [`Instant`] taken shortly before.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Anchor {
+    instant: Instant,
+    utc: DateTime<Utc>,
+}
+
+impl Anchor {
+    pub(crate) fn now() -> Self {
+        Anchor {
+            instant: Instant::now(),
+            utc: Utc::now(),
+        }
+    }
+
+    /// The wall-clock time of `instant`.
+    pub(crate) fn at(&self, instant: Instant) -> DateTime<Utc> {
+        let shift = |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or_default();
+        if instant <= self.instant {
+            self.utc - shift(self.instant - instant)
+        } else {
+            self.utc + shift(instant - self.instant)
+        }
+    }
 }
 
 /// Where the route comes from.
@@ -58,7 +91,11 @@ impl Route {
 
 impl Extracted {
     /// Fills the record's fields that are still empty (a response hook may have set some).
-    pub(crate) fn fill(self, record: &mut UsageRecord) {
+    pub(crate) fn fill(self, record: &mut UsageRecord, anchor: &Anchor) {
+        if let Some(start) = self.start {
+            record.started_at = anchor.at(start);
+            record.id = crate::id::new_v7(record.started_at);
+        }
         let max = self.max_value_len;
         for (field, value) in [
             (&mut record.user, self.user),

@@ -32,7 +32,7 @@ mod layer;
 mod service;
 
 pub use body::ResponseBody;
-pub(crate) use extracted::Extracted;
+pub(crate) use extracted::{Anchor, Extracted};
 pub use future::ResponseFuture;
 pub use layer::{Extractors, UsageLayer};
 pub use service::Usage;

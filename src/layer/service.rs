@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::DateTime;
 use http::{request::Parts, Request, Response};
 use tower::Service;
 
@@ -98,11 +98,11 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
-        let started_at = Utc::now();
         let state = &*self.state;
         let (mut parts, body) = request.into_parts();
 
-        let mut record = UsageRecord::starting_at(started_at);
+        // The start time and id are filled in by the worker, from `start`.
+        let mut record = UsageRecord::starting_at(DateTime::UNIX_EPOCH);
         record.request_bytes = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -124,6 +124,7 @@ where
                 .get(http::header::USER_AGENT)
                 .map(Value::header),
             max_value_len: state.max_value_len,
+            start: Some(start),
         };
 
         let handle = UsageHandle::attached_in(state.recorder.spare_slot(), record, extracted);

@@ -105,11 +105,14 @@ pub(crate) enum Queued {
 
 impl Queued {
     /// The record, and the request's emptied state when nothing else holds it.
-    pub(crate) fn into_record(self) -> (Option<UsageRecord>, Option<crate::handle::Slot>) {
+    pub(crate) fn into_record(
+        self,
+        anchor: &crate::layer::Anchor,
+    ) -> (Option<UsageRecord>, Option<crate::handle::Slot>) {
         match self {
             Queued::Record(record) => (Some(*record), None),
             Queued::Request(handle) => {
-                let record = handle.take_record();
+                let record = handle.take_record(anchor);
                 (record, handle.into_slot())
             }
         }

@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use super::config::Config;
 use super::stats::Counters;
 use super::{Control, Queued};
+use crate::layer::Anchor;
 use crate::record::UsageRecord;
 use crate::sink::{SinkError, UsageSink};
 
@@ -63,7 +64,7 @@ impl RecorderWorker {
                 first = self.rx.recv() => match first {
                     Some(queued) => {
                         Counters::add(&self.counters.taken, 1);
-                        self.push(&mut batch, queued);
+                        self.push(&mut batch, queued, &Anchor::now());
                     }
                     None => break, // every sender is gone
                 },
@@ -83,8 +84,8 @@ impl RecorderWorker {
     }
 
     /// Adds one record to `batch`; the caller counts it as taken.
-    fn push(&mut self, batch: &mut Vec<UsageRecord>, queued: Queued) {
-        let (record, slot) = queued.into_record();
+    fn push(&mut self, batch: &mut Vec<UsageRecord>, queued: Queued, anchor: &Anchor) {
+        let (record, slot) = queued.into_record(anchor);
         self.spares.extend(slot);
         match record {
             Some(mut record) => {
@@ -129,11 +130,12 @@ impl RecorderWorker {
     fn take_available(&mut self, batch: &mut Vec<UsageRecord>) -> bool {
         let mut taken = 0;
         let mut open = true;
+        let anchor = Anchor::now();
         while batch.len() < self.config.batch_size {
             match self.rx.try_recv() {
                 Ok(queued) => {
                     taken += 1;
-                    self.push(batch, queued);
+                    self.push(batch, queued, &anchor);
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
@@ -158,7 +160,7 @@ impl RecorderWorker {
                 match self.rx.recv().await {
                     Some(queued) => {
                         Counters::add(&self.counters.taken, 1);
-                        self.push(&mut batch, queued);
+                        self.push(&mut batch, queued, &Anchor::now());
                     }
                     None => return,
                 }
