@@ -1,7 +1,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+
+use super::queue::Queue;
 
 use super::worker::RecorderWorker;
 use super::{Control, Recorder, Shared};
@@ -204,21 +206,23 @@ impl RecorderBuilder {
     /// or under your own supervision). Records are only written while
     /// [`RecorderWorker::run`] is being awaited.
     pub fn build(self) -> (Recorder, RecorderWorker) {
-        let (tx, rx) = mpsc::channel(self.config.queue_capacity);
+        let queue = Arc::new(Queue::new(
+            self.config.queue_capacity,
+            self.config.full_batch(),
+        ));
         let (done_tx, done_rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
         let control = Arc::new(Control::default());
         let recorder = Recorder {
             shared: Arc::new(Shared {
-                tx,
+                queue: Arc::clone(&queue),
                 counters: Arc::clone(&counters),
                 control: Arc::clone(&control),
                 overflow: self.config.overflow,
-                ready_at: u64::try_from(self.config.full_batch()).unwrap_or(u64::MAX),
                 done: done_rx,
             }),
         };
-        let worker = RecorderWorker::new(rx, self.sink, counters, control, self.config, done_tx);
+        let worker = RecorderWorker::new(queue, self.sink, counters, control, self.config, done_tx);
         (recorder, worker)
     }
 

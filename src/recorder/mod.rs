@@ -22,6 +22,7 @@
 
 mod config;
 mod global;
+mod queue;
 mod spares;
 pub(crate) mod stats;
 mod worker;
@@ -31,10 +32,9 @@ pub use global::{install, installed, record_usage};
 pub use stats::RecorderStats;
 pub use worker::RecorderWorker;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::handle::UsageHandle;
@@ -69,14 +69,20 @@ pub struct Recorder {
 
 #[derive(Debug)]
 struct Shared {
-    tx: mpsc::Sender<Queued>,
+    queue: Arc<queue::Queue>,
     counters: Arc<Counters>,
     control: Arc<Control>,
     overflow: Overflow,
-    /// How many records waiting in the queue make a batch worth waking the worker for.
-    ready_at: u64,
     /// Turns `true` (or its sender is dropped) when the worker has stopped.
     done: watch::Receiver<bool>,
+}
+
+impl Drop for Shared {
+    /// The last recorder handle is gone: nothing more can be queued, and the worker
+    /// writes what is left and stops.
+    fn drop(&mut self) {
+        self.queue.close();
+    }
 }
 
 /// Signals between the recorder's handles and its worker.
@@ -84,10 +90,6 @@ struct Shared {
 pub(crate) struct Control {
     pub(crate) shutdown: Notify,
     pub(crate) flush: Notify,
-    /// Woken when a full batch is waiting in the queue. Senders wake the worker only then
-    /// (and the first record of a batch wakes it through the queue itself), so a busy
-    /// server pays for a cross-thread wake-up once per batch, not once per request.
-    pub(crate) batch_ready: Notify,
     /// Woken each time a batch has been written or given up.
     pub(crate) progress: Notify,
     /// Emptied request states, for the next requests.
@@ -157,32 +159,22 @@ impl Recorder {
 
     fn enqueue(&self, queued: Queued) -> Result<(), RecordError> {
         let shared = &*self.shared;
-        match shared.tx.try_send(queued) {
+        match shared.queue.push(queued) {
             Ok(()) => {
-                self.accepted();
+                Counters::add(&shared.counters.recorded, 1);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(queued)) if shared.overflow == Overflow::Wait => {
+            Err(queue::Refused::Full(queued)) if shared.overflow == Overflow::Wait => {
                 self.wait_for_room(queued)
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(queue::Refused::Full(_)) => {
                 Counters::add(&shared.counters.dropped, 1);
                 Err(RecordError::QueueFull)
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(queue::Refused::Closed(_)) => {
                 Counters::add(&shared.counters.dropped, 1);
                 Err(RecordError::Closed)
             }
-        }
-    }
-
-    /// Counts an accepted record and wakes the worker if a full batch is waiting.
-    fn accepted(&self) {
-        let shared = &*self.shared;
-        let recorded = shared.counters.recorded.fetch_add(1, Ordering::Relaxed) + 1;
-        let taken = shared.counters.taken.load(Ordering::Relaxed);
-        if recorded.saturating_sub(taken) >= shared.ready_at {
-            shared.control.batch_ready.notify_one();
         }
     }
 
@@ -192,12 +184,12 @@ impl Recorder {
             Counters::add(&counters.dropped, 1);
             return Err(RecordError::QueueFull);
         };
-        self.accepted();
-        let tx = self.shared.tx.clone();
-        let counters = Arc::clone(counters);
+        Counters::add(&counters.recorded, 1);
+        // The task holds the recorder's state, so the queue stays open until it is done.
+        let shared = Arc::clone(&self.shared);
         runtime.spawn(async move {
-            if tx.send(queued).await.is_err() {
-                Counters::add(&counters.failed, 1);
+            if shared.queue.push_when_room(queued).await.is_err() {
+                Counters::add(&shared.counters.failed, 1);
             }
         });
         Ok(())

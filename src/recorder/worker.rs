@@ -1,10 +1,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::config::Config;
+use super::queue::Queue;
 use super::stats::Counters;
 use super::{Control, Queued};
 use crate::layer::Anchor;
@@ -18,7 +19,9 @@ use crate::sink::{SinkError, UsageSink};
 /// runs it on the current tokio runtime.
 #[derive(Debug)]
 pub struct RecorderWorker {
-    rx: mpsc::Receiver<Queued>,
+    queue: Arc<Queue>,
+    /// The records just taken off the queue; swapped with the queue's own buffer.
+    incoming: Vec<Queued>,
     sink: Arc<dyn UsageSink>,
     counters: Arc<Counters>,
     control: Arc<Control>,
@@ -32,7 +35,7 @@ pub struct RecorderWorker {
 
 impl RecorderWorker {
     pub(crate) fn new(
-        rx: mpsc::Receiver<Queued>,
+        queue: Arc<Queue>,
         sink: Arc<dyn UsageSink>,
         counters: Arc<Counters>,
         control: Arc<Control>,
@@ -40,7 +43,8 @@ impl RecorderWorker {
         done: watch::Sender<bool>,
     ) -> Self {
         RecorderWorker {
-            rx,
+            queue,
+            incoming: Vec::new(),
             sink,
             counters,
             control,
@@ -58,16 +62,11 @@ impl RecorderWorker {
         // allocate and free again for every write.
         let mut batch = Vec::with_capacity(self.config.batch_size);
         loop {
+            let queue = Arc::clone(&self.queue);
             tokio::select! {
                 biased;
                 () = self.control.shutdown.notified() => self.begin_shutdown(),
-                first = self.rx.recv() => match first {
-                    Some(queued) => {
-                        Counters::add(&self.counters.taken, 1);
-                        self.push(&mut batch, queued, &Anchor::now());
-                    }
-                    None => break, // every sender is gone
-                },
+                () = queue.arrival() => {}
             }
             if self.shutdown_deadline.is_some() {
                 break;
@@ -103,8 +102,7 @@ impl RecorderWorker {
     /// Adds records to `batch` until it is full, the flush interval has passed, a flush or
     /// shutdown is asked for, or the queue closes. Returns whether the queue is still open.
     ///
-    /// The queue is not polled while waiting: polling it would make every sender wake this
-    /// task, one cross-thread wake-up per request. Senders signal `batch_ready` instead.
+    /// Senders wake this task only when a full batch is waiting, not for every record.
     async fn fill(&mut self, batch: &mut Vec<UsageRecord>) -> bool {
         let deadline = Instant::now() + self.config.flush_interval;
         loop {
@@ -114,11 +112,12 @@ impl RecorderWorker {
             if batch.len() >= self.config.full_batch() {
                 return true;
             }
+            let queue = Arc::clone(&self.queue);
             tokio::select! {
                 biased;
                 () = self.control.shutdown.notified() => self.begin_shutdown(),
                 () = self.control.flush.notified() => {}
-                () = self.control.batch_ready.notified() => continue,
+                () = queue.full_batch() => continue,
                 () = tokio::time::sleep_until(deadline) => {}
             }
             return self.take_available(batch);
@@ -128,25 +127,17 @@ impl RecorderWorker {
     /// Moves what the queue holds into `batch`, up to the batch size, without waiting.
     /// Returns whether the queue is still open.
     fn take_available(&mut self, batch: &mut Vec<UsageRecord>) -> bool {
-        let mut taken = 0;
-        let mut open = true;
-        let anchor = Anchor::now();
-        while batch.len() < self.config.batch_size {
-            match self.rx.try_recv() {
-                Ok(queued) => {
-                    taken += 1;
-                    self.push(batch, queued, &anchor);
-                }
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    open = false;
-                    break;
-                }
-            }
-        }
-        // Once per call, not per record: request threads read this counter.
+        let room = self.config.batch_size.saturating_sub(batch.len());
+        let mut incoming = std::mem::take(&mut self.incoming);
+        let (taken, ended) = self.queue.take(&mut incoming, room);
+        // Once per batch, not per record: request threads read this counter.
         Counters::add(&self.counters.taken, taken);
-        open
+        let anchor = Anchor::now();
+        for queued in incoming.drain(..) {
+            self.push(batch, queued, &anchor);
+        }
+        self.incoming = incoming;
+        !ended
     }
 
     /// Closes the queue and writes everything still in it.
@@ -154,19 +145,13 @@ impl RecorderWorker {
         if self.shutdown_deadline.is_none() {
             self.begin_shutdown();
         }
-        self.rx.close();
+        self.queue.close();
         loop {
-            if batch.is_empty() {
-                match self.rx.recv().await {
-                    Some(queued) => {
-                        Counters::add(&self.counters.taken, 1);
-                        self.push(&mut batch, queued, &Anchor::now());
-                    }
-                    None => return,
-                }
-            }
-            self.take_available(&mut batch);
+            let ended = !self.take_available(&mut batch);
             batch = self.write(batch).await;
+            if ended && batch.is_empty() {
+                return;
+            }
         }
     }
 
