@@ -143,3 +143,45 @@ impl Queue {
         self.full.notified().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::UsageRecord;
+
+    fn item() -> Queued {
+        Queued::Record(Box::new(UsageRecord::builder().build()))
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_a_closed_one_too_but_still_gives_what_it_holds() {
+        let queue = Queue::new(2, 2);
+        assert!(queue.push(item()).is_ok());
+        assert!(queue.push(item()).is_ok());
+        assert!(matches!(queue.push(item()), Err(Refused::Full(_))));
+        let mut taken = Vec::new();
+        assert_eq!(queue.take(&mut taken, 1), (1, false));
+        assert_eq!(taken.len(), 1);
+        queue.close();
+        assert!(matches!(queue.push(item()), Err(Refused::Closed(_))));
+        let mut rest = Vec::new();
+        assert_eq!(queue.take(&mut rest, 10), (1, true));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_record_goes_in_once_the_worker_takes_some() {
+        let queue = std::sync::Arc::new(Queue::new(1, 1));
+        queue.push(item()).unwrap();
+        let waiting = tokio::spawn({
+            let queue = std::sync::Arc::clone(&queue);
+            async move { queue.push_when_room(item()).await.is_ok() }
+        });
+        tokio::task::yield_now().await;
+        let mut taken = Vec::new();
+        queue.take(&mut taken, 10);
+        assert!(waiting.await.unwrap());
+        queue.arrival().await;
+        let mut next = Vec::new();
+        assert_eq!(queue.take(&mut next, 10), (1, false));
+    }
+}
