@@ -265,10 +265,20 @@ impl UsageRecord {
         }
     }
 
-    /// The empty record the layer fills in: a fresh id for `started_at`, no values yet.
+    /// An empty record with a fresh id for `started_at`, no values yet.
     pub(crate) fn starting_at(started_at: DateTime<Utc>) -> Self {
+        Self::blank(id::new_v7(started_at), started_at)
+    }
+
+    /// The empty record the layer fills in while a request runs: its start time and id
+    /// are made by the recorder's worker, off the request path.
+    pub(crate) fn unstarted() -> Self {
+        Self::blank(Uuid::nil(), DateTime::UNIX_EPOCH)
+    }
+
+    fn blank(id: Uuid, started_at: DateTime<Utc>) -> Self {
         UsageRecord {
-            id: id::new_v7(started_at),
+            id,
             started_at,
             method: None,
             route: None,

@@ -90,7 +90,9 @@ impl Value {
 
     /// Whether the value is empty or only white space (it then counts as missing).
     pub fn is_blank(&self) -> bool {
-        self.as_str().trim().is_empty()
+        // Runs on the request path (fallback chains): no text is made. Bytes that are not
+        // UTF-8 become `�` in the record, which is not white space.
+        std::str::from_utf8(self.bytes()).is_ok_and(|text| text.trim().is_empty())
     }
 
     /// The text the record keeps: trimmed, at most `max` bytes (cut on a character
@@ -168,6 +170,7 @@ mod tests {
         assert_eq!(Value::from(Arc::<str>::from("x")).into_field(0), None);
         assert!(Value::from(HeaderValue::from_static("")).is_blank());
         assert!(!Value::from(HeaderValue::from_static("a")).is_blank());
+        assert!(!Value::from(HeaderValue::from_bytes(b" \xff ").unwrap()).is_blank());
         let long = "x".repeat(Inline::CAPACITY + 1);
         let shared = Value::header(&HeaderValue::from_str(&long).unwrap());
         assert_eq!(shared.as_str(), long);

@@ -3,7 +3,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use chrono::DateTime;
 use http::{request::Parts, Request, Response};
 use tower::Service;
 
@@ -102,7 +101,7 @@ where
         let (mut parts, body) = request.into_parts();
 
         // The start time and id are filled in by the worker, from `start`.
-        let mut record = UsageRecord::starting_at(DateTime::UNIX_EPOCH);
+        let mut record = UsageRecord::unstarted();
         record.request_bytes = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
