@@ -588,6 +588,60 @@ async fn rebuilt_rollups_give_the_same_answers() {
     }
 }
 
+/// A 30-day range starting the day after a 7-day block of the per-user sums begins
+/// reads that block whole and subtracts its first day: a user seen only on that day is
+/// neither counted nor ranked, and the others' sums leave it out.
+#[tokio::test]
+async fn users_on_subtracted_days_are_left_out() {
+    for db in fresh("subtracted").await {
+        let store = DieselStore::connect(&db.url).await.unwrap();
+        // Blocks count from the epoch in 7 days: day 20727 starts one.
+        let block = micros(20_727 * DAY);
+        let day = chrono::Duration::days(1);
+        let hour = chrono::Duration::hours(1);
+        let mut records = vec![
+            UsageRecord::builder()
+                .started_at(block + hour)
+                .user("only-outside")
+                .build(),
+            UsageRecord::builder()
+                .started_at(block + hour * 2)
+                .user("both")
+                .tokens(TokenUsage::new(1_000, 0))
+                .build(),
+        ];
+        for i in 0..3 {
+            records.push(
+                UsageRecord::builder()
+                    .started_at(block + day + hour * (5 * i + 1))
+                    .user("both")
+                    .tokens(TokenUsage::new(1, 1))
+                    .build(),
+            );
+        }
+        records.push(
+            UsageRecord::builder()
+                .started_at(block + day * 20)
+                .user("inside")
+                .build(),
+        );
+        store.write_batch(&records).await.unwrap();
+        let f = Filter::new(TimeRange::between(block + day, block + day * 31));
+        let top = store.top_users(&f, RankBy::Tokens, 10).await.unwrap();
+        assert_eq!(
+            json(&top),
+            reference::top_users(&records, &f, RankBy::Tokens, 10)
+        );
+        let names: Vec<&str> = top.iter().map(|r| r.user.as_str()).collect();
+        assert_eq!(names, ["both", "inside"], "{}", db.backend);
+        assert_eq!(top[0].tokens.total, 6, "{}", db.backend);
+        let metrics = store.metrics(&f).await.unwrap();
+        assert_eq!(metrics.unique_users, 2, "{}", db.backend);
+        assert_eq!(json(&metrics), reference::metrics(&records, &f));
+        db.cleanup().await;
+    }
+}
+
 #[tokio::test]
 async fn csv_export_quotes_and_neutralizes() {
     let store = DieselStore::connect("sqlite::memory:").await.unwrap();

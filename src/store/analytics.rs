@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::plan::{self, Group, Part};
+use super::plan::{self, Group, Part, UserPart};
 use super::rollup::QUARTER_US;
-use super::sql::{AggRow, Count, Dialect, HistPair, Sql, UserRow, ValueCount};
+use super::sql::{AggRow, Dialect, HistPair, Sql, UserRow, UserSums, ValueCount};
 use super::{exec, Backend, DieselStore, StoreError};
 use crate::query::{
     weekday_hour, Breakdown, Dashboard, Dimension, Filter, Granularity, Histogram, Metrics,
@@ -23,6 +23,19 @@ macro_rules! load {
         let sql: Sql = $sql;
         with_conn!($self, $self.connect_error(), |conn, backend| {
             exec::load::<_, $ty>(&mut *conn, sql)
+                .await
+                .map_err($self.query_error())
+        })
+    }};
+}
+
+/// [`load!`] for a statement over the rollups only (see [`exec::load_rollups`]).
+macro_rules! load_rollups {
+    ($self:expr, $sql:expr, $ty:ty) => {{
+        let sql: Sql = $sql;
+        let dialect = $self.dialect();
+        with_conn!($self, $self.connect_error(), |conn, backend| {
+            exec::load_rollups::<_, $ty>(&mut *conn, dialect, sql)
                 .await
                 .map_err($self.query_error())
         })
@@ -100,21 +113,8 @@ impl DieselStore {
     ) -> Result<Vec<AggRow>, StoreError> {
         let parts = self.plan(filter, span, group, days, false);
         let mut sql = Sql::new(self.dialect());
-        plan::aggregate(&mut sql, filter, group, &parts, ("", ""), false);
+        plan::aggregate(&mut sql, filter, group, &parts);
         load!(self, sql, AggRow)
-    }
-
-    /// The sums over every record `filter` selects.
-    async fn totals(&self, filter: &Filter, span: &Span) -> Result<Totals, StoreError> {
-        let group = Group {
-            key: None,
-            slot_us: None,
-        };
-        let mut sum = Totals::default();
-        for row in self.aggregate(filter, span, group, true).await? {
-            sum.add(&row.measures.totals());
-        }
-        Ok(sum)
     }
 
     /// Requests, users, tokens, cost, errors, bytes, and latency and time-to-first-byte
@@ -140,9 +140,9 @@ impl DieselStore {
             key: None,
             slot_us: None,
         };
-        let (totals, users, (latency, ttfb)) = tokio::try_join!(
+        let (totals, (_, users), (latency, ttfb)) = tokio::try_join!(
             self.aggregate(filter, &span, group, true),
-            self.unique_users(filter, &span),
+            self.ranked(filter, &span, RankBy::Requests, 1),
             self.histograms(filter, &span),
         )?;
         let mut sum = Totals::default();
@@ -150,18 +150,6 @@ impl DieselStore {
             .iter()
             .for_each(|row| sum.add(&row.measures.totals()));
         Ok(sum.metrics(users, &latency, &ttfb))
-    }
-
-    async fn unique_users(&self, filter: &Filter, span: &Span) -> Result<i64, StoreError> {
-        let parts = if self.inner.limits.read_rollups && plan::time_only(filter) {
-            plan::user_parts(span.from, span.to)
-        } else {
-            vec![Part::Raw(span.from, span.to)]
-        };
-        let mut sql = Sql::new(self.dialect());
-        plan::unique_users(&mut sql, filter, &parts);
-        let rows = load!(self, sql, Count)?;
-        Ok(rows.first().map_or(0, |c| c.n))
     }
 
     async fn histograms(
@@ -180,7 +168,7 @@ impl DieselStore {
             match part {
                 Part::Raw(from, to) => raw.push((from, to)),
                 Part::Rollup(rollup, from, to) => rolled.push((rollup, from, to)),
-                Part::Users(..) | Part::Totals(..) => {}
+                Part::Totals(..) => {}
             }
         }
         let (mut latency, mut ttfb) = (Histogram::default(), Histogram::default());
@@ -353,7 +341,7 @@ impl DieselStore {
             };
             let mut sql = Sql::new(self.dialect());
             let parts = [Part::Raw(span.from, span.to)];
-            plan::aggregate(&mut sql, filter, seconds, &parts, ("", ""), false);
+            plan::aggregate(&mut sql, filter, seconds, &parts);
             load!(self, sql, AggRow)?
                 .into_iter()
                 .map(|r| (r, SECOND))
@@ -391,10 +379,11 @@ impl DieselStore {
         by: RankBy,
         limit: usize,
     ) -> Result<(Vec<UserRank>, i64), StoreError> {
-        let parts = if self.inner.limits.read_rollups && plan::time_only(filter) {
+        let rollups = self.inner.limits.read_rollups && plan::time_only(filter);
+        let parts = if rollups {
             plan::user_parts(span.from, span.to)
         } else {
-            vec![Part::Raw(span.from, span.to)]
+            vec![UserPart::Raw(span.from, span.to)]
         };
         let mut sql = Sql::new(self.dialect());
         let order = match by {
@@ -402,29 +391,32 @@ impl DieselStore {
             RankBy::Tokens => format!("{} + {}", sql.sum("tokens_in"), sql.sum("tokens_out")),
             RankBy::Cost => sql.sum("cost_micros"),
         };
-        let tail = format!(
-            " ORDER BY {order} DESC, {} LIMIT {limit}",
-            sql.bytewise("k1")
-        );
-        let group = Group {
-            key: Some(Dimension::User),
-            slot_us: None,
+        plan::user_sums(&mut sql, filter, &parts, &order, limit);
+        let rows = if rollups {
+            load_rollups!(self, sql, UserSums)?
+        } else {
+            load!(self, sql, UserSums)?
         };
-        let clauses = (" AND user_id IS NOT NULL", tail.as_str());
-        plan::aggregate(&mut sql, filter, group, &parts, clauses, true);
-        let rows = load!(self, sql, AggRow)?;
-        let users = rows.first().and_then(|r| r.groups).unwrap_or(0);
+        let users = rows.first().map_or(0, |r| r.groups);
         let ranks = rows
             .into_iter()
-            .filter_map(|row| {
-                let totals = row.measures.totals();
-                Some(UserRank {
-                    user: row.k1?,
+            .map(|row| {
+                let totals = Totals {
+                    requests: row.requests,
+                    errors: row.errors,
+                    tokens_in: row.tokens_in,
+                    tokens_out: row.tokens_out,
+                    tokens_cached: row.tokens_cached,
+                    cost_micros: row.cost_micros,
+                    ..Totals::default()
+                };
+                UserRank {
+                    user: row.k1,
                     requests: u64::try_from(totals.requests).unwrap_or(0),
                     errors: u64::try_from(totals.errors).unwrap_or(0),
                     tokens: totals.tokens(),
                     cost_micros: totals.cost_micros,
-                })
+                }
             })
             .collect();
         Ok((ranks, users))
@@ -505,17 +497,30 @@ impl DieselStore {
     /// one answer; the parts are read concurrently on separate connections.
     pub async fn dashboard(&self, filter: &Filter, tz: Tz) -> Result<Dashboard, StoreError> {
         let span = self.span(filter)?;
-        // The ranking's pass over the per-user sums also counts the users.
-        let (totals, (latency, ttfb), by_service, by_model, daily, (top_users, users), peak_hours) =
-            tokio::try_join!(
-                self.totals(filter, &span),
-                self.histograms(filter, &span),
-                self.by_service(filter, DASHBOARD_ROWS),
-                self.by_model(filter, DASHBOARD_ROWS),
-                self.time_series(filter, Granularity::Day, tz),
-                self.ranked(filter, &span, RankBy::Requests, DASHBOARD_ROWS),
-                self.peak_hours(filter, tz),
-            )?;
+        // The totals are the sum of the services' sums, and the ranking's pass over the
+        // per-user sums also counts the users: two reads fewer.
+        let services = Group {
+            key: Some(Dimension::Service),
+            slot_us: None,
+        };
+        let (services, (latency, ttfb), by_model, daily, (top_users, users), peak_hours) = tokio::try_join!(
+            self.aggregate(filter, &span, services, true),
+            self.histograms(filter, &span),
+            self.by_model(filter, DASHBOARD_ROWS),
+            self.time_series(filter, Granularity::Day, tz),
+            self.ranked(filter, &span, RankBy::Requests, DASHBOARD_ROWS),
+            self.peak_hours(filter, tz),
+        )?;
+        let mut totals = Totals::default();
+        let services = services
+            .into_iter()
+            .map(|row| {
+                let sums = row.measures.totals();
+                totals.add(&sums);
+                (row.k1, sums)
+            })
+            .collect();
+        let by_service = Breakdown::from_groups(Dimension::Service, services, DASHBOARD_ROWS);
         let metrics = totals.metrics(users, &latency, &ttfb);
         Ok(Dashboard {
             metrics,

@@ -27,6 +27,33 @@ where
     diesel_async::RunQueryDsl::load(sql.boxed::<C::Backend>(), conn).boxed()
 }
 
+/// [`load`] for a statement over the rollups, which read tens of thousands of rows at
+/// most: PostgreSQL is told not to start parallel workers for it, whose start-up and
+/// merge cost more than such a read (twice the time on a two-core server).
+pub(crate) fn load_rollups<C, T>(
+    conn: &mut C,
+    dialect: super::sql::Dialect,
+    sql: Sql,
+) -> BoxFuture<'_, QueryResult<Vec<T>>>
+where
+    C: AsyncConnection,
+    C::Backend: Backend + HasSqlType<Text> + HasSqlType<Binary> + 'static,
+    String: ToSql<Text, C::Backend>,
+    Vec<u8>: ToSql<Binary, C::Backend>,
+    BoxedSqlQuery<'static, C::Backend, SqlQuery>: LoadQuery<'static, C, T>,
+    T: Send + 'static,
+{
+    if dialect != super::sql::Dialect::Postgres {
+        return load(conn, sql);
+    }
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        conn.batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            .await?;
+        load(conn, sql).await
+    })
+    .boxed()
+}
+
 /// Runs a statement, returning the number of rows it changed.
 pub(crate) fn execute<C>(conn: &mut C, sql: Sql) -> BoxFuture<'_, QueryResult<usize>>
 where

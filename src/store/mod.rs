@@ -51,6 +51,10 @@
 //! | `usage_totals_15m` | 15 minutes | none; sums |
 //! | `usage_user_1d`, `usage_user_7d` | UTC day, 7 days | user; sums |
 //!
+//! Per-user questions (top users, unique users) read 7-day blocks of the per-user sums
+//! and days for the rest; a block may reach past the range when subtracting its days
+//! outside reads fewer rows than adding the days inside.
+//!
 //! A query reads raw rows for the part of its range that does not fill a slot, the
 //! rollups for the rest, and raw rows altogether when it filters or groups by what the
 //! rollups do not keep (client platform, country; a user, through the user index). The

@@ -18,8 +18,16 @@ pub(crate) enum Part {
     Rollup(Rollup, i64, i64),
     /// The per-slot totals, in 15-minute slots.
     Totals(i64, i64),
-    /// A per-user rollup.
-    Users(UserRollup, i64, i64),
+}
+
+/// Where one part of a range is read from for per-user sums: raw rows (microseconds),
+/// or a per-user rollup's slots to add or, where a block read whole reaches past the
+/// range, to subtract. Bounds are half-open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UserPart {
+    Raw(i64, i64),
+    Add(UserRollup, i64, i64),
+    Subtract(UserRollup, i64, i64),
 }
 
 /// Cuts `[from, to)` (microseconds, `from ≥ 0`) into parts; see the module docs.
@@ -54,30 +62,57 @@ pub(crate) fn parts(from: i64, to: i64, quarter: bool, day: bool, totals: bool) 
     parts
 }
 
-/// Cuts `[from, to)` into raw edges, whole UTC days and whole 7-day blocks of the
-/// per-user sums.
-pub(crate) fn user_parts(from: i64, to: i64) -> Vec<Part> {
+/// Cuts `[from, to)` into raw edges, whole UTC days and 7-day blocks of the per-user
+/// sums. At either end a block may reach past the range, its days outside the range
+/// subtracted ([`UserPart::Subtract`]), when that reads fewer rows: a 30-day range reads
+/// four or five blocks and at most six days, instead of up to a week of days at each
+/// end.
+pub(crate) fn user_parts(from: i64, to: i64) -> Vec<UserPart> {
     let (d0, d1) = (ceil_div(from, DAY_US), to.div_euclid(DAY_US));
     if d0 >= d1 {
-        return vec![Part::Raw(from, to)];
+        return vec![UserPart::Raw(from, to)];
     }
-    let mut parts = Vec::with_capacity(5);
-    push_raw(&mut parts, from, d0 * DAY_US);
-    let (w0, w1) = (ceil_div(d0, 7), d1.div_euclid(7));
-    let days = |parts: &mut Vec<Part>, from: i64, to: i64| {
-        if from < to {
-            parts.push(Part::Users(UserRollup::Day, from, to));
+    let mut parts = Vec::with_capacity(6);
+    if from < d0 * DAY_US {
+        parts.push(UserPart::Raw(from, d0 * DAY_US));
+    }
+    // Signed intervals add up whatever the block bounds: [d0, d1) = [d0, 7·w0) +
+    // [7·w0, 7·w1) + [7·w1, d1). Each block is weighed as two days (a user active on
+    // any day of a block has one row there), and the cheapest bounds win.
+    let cost = |(w0, w1): (i64, i64)| (d0 - 7 * w0).abs() + (d1 - 7 * w1).abs() + 2 * (w1 - w0);
+    let (inner0, inner1) = (ceil_div(d0, 7), d1.div_euclid(7));
+    let best = [
+        (inner0 - 1, inner1),
+        (inner0 - 1, inner1 + 1),
+        (inner0, inner1),
+        (inner0, inner1 + 1),
+    ]
+    .into_iter()
+    .filter(|(w0, w1)| w0 < w1)
+    .min_by_key(|&w| cost(w))
+    .filter(|&w| cost(w) < d1 - d0);
+    match best {
+        Some((w0, w1)) => {
+            push_days(&mut parts, d0, 7 * w0);
+            parts.push(UserPart::Add(UserRollup::Week, w0, w1));
+            push_days(&mut parts, 7 * w1, d1);
         }
-    };
-    if w0 < w1 {
-        days(&mut parts, d0, w0 * 7);
-        parts.push(Part::Users(UserRollup::Week, w0, w1));
-        days(&mut parts, w1 * 7, d1);
-    } else {
-        days(&mut parts, d0, d1);
+        None => parts.push(UserPart::Add(UserRollup::Day, d0, d1)),
     }
-    push_raw(&mut parts, d1 * DAY_US, to);
+    if d1 * DAY_US < to {
+        parts.push(UserPart::Raw(d1 * DAY_US, to));
+    }
     parts
+}
+
+/// The days `[a, b)` as a part: added when `a < b`, the days `[b, a)` subtracted when
+/// `b < a`.
+fn push_days(parts: &mut Vec<UserPart>, a: i64, b: i64) {
+    if a < b {
+        parts.push(UserPart::Add(UserRollup::Day, a, b));
+    } else if b < a {
+        parts.push(UserPart::Subtract(UserRollup::Day, b, a));
+    }
 }
 
 fn push_raw(parts: &mut Vec<Part>, from: i64, to: i64) {
@@ -251,43 +286,12 @@ fn part_select(sql: &mut Sql, filter: &Filter, group: Group, part: Part) {
                 .push(" AND slot < ")
                 .int(to);
         }
-        Part::Users(rollup, from, to) => {
-            let null = sql.null_int();
-            sql.push("SELECT user_id AS k1, ").push(null);
-            sql.push(
-                " AS slot, requests, errors, tokens_in, tokens_out, tokens_cached, cost_micros, \
-                 0 AS response_bytes, 0 AS duration_sum_us, 0 AS ttfb_sum_us, 0 AS ttfb_count, \
-                 0 AS unpriced FROM ",
-            );
-            sql.push(rollup.table());
-            sql.push(" WHERE slot >= ")
-                .int(from)
-                .push(" AND slot < ")
-                .int(to);
-        }
     }
 }
 
 /// Sums over `parts`, grouped by `group`; rows of [`AggRow`](super::sql::AggRow).
-/// `extra` is added to the raw parts' conditions; `tail` follows the `GROUP BY` (an
-/// `ORDER BY … LIMIT`, say); `count_groups` fills the `groups` column with the number of
-/// groups, before any limit.
-pub(crate) fn aggregate(
-    sql: &mut Sql,
-    filter: &Filter,
-    group: Group,
-    parts: &[Part],
-    (extra, tail): (&str, &str),
-    count_groups: bool,
-) {
-    let groups = if count_groups {
-        "COUNT(*) OVER ()"
-    } else {
-        sql.null_int()
-    };
-    sql.push("SELECT k1, slot, ")
-        .push(groups)
-        .push(" AS groups");
+pub(crate) fn aggregate(sql: &mut Sql, filter: &Filter, group: Group, parts: &[Part]) {
+    sql.push("SELECT k1, slot");
     for m in MEASURES {
         let sum = sql.sum(m);
         sql.push(", ").push(&sum).push(" AS ").push(m);
@@ -295,11 +299,8 @@ pub(crate) fn aggregate(
     sql.push(" FROM (");
     sql.list(parts, " UNION ALL ", |sql, part| {
         part_select(sql, filter, group, *part);
-        if matches!(part, Part::Raw(..)) {
-            sql.push(extra);
-        }
     });
-    sql.push(") t GROUP BY k1, slot").push(tail);
+    sql.push(") t GROUP BY k1, slot");
 }
 
 /// Exact durations and their counts from the raw parts, for the histograms; rows of
@@ -341,29 +342,66 @@ pub(crate) fn user_rows(sql: &mut Sql, filter: &Filter, from: i64, to: i64) {
     raw_where(sql, filter, from, to);
 }
 
-/// Distinct users over `parts`; a [`Count`](super::sql::Count) row.
-pub(crate) fn unique_users(sql: &mut Sql, filter: &Filter, parts: &[Part]) {
-    sql.push("SELECT COUNT(*) AS n FROM (");
-    sql.list(parts, " UNION ", |sql, part| match *part {
-        Part::Raw(from, to) => {
-            sql.push("SELECT DISTINCT user_id FROM usage_records");
+/// The per-user sums over `parts` ([`UserSums`](super::sql::UserSums) rows): the users
+/// with records, ranked by `order` (an expression of the summed columns) then by name,
+/// the first `limit` of them, each row also counting the users in all.
+pub(crate) fn user_sums(
+    sql: &mut Sql,
+    filter: &Filter,
+    parts: &[UserPart],
+    order: &str,
+    limit: usize,
+) {
+    const COLUMNS: [&str; 6] = [
+        "requests",
+        "errors",
+        "tokens_in",
+        "tokens_out",
+        "tokens_cached",
+        "cost_micros",
+    ];
+    sql.push("SELECT k1, COUNT(*) OVER () AS groups");
+    for c in COLUMNS {
+        let sum = sql.sum(c);
+        sql.push(", ").push(&sum).push(" AS ").push(c);
+    }
+    sql.push(" FROM (");
+    sql.list(parts, " UNION ALL ", |sql, part| match *part {
+        UserPart::Raw(from, to) => {
+            sql.push(
+                "SELECT user_id AS k1, 1 AS requests, \
+                 CASE WHEN outcome <> 'success' THEN 1 ELSE 0 END AS errors, tokens_in, \
+                 tokens_out, tokens_cached_in AS tokens_cached, \
+                 COALESCE(cost_micros, 0) AS cost_micros FROM usage_records",
+            );
             raw_where(sql, filter, from, to);
             sql.push(" AND user_id IS NOT NULL");
         }
-        Part::Users(rollup, from, to) => {
-            sql.push("SELECT DISTINCT user_id FROM ")
-                .push(rollup.table());
-            sql.push(" WHERE slot >= ")
-                .int(from)
-                .push(" AND slot < ")
-                .int(to);
-        }
-        // Never planned for users: these keep no user.
-        Part::Rollup(..) | Part::Totals(..) => {
-            sql.push("SELECT user_id FROM usage_records WHERE 1 = 0");
+        UserPart::Add(rollup, from, to) | UserPart::Subtract(rollup, from, to) => {
+            let sign = if matches!(part, UserPart::Add(..)) {
+                ""
+            } else {
+                "-"
+            };
+            sql.push("SELECT user_id AS k1");
+            for c in COLUMNS {
+                sql.push(", ").push(sign).push(c).push(" AS ").push(c);
+            }
+            sql.push(" FROM ").push(rollup.table());
+            slots_where(sql, "slot", from, to);
         }
     });
-    sql.push(") t");
+    // A user whose records all lie in subtracted slots sums to no requests.
+    let requests = sql.sum("requests");
+    sql.push(") t GROUP BY k1 HAVING ")
+        .push(&requests)
+        .push(" > 0 ORDER BY ")
+        .push(order)
+        .push(" DESC, ");
+    let name = sql.bytewise("k1");
+    sql.push(&name)
+        .push(" LIMIT ")
+        .int(i64::try_from(limit).unwrap_or(i64::MAX));
 }
 
 #[cfg(test)]
@@ -407,15 +445,64 @@ mod tests {
         );
         assert_eq!(
             user_parts(0, DAY_US),
-            vec![Part::Users(UserRollup::Day, 0, 1)]
+            vec![UserPart::Add(UserRollup::Day, 0, 1)]
         );
         assert_eq!(
             user_parts(DAY_US, 30 * DAY_US),
             vec![
-                Part::Users(UserRollup::Day, 1, 7),
-                Part::Users(UserRollup::Week, 1, 4),
-                Part::Users(UserRollup::Day, 28, 30),
+                UserPart::Subtract(UserRollup::Day, 0, 1),
+                UserPart::Add(UserRollup::Week, 0, 4),
+                UserPart::Add(UserRollup::Day, 28, 30),
             ]
         );
+    }
+
+    #[test]
+    fn a_block_may_reach_past_the_range_and_its_extra_days_are_subtracted() {
+        // Days 6 to 36: one day before the first block ends, one after the last begins.
+        let parts = user_parts(6 * DAY_US + 5, 36 * DAY_US + 7);
+        assert_eq!(
+            parts,
+            vec![
+                UserPart::Raw(6 * DAY_US + 5, 7 * DAY_US),
+                UserPart::Add(UserRollup::Week, 1, 5),
+                UserPart::Add(UserRollup::Day, 35, 36),
+                UserPart::Raw(36 * DAY_US, 36 * DAY_US + 7),
+            ]
+        );
+        let parts = user_parts(DAY_US * 8, DAY_US * 34);
+        assert_eq!(
+            parts,
+            vec![
+                UserPart::Subtract(UserRollup::Day, 7, 8),
+                UserPart::Add(UserRollup::Week, 1, 5),
+                UserPart::Subtract(UserRollup::Day, 34, 35),
+            ]
+        );
+    }
+
+    #[test]
+    fn user_parts_cover_each_day_of_the_range_exactly_once() {
+        for d0 in 0..30 {
+            for d1 in d0 + 1..d0 + 70 {
+                let mut count = std::collections::HashMap::<i64, i64>::new();
+                for part in user_parts(d0 * DAY_US, d1 * DAY_US) {
+                    let (days, sign) = match part {
+                        UserPart::Add(UserRollup::Day, a, b) => (a..b, 1),
+                        UserPart::Subtract(UserRollup::Day, a, b) => (a..b, -1),
+                        UserPart::Add(UserRollup::Week, a, b) => (7 * a..7 * b, 1),
+                        other => panic!("unexpected part {other:?}"),
+                    };
+                    for day in days {
+                        *count.entry(day).or_default() += sign;
+                    }
+                }
+                count.retain(|_, n| *n != 0);
+                let mut days: Vec<_> = count.into_iter().collect();
+                days.sort_unstable();
+                let expected: Vec<_> = (d0..d1).map(|d| (d, 1)).collect();
+                assert_eq!(days, expected, "days {d0}..{d1}");
+            }
+        }
     }
 }

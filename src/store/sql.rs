@@ -182,9 +182,6 @@ pub(crate) struct AggRow {
     /// The group's time slot, if grouped by time.
     #[diesel(sql_type = Nullable<BigInt>)]
     pub(crate) slot: Option<i64>,
-    /// How many groups the whole aggregate has, when asked for.
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub(crate) groups: Option<i64>,
     #[diesel(embed)]
     pub(crate) measures: Measures,
 }
@@ -267,6 +264,27 @@ pub(crate) struct HistPair {
     pub(crate) latency_hist: String,
     #[diesel(sql_type = Text)]
     pub(crate) ttfb_hist: String,
+}
+
+/// One user's sums, and how many users the whole ranking has.
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct UserSums {
+    #[diesel(sql_type = Text)]
+    pub(crate) k1: String,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) groups: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) requests: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) errors: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) tokens_in: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) tokens_out: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) tokens_cached: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) cost_micros: i64,
 }
 
 /// One number.
