@@ -1,7 +1,7 @@
 //! What the layer took from the request head, kept cheaply until the record is written.
 
+use quanta::Instant;
 use std::borrow::Cow;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
@@ -30,6 +30,10 @@ pub(crate) struct Extracted {
 
 /// One reading of the monotonic and the wall clock together, to tell the wall-clock time
 /// of an [`Instant`] taken shortly before.
+///
+/// The monotonic clock is quanta's: the CPU's time-stamp counter where it is invariant
+/// (about a third of the OS clock's cost on a virtual machine, read three times per
+/// request), the OS clock otherwise.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Anchor {
     instant: Instant,

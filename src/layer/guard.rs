@@ -1,7 +1,7 @@
 //! Finishes a request's record exactly once, whichever way the request ends.
 
+use quanta::Instant;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
 
 use crate::extract::OnResponse;
 use crate::handle::UsageHandle;

@@ -1,7 +1,7 @@
+use quanta::Instant;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use http::{request::Parts, Request, Response};
 use tower::Service;

@@ -206,6 +206,10 @@ impl RecorderBuilder {
     /// or under your own supervision). Records are only written while
     /// [`RecorderWorker::run`] is being awaited.
     pub fn build(self) -> (Recorder, RecorderWorker) {
+        // The layer times requests with the CPU's time-stamp counter (quanta), calibrated
+        // against the OS clock once per process, for up to a few milliseconds: here,
+        // rather than on the first request.
+        let _ = quanta::Instant::now();
         let queue = Arc::new(Queue::new(
             self.config.queue_capacity,
             self.config.full_batch(),
