@@ -642,6 +642,49 @@ async fn users_on_subtracted_days_are_left_out() {
     }
 }
 
+/// The per-user sums are written as arrays on PostgreSQL: names with the characters that
+/// array literals treat specially come back as they were written.
+#[tokio::test]
+async fn odd_user_names_survive_the_per_user_sums() {
+    const NAMES: &[&str] = &[
+        "quote\"inside",
+        "back\\slash",
+        "{braces}",
+        "comma,name",
+        "NULL",
+        "  spaced  ",
+        "ünïcødé ✓",
+        "'single'",
+    ];
+    for db in fresh("odd_names").await {
+        let store = DieselStore::connect(&db.url).await.unwrap();
+        let day = micros(20_000 * DAY);
+        let records: Vec<UsageRecord> = NAMES
+            .iter()
+            .enumerate()
+            .flat_map(|(i, name)| {
+                (0..=i).map(move |k| {
+                    UsageRecord::builder()
+                        .started_at(day + chrono::Duration::hours(k as i64))
+                        .user(*name)
+                        .build()
+                })
+            })
+            .collect();
+        store.write_batch(&records).await.unwrap();
+        let f = Filter::new(TimeRange::between(day, day + chrono::Duration::days(1)));
+        let top = store.top_users(&f, RankBy::Requests, 20).await.unwrap();
+        let names: Vec<&str> = top.iter().map(|r| r.user.as_str()).collect();
+        let expected: Vec<&str> = NAMES.iter().rev().copied().collect();
+        assert_eq!(names, expected, "{}", db.backend);
+        assert_eq!(
+            json(&top),
+            reference::top_users(&records, &f, RankBy::Requests, 20)
+        );
+        db.cleanup().await;
+    }
+}
+
 #[tokio::test]
 async fn csv_export_quotes_and_neutralizes() {
     let store = DieselStore::connect("sqlite::memory:").await.unwrap();
