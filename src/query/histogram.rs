@@ -22,6 +22,30 @@ pub(crate) fn bucket(micros: i64) -> u16 {
     b.floor().min(f64::from(u16::MAX)) as u16
 }
 
+/// The lower bound of every bucket: entry `b` is the smallest duration in bucket `b` or
+/// above (`i64::MIN` for bucket 0), so that `v` lies in the last bucket whose bound is at
+/// most `v`. Buckets no integer falls in share the next bucket's bound. Lets a database
+/// bucket durations with integer comparisons alone, exactly as [`bucket`] does.
+pub(crate) fn lower_bounds() -> Vec<i64> {
+    let last = bucket(i64::MAX);
+    let mut bounds = vec![i64::MIN];
+    let mut low = 1i64;
+    for b in 1..=last {
+        // The smallest v ≥ low with bucket(v) ≥ b; `bucket` never decreases.
+        let mut high = i64::MAX;
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if bucket(mid) >= b {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        bounds.push(low);
+    }
+    bounds
+}
+
 /// The value a percentile in bucket `b` reports, in microseconds.
 pub(crate) fn representative(b: u16) -> u64 {
     if b == 0 {
@@ -55,6 +79,11 @@ pub(crate) struct Histogram {
 impl Histogram {
     pub(crate) fn add(&mut self, micros: i64, count: i64) {
         *self.counts.entry(bucket(micros)).or_default() += count;
+    }
+
+    /// Adds `count` durations known only by their bucket.
+    pub(crate) fn add_bucket(&mut self, b: u16, count: i64) {
+        *self.counts.entry(b).or_default() += count;
     }
 
     pub(crate) fn merge(&mut self, other: &Histogram) {
@@ -124,6 +153,24 @@ mod tests {
             let error = (q - v as f64).abs() - 0.5;
             assert!(error / (v as f64) < 0.0197, "{v} -> {q}");
             v = v * 11 / 10 + 1;
+        }
+    }
+
+    #[test]
+    fn lower_bounds_bucket_like_the_logarithm() {
+        let bounds = lower_bounds();
+        assert_eq!(bounds.len(), usize::from(bucket(i64::MAX)) + 1);
+        let by_bounds = |v: i64| bounds.partition_point(|&low| low <= v) - 1;
+        let mut v = -3i64;
+        while v < i64::MAX / 2 {
+            for probe in [v - 1, v, v + 1] {
+                assert_eq!(by_bounds(probe), usize::from(bucket(probe)), "{probe}");
+            }
+            v = if v < 100 { v + 1 } else { v + v / 97 };
+        }
+        for &low in &bounds[1..] {
+            assert_eq!(by_bounds(low), usize::from(bucket(low)));
+            assert_eq!(by_bounds(low - 1), usize::from(bucket(low - 1)));
         }
     }
 

@@ -9,11 +9,11 @@ use chrono_tz::Tz;
 
 use super::plan::{self, Group, Part, UserPart};
 use super::rollup::QUARTER_US;
-use super::sql::{AggRow, Dialect, HistPair, Sql, UserRow, UserSums, ValueCount};
+use super::sql::{AggRow, Dialect, HistPair, Sql, UserAgg, UserSums, ValueCount};
 use super::{exec, Backend, DieselStore, StoreError};
 use crate::query::{
-    weekday_hour, Breakdown, Dashboard, Dimension, Filter, Granularity, Histogram, Metrics,
-    PeakHours, Point, QueryError, RankBy, Series, SeriesKey, TimeSeries, Totals, UserRank,
+    lower_bounds, weekday_hour, Breakdown, Dashboard, Dimension, Filter, Granularity, Histogram,
+    Metrics, PeakHours, Point, QueryError, RankBy, Series, SeriesKey, TimeSeries, Totals, UserRank,
     UserUsage,
 };
 
@@ -452,28 +452,37 @@ impl DieselStore {
         let starts = Granularity::Day
             .starts(filter.range.from, filter.range.to, tz, max)
             .map_err(|buckets| QueryError::TooManyBuckets { buckets, max })?;
-        // One pass over the user's rows (through the user index), summed here: the
-        // rollups keep no user, and one read beats one per part of the answer.
+        // One pass over the user's rows (through the user index), summed in the
+        // database per day of `tz`, service and model, and counted per histogram bucket:
+        // the rollups keep no user, and a heavy user has far more rows than groups.
+        let days: Vec<i64> = starts.iter().map(DateTime::timestamp_micros).collect();
         let mut sql = Sql::new(self.dialect());
-        plan::user_rows(&mut sql, &filter, span.from, span.to);
-        let rows = load!(self, sql, UserRow)?;
+        let buckets = self.inner.buckets.get_or_init(lower_bounds);
+        plan::user_usage(&mut sql, &filter, (span.from, span.to), &days, buckets);
+        let rows = load!(self, sql, UserAgg)?;
         let mut all = Totals::default();
         let (mut latency, mut ttfb) = (Histogram::default(), Histogram::default());
         let mut services: HashMap<Option<String>, Totals> = HashMap::new();
         let mut models: HashMap<Option<String>, Totals> = HashMap::new();
         let mut points = Vec::with_capacity(rows.len());
+        let corrupt = || StoreError::Corrupt("a user's sums out of range".into());
         for row in rows {
-            let totals = row.totals();
-            all.add(&totals);
-            latency.add(row.duration_us, 1);
-            if let Some(t) = row.ttfb_us {
-                ttfb.add(t, 1);
+            let totals = row.measures.totals();
+            let k = usize::try_from(row.k.unwrap_or(0)).map_err(|_| corrupt())?;
+            match row.kind {
+                0 => {
+                    all.add(&totals);
+                    services.entry(row.service).or_default().add(&totals);
+                    models.entry(row.model).or_default().add(&totals);
+                    let at = *starts.get(k).ok_or_else(corrupt)?;
+                    points.push((None, at, totals));
+                }
+                kind => {
+                    let b = u16::try_from(k).map_err(|_| corrupt())?;
+                    let histogram = if kind == 1 { &mut latency } else { &mut ttfb };
+                    histogram.add_bucket(b, totals.requests);
+                }
             }
-            services.entry(row.service).or_default().add(&totals);
-            models.entry(row.model).or_default().add(&totals);
-            let at = DateTime::from_timestamp_micros(row.started_at_us)
-                .ok_or_else(|| StoreError::Corrupt("a start time out of range".into()))?;
-            points.push((None, at, totals));
         }
         let users = i64::from(all.requests > 0);
         Ok(UserUsage {

@@ -128,6 +128,8 @@ struct Inner {
     url: String,
     backend: Backend,
     limits: Limits,
+    /// The latency histogram's bucket bounds, for bucketing in SQL; made on first use.
+    buckets: std::sync::OnceLock<Vec<i64>>,
 }
 
 /// What queries may ask for, and how they read.
@@ -236,6 +238,7 @@ impl DieselStoreBuilder {
                 url,
                 backend,
                 limits: self.limits,
+                buckets: std::sync::OnceLock::new(),
             }),
         };
         let ready = async {

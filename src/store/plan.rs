@@ -334,12 +334,124 @@ pub(crate) fn rollup_histograms(sql: &mut Sql, filter: &Filter, parts: &[(Rollup
     });
 }
 
-/// The rows of one user's records, for [`UserRow`](super::sql::UserRow).
-pub(crate) fn user_rows(sql: &mut Sql, filter: &Filter, from: i64, to: i64) {
-    sql.push("SELECT ")
-        .push(super::sql::USER_ROW)
-        .push(" FROM usage_records");
-    raw_where(sql, filter, from, to);
+/// The index of the last of `lower` (ascending) at most `column`'s value, as nested
+/// `CASE`s: a binary search of about log₂(n) integer comparisons a row. Values below
+/// `lower[0]` count as 0.
+fn step_index(sql: &mut Sql, column: &str, lower: &[i64]) {
+    fn tree(sql: &mut Sql, column: &str, lower: &[i64], lo: usize, hi: usize) {
+        if hi - lo <= 1 {
+            sql.int(i64::try_from(lo).unwrap_or(i64::MAX));
+            return;
+        }
+        let mid = lo + (hi - lo) / 2;
+        sql.push("CASE WHEN ")
+            .push(column)
+            .push(" < ")
+            .int(lower[mid])
+            .push(" THEN ");
+        tree(sql, column, lower, lo, mid);
+        sql.push(" ELSE ");
+        tree(sql, column, lower, mid, hi);
+        sql.push(" END");
+    }
+    tree(sql, column, lower, 0, lower.len());
+}
+
+/// One user's records summed in the database, in one pass over their rows (the user
+/// index): rows of [`UserAgg`](super::sql::UserAgg) of three kinds. Kind 0: sums per
+/// day (the index into `days`, the days' starts in microseconds), service and model.
+/// Kinds 1 and 2: counts per latency and time-to-first-byte histogram bucket, bucketed
+/// with `buckets` (the histogram's bucket bounds).
+pub(crate) fn user_usage(
+    sql: &mut Sql,
+    filter: &Filter,
+    (from, to): (i64, i64),
+    days: &[i64],
+    buckets: &[i64],
+) {
+    let sums = [
+        ("1", "requests"),
+        ("err", "errors"),
+        ("tokens_in", "tokens_in"),
+        ("tokens_out", "tokens_out"),
+        ("tokens_cached_in", "tokens_cached"),
+        ("cost", "cost_micros"),
+        ("response_bytes", "response_bytes"),
+        ("duration_us", "duration_sum_us"),
+        ("COALESCE(ttfb_us, 0)", "ttfb_sum_us"),
+        ("CASE WHEN ttfb_us IS NULL THEN 0 ELSE 1 END", "ttfb_count"),
+        ("unpriced", "unpriced"),
+    ];
+    let user_rows = |sql: &mut Sql| {
+        sql.push("SELECT ");
+        step_index(sql, "started_at_us", days);
+        sql.push(" AS d, ");
+        step_index(sql, "duration_us", buckets);
+        sql.push(" AS lb, CASE WHEN ttfb_us IS NULL THEN NULL ELSE ");
+        step_index(sql, "ttfb_us", buckets);
+        sql.push(
+            " END AS tb, service, model, CASE WHEN outcome <> 'success' THEN 1 ELSE 0 END \
+             AS err, duration_us, ttfb_us, tokens_in, tokens_out, tokens_cached_in, \
+             COALESCE(cost_micros, 0) AS cost, response_bytes, unpriced FROM usage_records",
+        );
+        raw_where(sql, filter, from, to);
+    };
+    if sql.dialect == super::sql::Dialect::Postgres {
+        // Grouping sets: the three sums in one pass, nothing written aside.
+        let kind = "CASE WHEN GROUPING(d) = 0 THEN 0 WHEN GROUPING(lb) = 0 THEN 1 ELSE 2 END";
+        let (kind, k) = (sql.as_bigint(kind), sql.as_bigint("COALESCE(d, lb, tb)"));
+        sql.push("SELECT ").push(&kind).push(" AS kind, ").push(&k);
+        sql.push(" AS k, service, model");
+        for (expr, name) in sums {
+            let sum = sql.sum(expr);
+            sql.push(", ").push(&sum).push(" AS ").push(name);
+        }
+        sql.push(" FROM (");
+        user_rows(sql);
+        sql.push(") u GROUP BY GROUPING SETS ((d, service, model), (lb), (tb))");
+        // `tb` is NULL without a time to first byte: that group is not a bucket.
+        sql.push(" HAVING GROUPING(tb) = 1 OR tb IS NOT NULL");
+        return;
+    }
+    // Read once into a table of its own (where the backend lets us say so), then summed
+    // three ways.
+    let materialized = if sql.dialect == super::sql::Dialect::Mysql {
+        ""
+    } else {
+        "MATERIALIZED "
+    };
+    sql.push("WITH u AS ").push(materialized).push("(");
+    user_rows(sql);
+    let (kind0, day) = (sql.bigint(0), sql.as_bigint("d"));
+    sql.push(") SELECT ")
+        .push(&kind0)
+        .push(" AS kind, ")
+        .push(&day);
+    sql.push(" AS k, service, model");
+    for (expr, name) in sums {
+        let sum = sql.sum(expr);
+        sql.push(", ").push(&sum).push(" AS ").push(name);
+    }
+    sql.push(" FROM u GROUP BY d, service, model");
+    let (zero, null, count) = (sql.bigint(0), sql.null_text(), sql.sum("1"));
+    for (kind, column) in [(1, "lb"), (2, "tb")] {
+        let (kind, bucket) = (sql.bigint(kind), sql.as_bigint(column));
+        sql.push(" UNION ALL SELECT ")
+            .push(&kind)
+            .push(", ")
+            .push(&bucket);
+        sql.push(", ")
+            .push(null)
+            .push(", ")
+            .push(null)
+            .push(", ")
+            .push(&count);
+        for _ in &sums[1..] {
+            sql.push(", ").push(&zero);
+        }
+        sql.push(" FROM u WHERE ").push(column);
+        sql.push(" IS NOT NULL GROUP BY ").push(column);
+    }
 }
 
 /// The per-user sums over `parts` ([`UserSums`](super::sql::UserSums) rows): the users

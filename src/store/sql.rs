@@ -5,7 +5,7 @@
 use diesel::backend::Backend;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, Binary, HasSqlType, Integer, Nullable, SmallInt, Text};
+use diesel::sql_types::{BigInt, Binary, HasSqlType, Integer, Nullable, Text};
 use diesel::QueryableByName;
 
 /// The SQL flavour of a backend.
@@ -145,6 +145,21 @@ impl Sql {
         match self.dialect {
             Dialect::Mysql => format!("({expr} DIV {by})"),
             Dialect::Sqlite | Dialect::Postgres => format!("({expr} / {by})"),
+        }
+    }
+
+    /// The integer `n` typed `BIGINT`, as a `UNION`'s branches and the row types need.
+    pub(crate) fn bigint(&self, n: i64) -> String {
+        self.as_bigint(&n.to_string())
+    }
+
+    /// The integer expression `expr` typed `BIGINT` (small literals are 32-bit integers
+    /// on PostgreSQL).
+    pub(crate) fn as_bigint(&self, expr: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => expr.to_owned(),
+            Dialect::Postgres => format!("CAST({expr} AS BIGINT)"),
+            Dialect::Mysql => format!("CAST({expr} AS SIGNED)"),
         }
     }
 
@@ -343,53 +358,19 @@ pub(crate) struct KeyRow {
 }
 
 /// What one user's usage needs of each of the user's records.
+/// One row of [`plan::user_usage`](super::plan::user_usage): sums per day, service and
+/// model (kind 0), or a count per latency (kind 1) or time-to-first-byte (kind 2)
+/// histogram bucket `k`, in `requests`.
 #[derive(Debug, Clone, QueryableByName)]
-pub(crate) struct UserRow {
+pub(crate) struct UserAgg {
     #[diesel(sql_type = BigInt)]
-    pub(crate) started_at_us: i64,
+    pub(crate) kind: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub(crate) k: Option<i64>,
     #[diesel(sql_type = Nullable<Text>)]
     pub(crate) service: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub(crate) model: Option<String>,
-    #[diesel(sql_type = Text)]
-    outcome: String,
-    #[diesel(sql_type = BigInt)]
-    pub(crate) duration_us: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub(crate) ttfb_us: Option<i64>,
-    #[diesel(sql_type = BigInt)]
-    tokens_in: i64,
-    #[diesel(sql_type = BigInt)]
-    tokens_out: i64,
-    #[diesel(sql_type = BigInt)]
-    tokens_cached_in: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    cost_micros: Option<i64>,
-    #[diesel(sql_type = BigInt)]
-    response_bytes: i64,
-    #[diesel(sql_type = SmallInt)]
-    unpriced: i16,
-}
-
-/// The columns of [`UserRow`], in order.
-pub(crate) const USER_ROW: &str = "started_at_us, service, model, outcome, duration_us, ttfb_us, \
-     tokens_in, tokens_out, tokens_cached_in, cost_micros, response_bytes, unpriced";
-
-impl UserRow {
-    /// The record's contribution to the sums, as the rollups count it.
-    pub(crate) fn totals(&self) -> crate::query::Totals {
-        crate::query::Totals {
-            requests: 1,
-            errors: i64::from(self.outcome != "success"),
-            tokens_in: self.tokens_in,
-            tokens_out: self.tokens_out,
-            tokens_cached: self.tokens_cached_in,
-            cost_micros: self.cost_micros.unwrap_or(0),
-            response_bytes: self.response_bytes,
-            duration_sum_us: self.duration_us,
-            ttfb_sum_us: self.ttfb_us.unwrap_or(0),
-            ttfb_count: i64::from(self.ttfb_us.is_some()),
-            unpriced: i64::from(self.unpriced),
-        }
-    }
+    #[diesel(embed)]
+    pub(crate) measures: Measures,
 }
