@@ -464,14 +464,8 @@ pub(crate) fn user_sums(
     order: &str,
     limit: usize,
 ) {
-    const COLUMNS: [&str; 6] = [
-        "requests",
-        "errors",
-        "tokens_in",
-        "tokens_out",
-        "tokens_cached",
-        "cost_micros",
-    ];
+    // The per-user rollups keep the first six measures.
+    const COLUMNS: &[&str] = MEASURES.split_at(6).0;
     sql.push("SELECT k1, COUNT(*) OVER () AS groups");
     for c in COLUMNS {
         let sum = sql.sum(c);
