@@ -685,6 +685,49 @@ async fn odd_user_names_survive_the_per_user_sums() {
     }
 }
 
+/// `user_usage` finds each record's day with a binary search written into the statement:
+/// ten years of days (3,650 of them, in a zone with daylight saving) still make a
+/// statement every backend takes, with the record on the right day.
+#[tokio::test]
+async fn user_usage_over_ten_years_of_days() {
+    for db in fresh("decade_usage").await {
+        let store = DieselStore::connect(&db.url).await.unwrap();
+        let to = at(2026, 1, 1, 0, 0);
+        let from = to - chrono::Duration::days(3_650);
+        let records = vec![
+            UsageRecord::builder()
+                .started_at(from + chrono::Duration::minutes(1))
+                .user("old")
+                .duration(Duration::from_micros(1))
+                .build(),
+            UsageRecord::builder()
+                .started_at(at(2021, 7, 4, 3, 30))
+                .user("old")
+                .duration(Duration::from_secs(3_600))
+                .build(),
+        ];
+        store.write_batch(&records).await.unwrap();
+        let tz: Tz = "America/New_York".parse().unwrap();
+        let f = Filter::new(TimeRange::between(from, to));
+        let usage = store.user_usage("old", &f, tz).await.unwrap();
+        assert_eq!(usage.metrics.requests, 2, "{}", db.backend);
+        let days = &usage.daily.series[0].points;
+        assert_eq!(days.len(), usage.daily.buckets.len());
+        let busy: Vec<_> = usage
+            .daily
+            .buckets
+            .iter()
+            .zip(days)
+            .filter(|(_, p)| p.requests > 0)
+            .map(|(b, _)| b.with_timezone(&tz).date_naive().to_string())
+            .collect();
+        // 03:30 UTC on 4 July is 23:30 on 3 July in New York.
+        let first = from.with_timezone(&tz).date_naive().to_string();
+        assert_eq!(busy, [first.as_str(), "2021-07-03"], "{}", db.backend);
+        db.cleanup().await;
+    }
+}
+
 #[tokio::test]
 async fn csv_export_quotes_and_neutralizes() {
     let store = DieselStore::connect("sqlite::memory:").await.unwrap();
