@@ -78,7 +78,7 @@ pub(crate) struct Histogram {
 
 impl Histogram {
     pub(crate) fn add(&mut self, micros: i64, count: i64) {
-        *self.counts.entry(bucket(micros)).or_default() += count;
+        self.add_bucket(bucket(micros), count);
     }
 
     /// Adds `count` durations known only by their bucket.

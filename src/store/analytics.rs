@@ -17,27 +17,23 @@ use crate::query::{
     UserUsage,
 };
 
-/// Runs `$sql` on a pooled connection and reads rows of `$ty`.
+/// Runs `$sql` on a pooled connection and reads rows of `$ty`; with `rollups` true, as
+/// a statement over the rollups only (see [`exec::load_rollups`]).
 macro_rules! load {
-    ($self:expr, $sql:expr, $ty:ty) => {{
+    ($self:expr, $sql:expr, $ty:ty) => {
+        load!($self, $sql, $ty, false)
+    };
+    ($self:expr, $sql:expr, $ty:ty, $rollups:expr) => {{
         let sql: Sql = $sql;
+        let (rollups, dialect): (bool, Dialect) = ($rollups, $self.dialect());
         with_conn!($self, $self.connect_error(), |conn, backend| {
-            exec::load::<_, $ty>(&mut *conn, sql)
-                .await
-                .map_err($self.query_error())
-        })
-    }};
-}
-
-/// [`load!`] for a statement over the rollups only (see [`exec::load_rollups`]).
-macro_rules! load_rollups {
-    ($self:expr, $sql:expr, $ty:ty) => {{
-        let sql: Sql = $sql;
-        let dialect = $self.dialect();
-        with_conn!($self, $self.connect_error(), |conn, backend| {
-            exec::load_rollups::<_, $ty>(&mut *conn, dialect, sql)
-                .await
-                .map_err($self.query_error())
+            if rollups {
+                exec::load_rollups::<_, $ty>(&mut *conn, dialect, sql)
+            } else {
+                exec::load::<_, $ty>(&mut *conn, sql)
+            }
+            .await
+            .map_err($self.query_error())
         })
     }};
 }
@@ -392,11 +388,7 @@ impl DieselStore {
             RankBy::Cost => sql.sum("cost_micros"),
         };
         plan::user_sums(&mut sql, filter, &parts, &order, limit);
-        let rows = if rollups {
-            load_rollups!(self, sql, UserSums)?
-        } else {
-            load!(self, sql, UserSums)?
-        };
+        let rows = load!(self, sql, UserSums, rollups)?;
         let users = rows.first().map_or(0, |r| r.groups);
         let ranks = rows
             .into_iter()
