@@ -41,19 +41,85 @@ pub struct UsageHandle {
 pub(crate) type Slot = Arc<Mutex<InFlight>>;
 
 /// The record of a request in flight, and what the handle said about it.
+///
+/// A request writes only what it measured and what it read from the request head; the
+/// whole [`UsageRecord`] is assembled by the recorder's worker. The state then stays a
+/// few cache lines long, which matters because it is written on one core and read on
+/// another for every request.
 #[derive(Debug)]
 pub(crate) struct InFlight {
     /// `None` once the recorder's worker has taken the record.
-    pub(crate) record: Option<UsageRecord>,
+    measured: Option<Measured>,
     /// The request-side values, not yet turned into the record's text fields.
-    extracted: Extracted,
-    /// Boxed, and only once a value is set: most requests set none, and a smaller state
-    /// keeps its allocation among the allocator's small sizes (a state of 1 KiB or more
-    /// made every fresh allocation sweep the allocator's free lists). Kept, emptied,
+    extracted: Option<Extracted>,
+    /// A record begun before the request ended (see [`Base`]).
+    base: Base,
+    /// Boxed, and only once a value is set: most requests set none. Kept, emptied,
     /// when the state is reused.
     overrides: Option<Box<Overrides>>,
     /// Set when the request ended: from then on the handle changes nothing.
     finished: bool,
+}
+
+/// What the layer measured of a request: the record's fields known on the request path.
+#[derive(Debug, Clone)]
+pub(crate) struct Measured {
+    pub(crate) method: Option<http::Method>,
+    pub(crate) request_bytes: Option<u64>,
+    pub(crate) status: Option<http::StatusCode>,
+    pub(crate) ttfb: Option<std::time::Duration>,
+    pub(crate) outcome: Outcome,
+    pub(crate) duration: std::time::Duration,
+    pub(crate) response_bytes: u64,
+}
+
+impl Measured {
+    /// A request that has just arrived.
+    pub(crate) fn arrived(method: http::Method, request_bytes: Option<u64>) -> Self {
+        Measured {
+            method: Some(method),
+            request_bytes,
+            status: None,
+            ttfb: None,
+            outcome: Outcome::Success,
+            duration: std::time::Duration::ZERO,
+            response_bytes: 0,
+        }
+    }
+
+    fn of(record: &UsageRecord) -> Self {
+        Measured {
+            method: record.method.clone(),
+            request_bytes: record.request_bytes,
+            status: record.status,
+            ttfb: record.ttfb,
+            outcome: record.outcome,
+            duration: record.duration,
+            response_bytes: record.response_bytes,
+        }
+    }
+
+    fn apply(self, record: &mut UsageRecord) {
+        record.method = self.method;
+        record.request_bytes = self.request_bytes;
+        record.status = self.status;
+        record.ttfb = self.ttfb;
+        record.outcome = self.outcome;
+        record.duration = self.duration;
+        record.response_bytes = self.response_bytes;
+    }
+}
+
+/// A whole record written into before the request ended: by a response hook, or the
+/// record a detached handle starts from. Most requests need none; the allocation of one
+/// that did is kept for the state's next request.
+#[derive(Debug)]
+enum Base {
+    None,
+    /// An allocation to reuse, holding a blank record.
+    Spare(Box<UsageRecord>),
+    /// This request's record so far.
+    Used(Box<UsageRecord>),
 }
 
 /// Values set through the handle; applied over the record when it is finished.
@@ -137,36 +203,43 @@ impl UsageHandle {
         Self::attached(UsageRecord::builder().build(), Extracted::default())
     }
 
+    /// A handle whose record starts as `record` (detached handles and tests).
     pub(crate) fn attached(record: UsageRecord, extracted: Extracted) -> Self {
-        Self::attached_in(None, record, extracted)
+        let measured = Measured::of(&record);
+        Self::new_state(measured, extracted, Base::Used(Box::new(record)))
     }
 
-    /// A handle whose state lives in `slot`, an emptied one handed back by the recorder,
-    /// when there is one.
+    fn new_state(measured: Measured, extracted: Extracted, base: Base) -> Self {
+        UsageHandle {
+            inner: Arc::new(Mutex::new(InFlight {
+                measured: Some(measured),
+                extracted: Some(extracted),
+                base,
+                overrides: None,
+                finished: false,
+            })),
+        }
+    }
+
+    /// The handle of a request the layer meters. Its state lives in `slot`, an emptied
+    /// one handed back by the recorder, when there is one.
     pub(crate) fn attached_in(
         slot: Option<Slot>,
-        record: UsageRecord,
+        measured: Measured,
         extracted: Extracted,
     ) -> Self {
         if let Some(mut slot) = slot {
             if let Some(mutex) = Arc::get_mut(&mut slot) {
                 mutex.clear_poison();
-                // The overrides were emptied when the record was taken.
+                // The overrides and the base were emptied when the record was taken.
                 let reused = mutex.get_mut().unwrap_or_else(PoisonError::into_inner);
-                reused.record = Some(record);
-                reused.extracted = extracted;
+                reused.measured = Some(measured);
+                reused.extracted = Some(extracted);
                 reused.finished = false;
                 return UsageHandle { inner: slot };
             }
         }
-        UsageHandle {
-            inner: Arc::new(Mutex::new(InFlight {
-                record: Some(record),
-                extracted,
-                overrides: None,
-                finished: false,
-            })),
-        }
+        Self::new_state(measured, extracted, Base::None)
     }
 
     /// The emptied state, for reuse, when no clone of this handle is left.
@@ -183,16 +256,40 @@ impl UsageHandle {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Marks the request as ended and lets `f` complete the record. Returns `false` (and
-    /// does nothing) if it had already ended.
-    pub(crate) fn finish(&self, f: impl FnOnce(&mut UsageRecord)) -> bool {
+    /// Lets `f` write into the whole record before the request ends (a response hook).
+    /// `None` once the record is finished.
+    pub(crate) fn with_record<T>(&self, f: impl FnOnce(&mut UsageRecord) -> T) -> Option<T> {
+        let mut in_flight = self.lock();
+        let in_flight = &mut *in_flight;
+        if in_flight.finished {
+            return None;
+        }
+        let measured = in_flight.measured.as_mut()?;
+        let mut record = match std::mem::replace(&mut in_flight.base, Base::None) {
+            Base::Used(record) => record,
+            Base::Spare(record) => record,
+            Base::None => Box::new(UsageRecord::unstarted()),
+        };
+        // What the request measured so far is the record's; what `f` changes of it wins.
+        record.method.clone_from(&measured.method);
+        record.request_bytes = measured.request_bytes;
+        let result = f(&mut record);
+        measured.method.clone_from(&record.method);
+        measured.request_bytes = record.request_bytes;
+        in_flight.base = Base::Used(record);
+        Some(result)
+    }
+
+    /// Marks the request as ended and lets `f` complete what was measured. Returns
+    /// `false` (and does nothing) if it had already ended.
+    pub(crate) fn finish(&self, f: impl FnOnce(&mut Measured)) -> bool {
         let mut in_flight = self.lock();
         if in_flight.finished {
             return false;
         }
         in_flight.finished = true;
-        if let Some(record) = in_flight.record.as_mut() {
-            f(record);
+        if let Some(measured) = in_flight.measured.as_mut() {
+            f(measured);
         }
         true
     }
@@ -201,8 +298,24 @@ impl UsageHandle {
     /// extractors' values, and the handle's values win over both. `None` if already taken.
     pub(crate) fn take_record(&self, anchor: &Anchor) -> Option<UsageRecord> {
         let mut in_flight = self.lock();
-        let mut record = in_flight.record.take()?;
-        std::mem::take(&mut in_flight.extracted).fill(&mut record, anchor);
+        let in_flight = &mut *in_flight;
+        // `take` leaves only a tag behind: the request's core keeps the rest of the state.
+        let measured = in_flight.measured.take()?;
+        let mut record = match std::mem::replace(&mut in_flight.base, Base::None) {
+            Base::Used(mut boxed) => {
+                let record = std::mem::replace(&mut *boxed, UsageRecord::unstarted());
+                in_flight.base = Base::Spare(boxed);
+                record
+            }
+            spare => {
+                in_flight.base = spare;
+                UsageRecord::unstarted()
+            }
+        };
+        measured.apply(&mut record);
+        if let Some(extracted) = in_flight.extracted.take() {
+            extracted.fill(&mut record, anchor);
+        }
         if let Some(overrides) = in_flight.overrides.as_deref_mut() {
             std::mem::take(overrides).apply(&mut record);
         }
@@ -388,10 +501,10 @@ mod tests {
     fn calls_after_finish_are_ignored() {
         let handle = UsageHandle::detached();
         assert!(!handle.is_finished());
-        assert!(handle.finish(|record| record.response_bytes = 7));
+        assert!(handle.finish(|measured| measured.response_bytes = 7));
         assert!(handle.is_finished());
         assert!(
-            !handle.finish(|record| record.response_bytes = 8),
+            !handle.finish(|measured| measured.response_bytes = 8),
             "only once"
         );
         handle.set_user("late");
@@ -437,7 +550,7 @@ mod reuse_tests {
 
         let second = UsageHandle::attached_in(
             Some(slot),
-            UsageRecord::builder().build(),
+            Measured::arrived(http::Method::GET, None),
             Extracted::default(),
         );
         assert_eq!(second.model(), None);
@@ -448,6 +561,33 @@ mod reuse_tests {
         assert!(record.metadata.is_null());
         assert_eq!(record.outcome, Outcome::Success);
         assert_eq!(record.user.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn a_hook_writes_under_the_handle_and_its_record_is_not_reused() {
+        let measured = || Measured::arrived(http::Method::POST, Some(10));
+        let handle = UsageHandle::attached_in(None, measured(), Extracted::default());
+        handle.set_model("from-handle");
+        handle.with_record(|record| {
+            assert_eq!(record.method, Some(http::Method::POST), "measured so far");
+            record.model = Some("from-hook".into());
+            record.provider = Some("from-hook".into());
+            record.request_bytes = Some(12);
+        });
+        assert!(handle.finish(|m| m.status = Some(http::StatusCode::OK)));
+        assert!(handle.with_record(|_| ()).is_none(), "finished");
+        let record = handle.take_record(&Anchor::now()).unwrap();
+        assert_eq!(record.model.as_deref(), Some("from-handle"));
+        assert_eq!(record.provider.as_deref(), Some("from-hook"));
+        assert_eq!(record.request_bytes, Some(12), "the hook's change wins");
+        assert_eq!(record.status, Some(http::StatusCode::OK));
+
+        let slot = handle.into_slot().expect("no clone left");
+        let next = UsageHandle::attached_in(Some(slot), measured(), Extracted::default());
+        assert!(next.finish(|_| {}));
+        let record = next.take_record(&Anchor::now()).unwrap();
+        assert_eq!((record.model, record.provider), (None, None));
+        assert_eq!(record.request_bytes, Some(10));
     }
 
     #[test]

@@ -66,20 +66,21 @@ pub(crate) enum Route {
     Matched(axum::extract::MatchedPath),
     /// A short path, copied (see [`Value`]'s header values for why).
     Short(Inline),
-    Path(http::Uri),
+    Path(http::uri::PathAndQuery),
 }
 
 impl Route {
     /// axum's route template when the router matched one, else the path.
-    pub(crate) fn of(request: &http::request::Parts) -> Self {
+    pub(crate) fn of(request: &http::request::Parts) -> Option<Self> {
         #[cfg(feature = "axum")]
         if let Some(matched) = request.extensions.get::<axum::extract::MatchedPath>() {
-            return Route::Matched(matched.clone());
+            return Some(Route::Matched(matched.clone()));
         }
         let path = request.uri.path();
         match Inline::new(path.as_bytes()) {
-            Some(inline) => Route::Short(inline),
-            None => Route::Path(request.uri.clone()),
+            Some(inline) => Some(Route::Short(inline)),
+            // A path too long to copy has a path-and-query to share.
+            None => request.uri.path_and_query().cloned().map(Route::Path),
         }
     }
 
@@ -88,7 +89,7 @@ impl Route {
             #[cfg(feature = "axum")]
             Route::Matched(matched) => Cow::Borrowed(matched.as_str()),
             Route::Short(path) => String::from_utf8_lossy(path.as_bytes()),
-            Route::Path(uri) => Cow::Borrowed(uri.path()),
+            Route::Path(path) => Cow::Borrowed(path.path()),
         }
     }
 }
@@ -120,5 +121,23 @@ impl Extracted {
                 record.client = ClientPlatform::from_user_agent(&agent.as_str());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(uri: &str) -> String {
+        let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
+        Route::of(&parts).expect("a path").as_str().into_owned()
+    }
+
+    #[test]
+    fn the_route_is_the_path_without_its_query_short_or_long() {
+        assert_eq!(route("/v1/chat?x=1"), "/v1/chat");
+        let long = format!("/v1/{}", "segment/".repeat(10));
+        assert!(long.len() > Inline::CAPACITY);
+        assert_eq!(route(&format!("{long}?key=secret")), long);
     }
 }

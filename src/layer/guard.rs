@@ -74,13 +74,10 @@ impl RecordGuard {
         if hook.is_noop() {
             return;
         }
-        let panicked = match pending.handle.lock().record.as_mut() {
-            Some(record) => {
-                catch_unwind(AssertUnwindSafe(|| hook.on_response(response, record))).is_err()
-            }
-            None => false,
-        };
-        if panicked {
+        let panicked = pending.handle.with_record(|record| {
+            catch_unwind(AssertUnwindSafe(|| hook.on_response(response, record))).is_err()
+        });
+        if panicked == Some(true) {
             Counters::add(&pending.recorder.counters().extractor_panics, 1);
         }
     }
@@ -93,14 +90,14 @@ impl RecordGuard {
         let duration = pending.start.elapsed();
         let response_bytes = pending.response_bytes;
         let head = pending.head;
-        let finished_now = pending.handle.finish(|record| {
+        let finished_now = pending.handle.finish(|measured| {
             if let Some((status, ttfb)) = head {
-                record.status = Some(status);
-                record.ttfb = Some(ttfb);
+                measured.status = Some(status);
+                measured.ttfb = Some(ttfb);
             }
-            record.outcome = outcome;
-            record.duration = duration;
-            record.response_bytes = response_bytes;
+            measured.outcome = outcome;
+            measured.duration = duration;
+            measured.response_bytes = response_bytes;
         });
         if finished_now {
             // The handle itself goes through the queue: no copy of the record here, and

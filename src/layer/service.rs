@@ -11,8 +11,7 @@ use super::future::ResponseFuture;
 use super::guard::RecordGuard;
 use super::layer::Extractors;
 use crate::extract::{Extract, OnResponse, Value};
-use crate::handle::UsageHandle;
-use crate::record::UsageRecord;
+use crate::handle::{Measured, UsageHandle};
 use crate::recorder::stats::Counters;
 use crate::recorder::Recorder;
 
@@ -101,14 +100,13 @@ where
         let (mut parts, body) = request.into_parts();
 
         // The start time and id are filled in by the worker, from `start`.
-        let mut record = UsageRecord::unstarted();
-        record.request_bytes = parts
+        let request_bytes = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
         let is_head = parts.method == http::Method::HEAD;
-        record.method = Some(parts.method.clone());
+        let measured = Measured::arrived(parts.method.clone(), request_bytes);
         // Only cheap clones here; the worker turns these into text (see `Extracted`).
         let x = &state.extractors;
         let extracted = Extracted {
@@ -117,7 +115,7 @@ where
             model: state.run(&x.model, &parts),
             provider: state.run(&x.provider, &parts),
             country: state.run(&x.country, &parts),
-            route: Some(Route::of(&parts)),
+            route: Route::of(&parts),
             user_agent: parts
                 .headers
                 .get(http::header::USER_AGENT)
@@ -126,7 +124,7 @@ where
             start: Some(start),
         };
 
-        let handle = UsageHandle::attached_in(state.recorder.spare_slot(), record, extracted);
+        let handle = UsageHandle::attached_in(state.recorder.spare_slot(), measured, extracted);
         parts.extensions.insert(handle.clone());
         let guard = RecordGuard::new(handle, state.recorder.clone(), start);
         let inner = self.inner.call(Request::from_parts(parts, body));
