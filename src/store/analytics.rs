@@ -382,12 +382,7 @@ impl DieselStore {
             vec![UserPart::Raw(span.from, span.to)]
         };
         let mut sql = Sql::new(self.dialect());
-        let order = match by {
-            RankBy::Requests => sql.sum("requests"),
-            RankBy::Tokens => format!("{} + {}", sql.sum("tokens_in"), sql.sum("tokens_out")),
-            RankBy::Cost => sql.sum("cost_micros"),
-        };
-        plan::user_sums(&mut sql, filter, &parts, &order, limit);
+        plan::user_sums(&mut sql, filter, &parts, by, limit);
         let rows = load!(self, sql, UserSums, rollups)?;
         let users = rows.first().map_or(0, |r| r.groups);
         let ranks = rows
