@@ -484,10 +484,13 @@ pub(crate) fn user_sums(
     sql.push("WITH ranked AS (SELECT k1, COUNT(*) OVER () AS groups, ");
     let ranked = sql.sum("metric");
     sql.push(&ranked).push(" AS metric FROM (");
+    // Ranked by requests, the ranked sum also tells who has none.
+    let requests_column = by != RankBy::Requests;
     sql.list(&parts, " UNION ALL ", |sql, &(rollup, from, to, sign)| {
-        sql.push("SELECT user_id AS k1, ")
-            .push(sign)
-            .push("requests AS requests, ");
+        sql.push("SELECT user_id AS k1, ");
+        if requests_column {
+            sql.push(sign).push("requests AS requests, ");
+        }
         sql.push(sign)
             .push("(")
             .push(metric)
@@ -495,7 +498,11 @@ pub(crate) fn user_sums(
         sql.push(rollup.table());
         slots_where(sql, "slot", from, to);
     });
-    let requests = sql.sum("requests");
+    let requests = sql.sum(if requests_column {
+        "requests"
+    } else {
+        "metric"
+    });
     let name = sql.bytewise("k1");
     sql.push(") t GROUP BY k1 HAVING ")
         .push(&requests)
