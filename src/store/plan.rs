@@ -291,13 +291,31 @@ fn part_select(sql: &mut Sql, filter: &Filter, group: Group, part: Part) {
 
 /// Sums over `parts`, grouped by `group`; rows of [`AggRow`](super::sql::AggRow).
 pub(crate) fn aggregate(sql: &mut Sql, filter: &Filter, group: Group, parts: &[Part]) {
+    // Grouped by their own 15-minute slot, the per-slot totals' rows are whole groups
+    // already (no other part reads those slots): only the other parts need summing,
+    // and summing thousands of one-row groups cost more than reading them.
+    let (whole, summed): (Vec<Part>, Vec<Part>) = if group.key.is_none() && group.slot_us.is_some()
+    {
+        parts.iter().partition(|p| matches!(p, Part::Totals(..)))
+    } else {
+        (Vec::new(), parts.to_vec())
+    };
+    sql.list(&whole, " UNION ALL ", |sql, part| {
+        part_select(sql, filter, group, *part);
+    });
+    if summed.is_empty() {
+        return;
+    }
+    if !whole.is_empty() {
+        sql.push(" UNION ALL ");
+    }
     sql.push("SELECT k1, slot");
     for m in MEASURES {
         let sum = sql.sum(m);
         sql.push(", ").push(&sum).push(" AS ").push(m);
     }
     sql.push(" FROM (");
-    sql.list(parts, " UNION ALL ", |sql, part| {
+    sql.list(&summed, " UNION ALL ", |sql, part| {
         part_select(sql, filter, group, *part);
     });
     sql.push(") t GROUP BY k1, slot");
