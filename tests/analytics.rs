@@ -762,3 +762,47 @@ async fn csv_export_quotes_and_neutralizes() {
     assert_eq!(&rows[1][user], "line\nbreak");
     assert_eq!(&rows[1][model], "'@model");
 }
+
+/// A stored histogram the crate cannot read is reported as corrupt data, not read as
+/// zeros and not a panic, also on a current-thread runtime (where cancelling the
+/// dashboard's other SQLite queries in flight panicked inside diesel-async).
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn an_unreadable_rollup_histogram_is_an_error() {
+    use diesel::{Connection, RunQueryDsl};
+    let dir = std::env::temp_dir().join(format!("tower-usage-hist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("usage.db");
+    let _ = std::fs::remove_file(&path);
+    let store = DieselStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let day = micros(20_000 * DAY);
+    let records: Vec<UsageRecord> = (0..3)
+        .map(|d| {
+            UsageRecord::builder()
+                .started_at(day + chrono::Duration::days(d) + chrono::Duration::hours(1))
+                .user("u")
+                .build()
+        })
+        .collect();
+    store.write_batch(&records).await.unwrap();
+    let f = Filter::new(TimeRange::between(day, day + chrono::Duration::days(3)));
+    assert_eq!(store.metrics(&f).await.unwrap().requests, 3);
+
+    let mut conn = diesel::SqliteConnection::establish(&path.display().to_string()).unwrap();
+    diesel::sql_query("UPDATE usage_rollup_1d SET latency_hist = '7:x'")
+        .execute(&mut conn)
+        .unwrap();
+    let metrics = store.metrics(&f).await;
+    assert!(
+        matches!(metrics, Err(StoreError::Corrupt(_))),
+        "{metrics:?}"
+    );
+    let dashboard = store.dashboard(&f, Tz::UTC).await;
+    assert!(
+        matches!(dashboard, Err(StoreError::Corrupt(_))),
+        "{dashboard:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -131,12 +131,22 @@ impl Histogram {
 
     /// Reads [`encode`](Self::encode)'s form; `None` for text it did not write.
     pub(crate) fn decode(text: &str) -> Option<Histogram> {
-        let mut counts = BTreeMap::new();
+        let mut histogram = Histogram::default();
+        histogram.merge_encoded(text)?;
+        Some(histogram)
+    }
+
+    /// Adds the counts of [`encode`](Self::encode)'s form, without building a histogram
+    /// of them first (a dashboard merges thousands). `None` for text it did not write;
+    /// `self` may then hold part of it.
+    pub(crate) fn merge_encoded(&mut self, text: &str) -> Option<()> {
         for pair in text.split(',').filter(|p| !p.is_empty()) {
             let (b, n) = pair.split_once(':')?;
-            counts.insert(b.parse().ok()?, n.parse().ok()?);
+            let (b, n): (u16, i64) = (b.parse().ok()?, n.parse().ok()?);
+            let slot = self.counts.entry(b).or_default();
+            *slot = slot.saturating_add(n);
         }
-        Some(Histogram { counts })
+        Some(())
     }
 }
 

@@ -136,11 +136,13 @@ impl DieselStore {
             key: None,
             slot_us: None,
         };
-        let (totals, (_, users), (latency, ttfb)) = tokio::try_join!(
+        // `join!`, not `try_join!`: see `dashboard`.
+        let (totals, ranked, histograms) = tokio::join!(
             self.aggregate(filter, &span, group, true),
             self.ranked(filter, &span, RankBy::Requests, 1),
             self.histograms(filter, &span),
-        )?;
+        );
+        let (totals, (_, users), (latency, ttfb)) = (totals?, ranked?, histograms?);
         let mut sum = Totals::default();
         totals
             .iter()
@@ -184,9 +186,10 @@ impl DieselStore {
             let mut sql = Sql::new(self.dialect());
             plan::rollup_histograms(&mut sql, filter, &rolled);
             for row in load!(self, sql, HistPair)? {
-                let bad = || StoreError::Corrupt("an unreadable rollup histogram".into());
-                latency.merge(&Histogram::decode(&row.latency_hist).ok_or_else(bad)?);
-                ttfb.merge(&Histogram::decode(&row.ttfb_hist).ok_or_else(bad)?);
+                let read = latency
+                    .merge_encoded(&row.latency_hist)
+                    .and(ttfb.merge_encoded(&row.ttfb_hist));
+                read.ok_or_else(|| StoreError::Corrupt("an unreadable rollup histogram".into()))?;
             }
         }
         Ok((latency, ttfb))
@@ -499,14 +502,19 @@ impl DieselStore {
             key: Some(Dimension::Service),
             slot_us: None,
         };
-        let (services, (latency, ttfb), by_model, daily, (top_users, users), peak_hours) = tokio::try_join!(
+        // Every part runs to its end even when one fails: cancelling a SQLite query in
+        // flight makes diesel-async block in place, which panics on a current-thread
+        // runtime.
+        let (services, histograms, by_model, daily, ranked, peak_hours) = tokio::join!(
             self.aggregate(filter, &span, services, true),
             self.histograms(filter, &span),
             self.by_model(filter, DASHBOARD_ROWS),
             self.time_series(filter, Granularity::Day, tz),
             self.ranked(filter, &span, RankBy::Requests, DASHBOARD_ROWS),
             self.peak_hours(filter, tz),
-        )?;
+        );
+        let (services, (latency, ttfb), by_model) = (services?, histograms?, by_model?);
+        let (daily, (top_users, users), peak_hours) = (daily?, ranked?, peak_hours?);
         let mut totals = Totals::default();
         let services = services
             .into_iter()
