@@ -538,13 +538,8 @@ pub(crate) fn user_sums(
     }
     sql.push(" FROM (");
     sql.list(&parts, " UNION ALL ", |sql, &(rollup, from, to, sign)| {
-        sql.push("SELECT user_id AS k1");
-        for c in USER_COLUMNS {
-            sql.push(", ").push(sign).push(c).push(" AS ").push(c);
-        }
-        sql.push(" FROM ")
-            .push(rollup.table())
-            .push(" WHERE slot IN (");
+        user_rows(sql, rollup, sign);
+        sql.push(" WHERE slot IN (");
         sql.list(from..to, ", ", |sql, slot| {
             sql.int(slot);
         });
@@ -557,6 +552,16 @@ pub(crate) fn user_sums(
 
 /// The per-user rollups keep the first six measures.
 const USER_COLUMNS: &[&str] = MEASURES.split_at(6).0;
+
+/// The six sums of a per-user rollup's rows, signed, as the rankings' parts select them
+/// (the caller adds the `WHERE`).
+fn user_rows(sql: &mut Sql, rollup: UserRollup, sign: &str) {
+    sql.push("SELECT user_id AS k1");
+    for c in USER_COLUMNS {
+        sql.push(", ").push(sign).push(c).push(" AS ").push(c);
+    }
+    sql.push(" FROM ").push(rollup.table());
+}
 
 /// A rollup part's table, slot range and the sign its rows are added with; `None` for
 /// raw rows.
@@ -597,18 +602,11 @@ fn user_sums_in_one_pass(
             raw_where(sql, filter, from, to);
             sql.push(" AND user_id IS NOT NULL");
         }
-        UserPart::Add(rollup, from, to) | UserPart::Subtract(rollup, from, to) => {
-            let sign = if matches!(part, UserPart::Add(..)) {
-                ""
-            } else {
-                "-"
-            };
-            sql.push("SELECT user_id AS k1");
-            for c in USER_COLUMNS {
-                sql.push(", ").push(sign).push(c).push(" AS ").push(c);
+        UserPart::Add(..) | UserPart::Subtract(..) => {
+            if let Some((rollup, from, to, sign)) = rollup_part(part) {
+                user_rows(sql, rollup, sign);
+                slots_where(sql, "slot", from, to);
             }
-            sql.push(" FROM ").push(rollup.table());
-            slots_where(sql, "slot", from, to);
         }
     });
     // A user whose records all lie in subtracted slots sums to no requests.

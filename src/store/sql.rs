@@ -357,7 +357,6 @@ pub(crate) struct KeyRow {
     pub(crate) id: Vec<u8>,
 }
 
-/// What one user's usage needs of each of the user's records.
 /// One row of [`plan::user_usage`](super::plan::user_usage): sums per day, service and
 /// model (kind 0), or a count per latency (kind 1) or time-to-first-byte (kind 2)
 /// histogram bucket `k`, in `requests`.
