@@ -495,6 +495,40 @@ async fn edges_count_once() {
     }
 }
 
+/// A batch that holds the same record twice stores it once, and the rollups count it
+/// once: the sums from them agree with the raw rows.
+#[tokio::test]
+async fn a_record_twice_in_one_batch_counts_once() {
+    for db in fresh("twice").await {
+        let store = DieselStore::connect(&db.url).await.unwrap();
+        let day = at(2026, 3, 2, 0, 0);
+        let records: Vec<UsageRecord> = (0..3)
+            .map(|i| {
+                UsageRecord::builder()
+                    .started_at(day + chrono::Duration::hours(i))
+                    .user("u")
+                    .tokens(TokenUsage::new(10, 1))
+                    .build()
+            })
+            .collect();
+        let mut batch = records.clone();
+        batch.push(records[1].clone());
+        store.write_batch(&batch).await.unwrap();
+        assert_eq!(store.count().await.unwrap(), 3, "{}", db.backend);
+        let f = Filter::new(TimeRange::between(day, day + chrono::Duration::days(1)));
+        let metrics = store.metrics(&f).await.unwrap();
+        assert_eq!(
+            json(&metrics),
+            reference::metrics(&records, &f),
+            "{}",
+            db.backend
+        );
+        let top = store.top_users(&f, RankBy::Tokens, 5).await.unwrap();
+        assert_eq!(top[0].requests, 3, "{}", db.backend);
+        db.cleanup().await;
+    }
+}
+
 #[tokio::test]
 async fn bad_queries_get_typed_errors() {
     let store = DieselStore::connect("sqlite::memory:").await.unwrap();

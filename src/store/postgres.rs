@@ -71,11 +71,18 @@ impl Insert for Writer {
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                     added.extend(insert_chunk(conn, chunk).await?);
                 }
-                let added: HashSet<(i64, Vec<u8>)> =
-                    added.into_iter().map(|k| (k.started_at_us, k.id)).collect();
+                if added.len() == rows.len() {
+                    // Every row was new, and so none was there twice.
+                    return super::exec::maintain_rollups(conn, Dialect::Postgres, &rows).await;
+                }
+                let mut added: HashSet<(i64, &[u8])> = added
+                    .iter()
+                    .map(|k| (k.started_at_us, k.id.as_slice()))
+                    .collect();
+                // Taken out as found: a record the batch holds twice was added once.
                 let new: Vec<Row> = rows
                     .iter()
-                    .filter(|r| added.contains(&(r.started_at_us, r.id.clone())))
+                    .filter(|r| added.remove(&(r.started_at_us, r.id.as_slice())))
                     .cloned()
                     .collect();
                 super::exec::maintain_rollups(conn, Dialect::Postgres, &new).await
