@@ -676,6 +676,59 @@ async fn users_on_subtracted_days_are_left_out() {
     }
 }
 
+/// A 7-day block's per-user sums are written once, when a later block's records arrive;
+/// before that its days are read, and a record that arrives for it afterwards is added
+/// to the written sums: each is counted once at every stage.
+#[tokio::test]
+async fn a_block_counts_each_record_once_before_and_after_it_is_sealed() {
+    for db in fresh("sealed").await {
+        let store = DieselStore::connect(&db.url).await.unwrap();
+        let block = micros(20_727 * DAY);
+        let day = chrono::Duration::days(1);
+        let at = |days: i32, user: &str, tokens: u64| {
+            UsageRecord::builder()
+                .started_at(block + day * days + chrono::Duration::hours(3))
+                .user(user)
+                .tokens(TokenUsage::new(tokens, 0))
+                .build()
+        };
+        // The range reads the first block whole (days 0 to 6) and the next one's days.
+        let f = Filter::new(TimeRange::between(block, block + day * 9));
+        let mut records = vec![at(0, "a", 5), at(3, "b", 7), at(6, "a", 11)];
+        let check = |records: &[UsageRecord], stage: &str| {
+            let f = &f;
+            let records = records.to_vec();
+            let backend = db.backend;
+            let store = &store;
+            let stage = stage.to_owned();
+            async move {
+                let top = store.top_users(f, RankBy::Tokens, 10).await.unwrap();
+                let want = reference::top_users(&records, f, RankBy::Tokens, 10);
+                assert_eq!(json(&top), want, "{backend}: {stage}");
+                let metrics = store.metrics(f).await.unwrap();
+                let want = reference::metrics(&records, f);
+                assert_eq!(json(&metrics), want, "{backend}: {stage}");
+            }
+        };
+        store.write_batch(&records).await.unwrap();
+        check(&records, "unsealed").await;
+        // A record of the next block seals the first, in the same batch as one of it.
+        let batch = [at(2, "c", 13), at(8, "b", 17)];
+        store.write_batch(&batch).await.unwrap();
+        records.extend(batch);
+        check(&records, "sealed").await;
+        // Late records for the sealed block, one of them a user it had not seen.
+        let late = [at(1, "a", 19), at(5, "d", 23)];
+        store.write_batch(&late).await.unwrap();
+        records.extend(late.clone());
+        check(&records, "late").await;
+        // A retried batch adds nothing to the sealed sums.
+        store.write_batch(&late).await.unwrap();
+        check(&records, "retried").await;
+        db.cleanup().await;
+    }
+}
+
 /// The per-user sums are written as arrays on PostgreSQL: names with the characters that
 /// array literals treat specially come back as they were written.
 #[tokio::test]

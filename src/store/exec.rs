@@ -78,8 +78,9 @@ where
     C::Backend: Backend + HasSqlType<Text> + HasSqlType<Binary> + 'static,
     String: ToSql<Text, C::Backend>,
     Vec<u8>: ToSql<Binary, C::Backend>,
-    BoxedSqlQuery<'static, C::Backend, SqlQuery>:
-        ExecuteDsl<C> + LoadQuery<'static, C, super::rollup::Stored>,
+    BoxedSqlQuery<'static, C::Backend, SqlQuery>: ExecuteDsl<C>
+        + LoadQuery<'static, C, super::rollup::Stored>
+        + LoadQuery<'static, C, super::seal::Block>,
 {
     use super::rollup::{steps, upsert, Step};
     async move {
@@ -92,6 +93,12 @@ where
                     let stored = load(conn, sql).await?;
                     let sql = upsert(dialect, rollup, cells, stored).map_err(corrupt)?;
                     execute(conn, sql).await?;
+                }
+                Step::Blocks(sql) => {
+                    let locked = load(conn, sql).await?;
+                    for sql in super::seal::statements(dialect, new, &locked) {
+                        execute(conn, sql).await?;
+                    }
                 }
             }
         }

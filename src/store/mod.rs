@@ -49,11 +49,14 @@
 //! |---|---|---|
 //! | `usage_rollup_15m`, `usage_rollup_1d` | 15 minutes, UTC day | service, model, provider, outcome, status class; sums and latency histograms |
 //! | `usage_totals_15m` | 15 minutes | none; sums |
-//! | `usage_user_1d`, `usage_user_7d` | UTC day, 7 days | user; sums |
+//! | `usage_user_1d` | UTC day | user; sums |
+//! | `usage_user_7d` | 7 days | user; sums, written once a later block's records arrive |
 //!
 //! Per-user questions (top users, unique users) read 7-day blocks of the per-user sums
 //! and days for the rest; a block may reach past the range when subtracting its days
-//! outside reads fewer rows than adding the days inside.
+//! outside reads fewer rows than adding the days inside. A block's sums are written
+//! ("sealed") from its days by the first batch with records of a later block; until
+//! then its days are read in its place.
 //!
 //! A query reads raw rows for the part of its range that does not fill a slot, the
 //! rollups for the rest, and raw rows altogether when it filters or groups by what the
@@ -96,6 +99,7 @@ mod postgres;
 mod rollup;
 mod row;
 mod schema;
+mod seal;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -444,6 +448,7 @@ impl DieselStore {
                     "usage_user_1d",
                     "usage_user_7d",
                     "usage_totals_15m",
+                    seal::BLOCKS,
                 ] {
                     let mut sql = sql::Sql::new(dialect);
                     sql.push("DELETE FROM ").push(table);

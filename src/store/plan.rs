@@ -7,6 +7,7 @@
 //! `UNION ALL` sums them; whichever parts answer, the sums are the same.
 
 use super::rollup::{Rollup, UserRollup, DAY_US, QUARTER_US};
+use super::seal;
 use super::sql::{Sql, MEASURES};
 use crate::query::{Dimension, Filter, RankBy};
 
@@ -505,16 +506,14 @@ pub(crate) fn user_sums(
     // Ranked by requests, the ranked sum also tells who has none.
     let requests_column = by != RankBy::Requests;
     sql.list(&parts, " UNION ALL ", |sql, &(rollup, from, to, sign)| {
-        sql.push("SELECT user_id AS k1, ");
-        if requests_column {
-            sql.push(sign).push("requests AS requests, ");
-        }
-        sql.push(sign)
-            .push("(")
-            .push(metric)
-            .push(") AS metric FROM ");
-        sql.push(rollup.table());
-        slots_where(sql, "slot", from, to);
+        let select = |sql: &mut Sql| {
+            sql.push("SELECT user_id AS k1, ");
+            if requests_column {
+                sql.push(sign).push("requests AS requests, ");
+            }
+            sql.push(sign).push("(").push(metric).push(") AS metric");
+        };
+        user_part_rows(sql, (rollup, from, to), select, false, "");
     });
     let requests = sql.sum(if requests_column {
         "requests"
@@ -538,12 +537,9 @@ pub(crate) fn user_sums(
     }
     sql.push(" FROM (");
     sql.list(&parts, " UNION ALL ", |sql, &(rollup, from, to, sign)| {
-        user_rows(sql, rollup, sign);
-        sql.push(" WHERE slot IN (");
-        sql.list(from..to, ", ", |sql, slot| {
-            sql.int(slot);
-        });
-        sql.push(") AND user_id IN (SELECT k1 FROM ranked)");
+        let select = |sql: &mut Sql| user_sums_select(sql, sign);
+        let winners = " AND user_id IN (SELECT k1 FROM ranked)";
+        user_part_rows(sql, (rollup, from, to), select, true, winners);
     });
     let name = sql.bytewise("t.k1");
     sql.push(") t JOIN ranked r ON r.k1 = t.k1 GROUP BY t.k1 ORDER BY MAX(r.metric) DESC, ");
@@ -553,14 +549,51 @@ pub(crate) fn user_sums(
 /// The per-user rollups keep the first six measures.
 const USER_COLUMNS: &[&str] = MEASURES.split_at(6).0;
 
-/// The six sums of a per-user rollup's rows, signed, as the rankings' parts select them
-/// (the caller adds the `WHERE`).
-fn user_rows(sql: &mut Sql, rollup: UserRollup, sign: &str) {
+/// The six sums of a per-user rollup's rows, signed, as the rankings' parts select them.
+fn user_sums_select(sql: &mut Sql, sign: &str) {
     sql.push("SELECT user_id AS k1");
     for c in USER_COLUMNS {
         sql.push(", ").push(sign).push(c).push(" AS ").push(c);
     }
+}
+
+/// A per-user rollup part's rows, selected by `select` (unqualified columns of the
+/// rollup): its slots, by key when `by_key` (a list of slots instead of a range), and
+/// each branch's `WHERE` ending with `and`. The 7-day blocks not sealed yet have no rows
+/// of their own (see the `seal` module): their days are read instead.
+fn user_part_rows(
+    sql: &mut Sql,
+    (rollup, from, to): (UserRollup, i64, i64),
+    select: impl Fn(&mut Sql),
+    by_key: bool,
+    and: &str,
+) {
+    select(sql);
     sql.push(" FROM ").push(rollup.table());
+    if by_key {
+        sql.push(" WHERE slot IN (");
+        sql.list(from..to, ", ", |sql, slot| {
+            sql.int(slot);
+        });
+        sql.push(")");
+    } else {
+        slots_where(sql, "slot", from, to);
+    }
+    sql.push(and);
+    if rollup == UserRollup::Week {
+        let days = seal::DAYS;
+        sql.push(" UNION ALL ");
+        select(sql);
+        sql.push(" FROM ").push(seal::BLOCKS).push(" JOIN ");
+        sql.push(UserRollup::Day.table());
+        sql.push(" ON slot >= block * ").int(days);
+        sql.push(" AND slot < block * ")
+            .int(days)
+            .push(" + ")
+            .int(days);
+        slots_where(sql, "block", from, to);
+        sql.push(" AND sealed = 0").push(and);
+    }
 }
 
 /// A rollup part's table, slot range and the sign its rows are added with; `None` for
@@ -604,8 +637,8 @@ fn user_sums_in_one_pass(
         }
         UserPart::Add(..) | UserPart::Subtract(..) => {
             if let Some((rollup, from, to, sign)) = rollup_part(part) {
-                user_rows(sql, rollup, sign);
-                slots_where(sql, "slot", from, to);
+                let select = |sql: &mut Sql| user_sums_select(sql, sign);
+                user_part_rows(sql, (rollup, from, to), select, false, "");
             }
         }
     });

@@ -8,12 +8,14 @@
 //! | `usage_rollup_1d` | UTC day | the same | totals and breakdowns over whole days |
 //! | `usage_totals_15m` | 15 minutes | none | series and peak hours when only time filters |
 //! | `usage_user_1d` | UTC day | user | top users, unique users: partial weeks |
-//! | `usage_user_7d` | 7 days | user | top users, unique users: whole 7-day blocks |
+//! | `usage_user_7d` | 7 days | user | top users, unique users: whole 7-day blocks, sealed (see [`seal`](super::seal)) |
 //!
 //! Fifteen-minute slots serve every time zone in use today (all offsets are whole
 //! quarter hours). The user is kept out of the first two tables: a key with the user
 //! barely compresses. Only records a batch really inserted are added, so a retried batch
-//! adds nothing twice.
+//! adds nothing twice. The 7-day per-user sums are written once per block instead of by
+//! every batch: a batch updates the per-user sums of about as many users as it has
+//! records, and that update was the largest part of keeping the rollups.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +23,7 @@ use diesel::sql_types::{BigInt, Integer, Text};
 use diesel::QueryableByName;
 
 use super::row::Row;
+use super::seal;
 use super::sql::{Dialect, Sql, MEASURES};
 use crate::query::{Histogram, Totals};
 
@@ -374,6 +377,8 @@ pub(crate) enum Step {
     Execute(Sql),
     /// Read the stored rows of a rollup with this, then call [`upsert`].
     Select(Rollup, Sql, BTreeMap<Key, Cell>),
+    /// Lock the per-user blocks with this, then run what [`seal::statements`] gives.
+    Blocks(Sql),
 }
 
 /// The steps for `new`, in order.
@@ -391,10 +396,11 @@ pub(crate) fn steps(dialect: Dialect, new: &[Row]) -> Vec<Step> {
     }
     let others = [
         users(dialect, UserRollup::Day, new),
-        users(dialect, UserRollup::Week, new),
-        totals(dialect, new),
+        seal::ensure(dialect, new),
     ];
     steps.extend(others.into_iter().flatten().map(Step::Execute));
+    steps.extend(seal::lock(dialect, new).map(Step::Blocks));
+    steps.extend(totals(dialect, new).map(Step::Execute));
     steps
 }
 

@@ -147,6 +147,12 @@ fn maintain_rollups(c: &mut SqliteConnection, new: &[Row]) -> QueryResult<()> {
                     .map_err(super::exec::corrupt)?;
                 sql.boxed().execute(c)?;
             }
+            Step::Blocks(sql) => {
+                let locked: Vec<super::seal::Block> = sql.boxed().load(c)?;
+                for sql in super::seal::statements(Dialect::Sqlite, new, &locked) {
+                    sql.boxed().execute(c)?;
+                }
+            }
         }
     }
     Ok(())

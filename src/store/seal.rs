@@ -1,0 +1,200 @@
+//! Sealing the per-user 7-day blocks: a block's rows in `usage_user_7d` are written once,
+//! from its days in `usage_user_1d`, by the first batch that brings records of a later
+//! block, instead of being added to by every batch. A batch then updates one per-user
+//! table, not two; readers sum an unsealed block's days instead of its row.
+//!
+//! `usage_user_blocks` has a row for every block with per-user sums, and it is the lock:
+//! a writer locks the rows of the blocks its records fall in (and of the blocks it seals)
+//! for the rest of its transaction. So a block is never sealed while another transaction
+//! writes its days, and a writer that waited for a seal sees it, and adds its records of
+//! that block to `usage_user_7d` as well (a late record).
+
+use std::collections::BTreeSet;
+
+use diesel::sql_types::BigInt;
+use diesel::QueryableByName;
+
+use super::rollup::{users, UserRollup, DAY_US, WEEK_US};
+use super::row::Row;
+use super::sql::{Dialect, Sql, MEASURES};
+
+/// The table of blocks.
+pub(crate) const BLOCKS: &str = "usage_user_blocks";
+/// Days in a block.
+pub(crate) const DAYS: i64 = WEEK_US / DAY_US;
+
+/// A locked block's row.
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct Block {
+    #[diesel(sql_type = BigInt)]
+    block: i64,
+    #[diesel(sql_type = BigInt)]
+    sealed: i64,
+}
+
+/// The blocks that `rows` with a user fall in, in order.
+fn blocks(rows: &[Row]) -> BTreeSet<i64> {
+    rows.iter()
+        .filter(|r| r.user_id.is_some())
+        .map(|r| r.started_at_us.div_euclid(WEEK_US))
+        .collect()
+}
+
+/// Creates the missing rows of the blocks `rows` fall in, unsealed; `None` when no row
+/// has a user.
+pub(crate) fn ensure(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
+    let blocks = blocks(rows);
+    if blocks.is_empty() {
+        return None;
+    }
+    let mut sql = Sql::new(dialect);
+    sql.push(match dialect {
+        Dialect::Sqlite => "INSERT OR IGNORE INTO ",
+        Dialect::Mysql => "INSERT IGNORE INTO ",
+        Dialect::Postgres => "INSERT INTO ",
+    });
+    sql.push(BLOCKS).push(" (block, sealed) VALUES ");
+    sql.list(blocks, ", ", |sql, block| {
+        sql.push("(").int(block).push(", 0)");
+    });
+    if dialect == Dialect::Postgres {
+        sql.push(" ON CONFLICT DO NOTHING");
+    }
+    Some(sql)
+}
+
+/// Reads and locks, in order, the blocks `rows` fall in and the unsealed blocks before
+/// the last of them (which this batch will seal); `None` when no row has a user.
+pub(crate) fn lock(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
+    let blocks = blocks(rows);
+    let last = *blocks.last()?;
+    let mut sql = Sql::new(dialect);
+    let sealed = sql.as_bigint("sealed");
+    sql.push("SELECT block, ")
+        .push(&sealed)
+        .push(" AS sealed FROM ");
+    sql.push(BLOCKS).push(" WHERE block IN (");
+    sql.list(blocks, ", ", |sql, block| {
+        sql.int(block);
+    });
+    sql.push(") OR (sealed = 0 AND block < ")
+        .int(last)
+        .push(")");
+    if dialect != Dialect::Sqlite {
+        sql.push(" ORDER BY block FOR UPDATE");
+    }
+    Some(sql)
+}
+
+/// What the batch does with the locked blocks, after its records were added to the
+/// daily sums: seals every unsealed block before its last one (from the days, which
+/// now hold this batch's records too), and adds its records of blocks sealed before it
+/// to the blocks' sums.
+pub(crate) fn statements(dialect: Dialect, rows: &[Row], locked: &[Block]) -> Vec<Sql> {
+    let Some(&last) = blocks(rows).last() else {
+        return Vec::new();
+    };
+    let mut statements = Vec::new();
+    for block in locked.iter().filter(|b| b.sealed == 0 && b.block < last) {
+        statements.push(seal(dialect, block.block));
+        let mut sql = Sql::new(dialect);
+        sql.push("UPDATE ")
+            .push(BLOCKS)
+            .push(" SET sealed = 1 WHERE block = ");
+        sql.int(block.block);
+        statements.push(sql);
+    }
+    let sealed: BTreeSet<i64> = locked
+        .iter()
+        .filter(|b| b.sealed != 0)
+        .map(|b| b.block)
+        .collect();
+    let late: Vec<Row> = rows
+        .iter()
+        .filter(|r| sealed.contains(&r.started_at_us.div_euclid(WEEK_US)))
+        .cloned()
+        .collect();
+    statements.extend(users(dialect, UserRollup::Week, &late));
+    statements
+}
+
+/// Writes a block's per-user sums from its days.
+fn seal(dialect: Dialect, block: i64) -> Sql {
+    let columns = &MEASURES[..6];
+    let mut sql = Sql::new(dialect);
+    sql.push("INSERT INTO ")
+        .push(UserRollup::Week.table())
+        .push(" (slot, user_id, ");
+    sql.push(&columns.join(", ")).push(") SELECT ");
+    let block_column = sql.bigint(block);
+    sql.push(&block_column).push(", user_id");
+    for c in columns {
+        let sum = sql.sum(c);
+        sql.push(", ").push(&sum);
+    }
+    sql.push(" FROM ").push(UserRollup::Day.table());
+    sql.push(" WHERE slot >= ").int(block * DAYS);
+    sql.push(" AND slot < ")
+        .int((block + 1) * DAYS)
+        .push(" GROUP BY user_id");
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(day: i64, user: Option<&str>) -> Row {
+        let mut row = Row::from(&crate::UsageRecord::builder().build());
+        row.started_at_us = day * DAY_US + 1;
+        row.user_id = user.map(str::to_owned);
+        row
+    }
+
+    #[test]
+    fn only_rows_with_a_user_touch_blocks() {
+        let rows = [row(1, None), row(15, None)];
+        assert!(ensure(Dialect::Sqlite, &rows).is_none());
+        assert!(lock(Dialect::Sqlite, &rows).is_none());
+        assert!(statements(Dialect::Sqlite, &rows, &[]).is_empty());
+    }
+
+    #[test]
+    fn earlier_unsealed_blocks_are_sealed_and_sealed_blocks_get_the_late_rows() {
+        // Days 1 and 8 fall in blocks 0 and 1; block 1 is the batch's last.
+        let rows = [row(1, Some("a")), row(8, Some("b"))];
+        let locked = [
+            Block {
+                block: 0,
+                sealed: 1,
+            },
+            Block {
+                block: 1,
+                sealed: 0,
+            },
+        ];
+        let sql: Vec<String> = statements(Dialect::Sqlite, &rows, &locked)
+            .into_iter()
+            .map(|s| s.text)
+            .collect();
+        assert_eq!(sql.len(), 1, "{sql:?}");
+        assert!(sql[0].starts_with("INSERT INTO usage_user_7d"), "{sql:?}");
+        let locked = [
+            Block {
+                block: 0,
+                sealed: 0,
+            },
+            Block {
+                block: 1,
+                sealed: 0,
+            },
+        ];
+        let sql: Vec<String> = statements(Dialect::Sqlite, &rows, &locked)
+            .into_iter()
+            .map(|s| s.text)
+            .collect();
+        assert_eq!(sql.len(), 2, "{sql:?}");
+        assert!(sql[0].contains("FROM usage_user_1d WHERE slot >= 0 AND slot < 7"));
+        assert!(sql[1].starts_with("UPDATE usage_user_blocks SET sealed = 1 WHERE block = 0"));
+    }
+}
