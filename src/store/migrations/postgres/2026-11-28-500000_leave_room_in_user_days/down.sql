@@ -1,0 +1,1 @@
+ALTER TABLE usage_user_1d RESET (fillfactor);
