@@ -152,19 +152,35 @@ pub(crate) fn status_class(status: Option<i16>) -> i32 {
 /// The batch's contributions to `rollup`, by key (sorted, so that concurrent writers
 /// lock rows in the same order).
 pub(crate) fn cells(rollup: Rollup, rows: &[Row]) -> BTreeMap<Key, Cell> {
-    let mut cells: BTreeMap<Key, Cell> = BTreeMap::new();
+    // Keyed by borrowed names first: a batch has far more rows than keys.
+    let mut cells: BTreeMap<(i64, &str, &str, &str, &str, i32), Cell> = BTreeMap::new();
     for row in rows {
-        let key = Key {
-            slot: row.started_at_us.div_euclid(rollup.width_us()),
-            service: row.service.clone().unwrap_or_default(),
-            model: row.model.clone().unwrap_or_default(),
-            provider: row.provider.clone().unwrap_or_default(),
-            outcome: row.outcome.clone(),
-            status_class: status_class(row.status),
-        };
+        let key = (
+            row.started_at_us.div_euclid(rollup.width_us()),
+            row.service.as_deref().unwrap_or_default(),
+            row.model.as_deref().unwrap_or_default(),
+            row.provider.as_deref().unwrap_or_default(),
+            row.outcome.as_str(),
+            status_class(row.status),
+        );
         cells.entry(key).or_default().add_row(row);
     }
     cells
+        .into_iter()
+        .map(
+            |((slot, service, model, provider, outcome, status_class), cell)| {
+                let key = Key {
+                    slot,
+                    service: service.to_owned(),
+                    model: model.to_owned(),
+                    provider: provider.to_owned(),
+                    outcome: outcome.to_owned(),
+                    status_class,
+                };
+                (key, cell)
+            },
+        )
+        .collect()
 }
 
 /// Creates the rows the batch needs that do not exist yet, with zeros, so that
