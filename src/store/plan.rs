@@ -584,7 +584,9 @@ fn user_part_rows(
         let days = seal::DAYS;
         sql.push(" UNION ALL ");
         select(sql);
-        sql.push(" FROM ").push(seal::BLOCKS).push(" JOIN ");
+        // The few blocks first, then each one's days by key.
+        let join = sql.join_in_order();
+        sql.push(" FROM ").push(seal::BLOCKS).push(join);
         sql.push(UserRollup::Day.table());
         sql.push(" ON slot >= block * ").int(days);
         sql.push(" AND slot < block * ")

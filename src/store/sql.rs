@@ -140,6 +140,17 @@ impl Sql {
         }
     }
 
+    /// A join whose left table is read first, as the writer of the statement knows best
+    /// (SQLite and MySQL would otherwise scan the right one when it is not yet
+    /// analyzed; PostgreSQL's planner has the statistics).
+    pub(crate) fn join_in_order(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => " CROSS JOIN ",
+            Dialect::Mysql => " STRAIGHT_JOIN ",
+            Dialect::Postgres => " JOIN ",
+        }
+    }
+
     /// Integer division rounding down, for non-negative operands.
     pub(crate) fn div(&self, expr: &str, by: i64) -> String {
         match self.dialect {
