@@ -159,40 +159,28 @@ mod tests {
         assert!(statements(Dialect::Sqlite, &rows, &[]).is_empty());
     }
 
+    /// The statements' texts for `rows` with these blocks locked, as (block, sealed).
+    fn texts(rows: &[Row], locked: &[(i64, i64)]) -> Vec<String> {
+        let locked: Vec<Block> = locked
+            .iter()
+            .map(|&(block, sealed)| Block { block, sealed })
+            .collect();
+        statements(Dialect::Sqlite, rows, &locked)
+            .into_iter()
+            .map(|s| s.text)
+            .collect()
+    }
+
     #[test]
     fn earlier_unsealed_blocks_are_sealed_and_sealed_blocks_get_the_late_rows() {
         // Days 1 and 8 fall in blocks 0 and 1; block 1 is the batch's last.
         let rows = [row(1, Some("a")), row(8, Some("b"))];
-        let locked = [
-            Block {
-                block: 0,
-                sealed: 1,
-            },
-            Block {
-                block: 1,
-                sealed: 0,
-            },
-        ];
-        let sql: Vec<String> = statements(Dialect::Sqlite, &rows, &locked)
-            .into_iter()
-            .map(|s| s.text)
-            .collect();
+        let sql = texts(&rows, &[(0, 1), (1, 0)]);
         assert_eq!(sql.len(), 1, "{sql:?}");
+        // Block 0's record is added to its sums; nothing is sealed.
         assert!(sql[0].starts_with("INSERT INTO usage_user_7d"), "{sql:?}");
-        let locked = [
-            Block {
-                block: 0,
-                sealed: 0,
-            },
-            Block {
-                block: 1,
-                sealed: 0,
-            },
-        ];
-        let sql: Vec<String> = statements(Dialect::Sqlite, &rows, &locked)
-            .into_iter()
-            .map(|s| s.text)
-            .collect();
+        assert!(sql[0].contains(" VALUES (0, "), "{sql:?}");
+        let sql = texts(&rows, &[(0, 0), (1, 0)]);
         assert_eq!(sql.len(), 2, "{sql:?}");
         assert!(sql[0].contains("FROM usage_user_1d WHERE slot >= 0 AND slot < 7"));
         assert!(sql[1].starts_with("UPDATE usage_user_blocks SET sealed = 1 WHERE block = 0"));
