@@ -87,10 +87,13 @@ pub(crate) struct Writer(pub(crate) Object<Conn>);
 #[async_trait]
 impl Insert for Writer {
     async fn insert(&mut self, rows: Arc<[Row]>) -> QueryResult<()> {
-        // The whole batch in one blocking hop, not one per row or statement.
+        // The whole batch in one blocking hop, not one per row or statement. The
+        // transaction takes the write lock when it begins, waiting for another writer
+        // (the busy timeout): a transaction that reads first and then asks for the lock
+        // fails at once with "database is locked" when another connection writes.
         self.0
             .spawn_blocking(move |c| {
-                c.transaction(|c| {
+                c.immediate_transaction(|c| {
                     // SQLite runs one writing transaction at a time: what this finds
                     // stored cannot change before the insert.
                     let stored: Vec<KeyRow> = rollup::existing(Dialect::Sqlite, &rows, false)
