@@ -729,6 +729,57 @@ async fn a_block_counts_each_record_once_before_and_after_it_is_sealed() {
     }
 }
 
+/// Writers on several connections at once, their batches' records spread over three
+/// blocks out of order: blocks are sealed while other transactions write their days and
+/// late records arrive for sealed ones, and each record still counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_and_seals_count_each_record_once() {
+    for db in fresh("concurrent_seals").await {
+        let store = DieselStore::builder(&db.url)
+            .pool_size(4)
+            .connect()
+            .await
+            .unwrap();
+        let block = micros(20_727 * DAY);
+        let hours = 21 * 24;
+        let records: Vec<UsageRecord> = (0..600i64)
+            .map(|i| {
+                // A fixed shuffle of the three blocks' hours.
+                let hour = (i * 7_919) % hours;
+                UsageRecord::builder()
+                    .started_at(block + chrono::Duration::hours(hour))
+                    .user(format!("user-{}", i % 13))
+                    .tokens(TokenUsage::new(u64::try_from(i).unwrap() + 1, 0))
+                    .build()
+            })
+            .collect();
+        let mut writers = tokio::task::JoinSet::new();
+        for chunk in records.chunks(20) {
+            let (store, chunk) = (store.clone(), chunk.to_vec());
+            writers.spawn(async move { store.write_batch(&chunk).await });
+        }
+        while let Some(written) = writers.join_next().await {
+            written.unwrap().unwrap();
+        }
+        assert_eq!(store.count().await.unwrap(), 600, "{}", db.backend);
+        let f = Filter::new(TimeRange::between(
+            block,
+            block + chrono::Duration::hours(hours),
+        ));
+        let top = store.top_users(&f, RankBy::Tokens, 20).await.unwrap();
+        let want = reference::top_users(&records, &f, RankBy::Tokens, 20);
+        assert_eq!(json(&top), want, "{}", db.backend);
+        let metrics = store.metrics(&f).await.unwrap();
+        assert_eq!(
+            json(&metrics),
+            reference::metrics(&records, &f),
+            "{}",
+            db.backend
+        );
+        db.cleanup().await;
+    }
+}
+
 /// The per-user sums are written as arrays on PostgreSQL: names with the characters that
 /// array literals treat specially come back as they were written.
 #[tokio::test]

@@ -23,7 +23,7 @@ pub(crate) trait Insert: Send {
 /// are reported as rejected, and the others are written.
 pub(crate) async fn write_rows<I: Insert>(conn: &mut I, rows: Vec<Row>) -> Result<(), SinkError> {
     let rows: Arc<[Row]> = rows.into();
-    let Err(batch_error) = conn.insert(Arc::clone(&rows)).await else {
+    let Err(batch_error) = insert(conn, Arc::clone(&rows)).await else {
         return Ok(());
     };
     if !conn.ping().await {
@@ -32,7 +32,7 @@ pub(crate) async fn write_rows<I: Insert>(conn: &mut I, rows: Vec<Row>) -> Resul
     let mut rejected = 0;
     let mut reason = None;
     for row in rows.iter() {
-        if let Err(error) = conn.insert(Arc::from([row.clone()])).await {
+        if let Err(error) = insert(conn, Arc::from([row.clone()])).await {
             if !conn.ping().await {
                 return Err(SinkError::transient(error));
             }
@@ -44,4 +44,44 @@ pub(crate) async fn write_rows<I: Insert>(conn: &mut I, rows: Vec<Row>) -> Resul
         None => Ok(()),
         Some(reason) => Err(SinkError::rejected(rejected, reason)),
     }
+}
+
+/// Times a transaction the database rolled back to break a deadlock (or could not lock
+/// in time) is tried again before the error stands: nothing of it was written, and the
+/// next try usually goes through.
+const CONFLICT_RETRIES: u32 = 5;
+
+/// [`Insert::insert`], tried again after a lock conflict.
+async fn insert<I: Insert>(conn: &mut I, rows: Arc<[Row]>) -> diesel::QueryResult<()> {
+    let mut tries = 0;
+    loop {
+        match conn.insert(Arc::clone(&rows)).await {
+            Err(error) if tries < CONFLICT_RETRIES && lock_conflict(&error) => {
+                tries += 1;
+                // Staggered by the batch's first id (random bits), so that the two
+                // sides of a deadlock do not meet again.
+                let jitter = rows.first().and_then(|r| r.id.last()).copied().unwrap_or(0) % 8;
+                let wait = 2 * u64::from(tries) + u64::from(jitter);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Whether the database refused the transaction because of other transactions' locks:
+/// a deadlock victim (PostgreSQL, MySQL), a serialization failure, a lock wait that
+/// timed out, or SQLite's busy database.
+fn lock_conflict(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    let Error::DatabaseError(kind, info) = error else {
+        return false;
+    };
+    if matches!(kind, DatabaseErrorKind::SerializationFailure) {
+        return true;
+    }
+    let message = info.message().to_ascii_lowercase();
+    ["deadlock", "lock wait timeout", "database is locked"]
+        .iter()
+        .any(|m| message.contains(m))
 }
