@@ -516,15 +516,7 @@ async fn a_record_twice_in_one_batch_counts_once() {
         store.write_batch(&batch).await.unwrap();
         assert_eq!(store.count().await.unwrap(), 3, "{}", db.backend);
         let f = Filter::new(TimeRange::between(day, day + chrono::Duration::days(1)));
-        let metrics = store.metrics(&f).await.unwrap();
-        assert_eq!(
-            json(&metrics),
-            reference::metrics(&records, &f),
-            "{}",
-            db.backend
-        );
-        let top = store.top_users(&f, RankBy::Tokens, 5).await.unwrap();
-        assert_eq!(top[0].requests, 3, "{}", db.backend);
+        ranks_and_metrics_agree(&store, &records, &f, db.backend).await;
         db.cleanup().await;
     }
 }
@@ -695,36 +687,25 @@ async fn a_block_counts_each_record_once_before_and_after_it_is_sealed() {
         // The range reads the first block whole (days 0 to 6) and the next one's days.
         let f = Filter::new(TimeRange::between(block, block + day * 9));
         let mut records = vec![at(0, "a", 5), at(3, "b", 7), at(6, "a", 11)];
-        let check = |records: &[UsageRecord], stage: &str| {
-            let f = &f;
-            let records = records.to_vec();
-            let backend = db.backend;
-            let store = &store;
-            let stage = stage.to_owned();
-            async move {
-                let top = store.top_users(f, RankBy::Tokens, 10).await.unwrap();
-                let want = reference::top_users(&records, f, RankBy::Tokens, 10);
-                assert_eq!(json(&top), want, "{backend}: {stage}");
-                let metrics = store.metrics(f).await.unwrap();
-                let want = reference::metrics(&records, f);
-                assert_eq!(json(&metrics), want, "{backend}: {stage}");
-            }
-        };
         store.write_batch(&records).await.unwrap();
-        check(&records, "unsealed").await;
+        let what = format!("{}: unsealed", db.backend);
+        ranks_and_metrics_agree(&store, &records, &f, &what).await;
         // A record of the next block seals the first, in the same batch as one of it.
         let batch = [at(2, "c", 13), at(8, "b", 17)];
         store.write_batch(&batch).await.unwrap();
         records.extend(batch);
-        check(&records, "sealed").await;
+        let what = format!("{}: sealed", db.backend);
+        ranks_and_metrics_agree(&store, &records, &f, &what).await;
         // Late records for the sealed block, one of them a user it had not seen.
         let late = [at(1, "a", 19), at(5, "d", 23)];
         store.write_batch(&late).await.unwrap();
         records.extend(late.clone());
-        check(&records, "late").await;
+        let what = format!("{}: late", db.backend);
+        ranks_and_metrics_agree(&store, &records, &f, &what).await;
         // A retried batch adds nothing to the sealed sums.
         store.write_batch(&late).await.unwrap();
-        check(&records, "retried").await;
+        let what = format!("{}: retried", db.backend);
+        ranks_and_metrics_agree(&store, &records, &f, &what).await;
         db.cleanup().await;
     }
 }
@@ -766,18 +747,23 @@ async fn concurrent_writers_and_seals_count_each_record_once() {
             block,
             block + chrono::Duration::hours(hours),
         ));
-        let top = store.top_users(&f, RankBy::Tokens, 20).await.unwrap();
-        let want = reference::top_users(&records, &f, RankBy::Tokens, 20);
-        assert_eq!(json(&top), want, "{}", db.backend);
-        let metrics = store.metrics(&f).await.unwrap();
-        assert_eq!(
-            json(&metrics),
-            reference::metrics(&records, &f),
-            "{}",
-            db.backend
-        );
+        ranks_and_metrics_agree(&store, &records, &f, db.backend).await;
         db.cleanup().await;
     }
+}
+
+/// Top users by tokens and the metrics over `f` are the reference's over `records`.
+async fn ranks_and_metrics_agree(
+    store: &DieselStore,
+    records: &[UsageRecord],
+    f: &Filter,
+    what: &str,
+) {
+    let top = store.top_users(f, RankBy::Tokens, 20).await.unwrap();
+    let want = reference::top_users(records, f, RankBy::Tokens, 20);
+    assert_eq!(json(&top), want, "{what}");
+    let metrics = store.metrics(f).await.unwrap();
+    assert_eq!(json(&metrics), reference::metrics(records, f), "{what}");
 }
 
 /// The per-user sums are written as arrays on PostgreSQL: names with the characters that
