@@ -6,7 +6,7 @@
 //! whole days, and back down at the other end. Every part yields the same columns, so one
 //! `UNION ALL` sums them; whichever parts answer, the sums are the same.
 
-use super::rollup::{Rollup, UserRollup, DAY_US, QUARTER_US};
+use super::rollup::{Rollup, UserRollup, DAY_US, QUARTER_US, USER_MEASURES};
 use super::seal;
 use super::sql::{Sql, MEASURES};
 use crate::query::{Dimension, Filter, RankBy};
@@ -531,7 +531,7 @@ pub(crate) fn user_sums(
         .int(limit);
     // Their six sums, each stored row found by its key.
     sql.push(") SELECT t.k1 AS k1, MAX(r.groups) AS groups");
-    for c in USER_COLUMNS {
+    for c in USER_MEASURES {
         let sum = sql.sum(&format!("t.{c}"));
         sql.push(", ").push(&sum).push(" AS ").push(c);
     }
@@ -546,13 +546,10 @@ pub(crate) fn user_sums(
     sql.push(&name);
 }
 
-/// The per-user rollups keep the first six measures.
-const USER_COLUMNS: &[&str] = MEASURES.split_at(6).0;
-
 /// The six sums of a per-user rollup's rows, signed, as the rankings' parts select them.
 fn user_sums_select(sql: &mut Sql, sign: &str) {
     sql.push("SELECT user_id AS k1");
-    for c in USER_COLUMNS {
+    for c in USER_MEASURES {
         sql.push(", ").push(sign).push(c).push(" AS ").push(c);
     }
 }
@@ -621,7 +618,7 @@ fn user_sums_in_one_pass(
         RankBy::Cost => sql.sum("cost_micros"),
     };
     sql.push("SELECT k1, COUNT(*) OVER () AS groups");
-    for c in USER_COLUMNS {
+    for c in USER_MEASURES {
         let sum = sql.sum(c);
         sql.push(", ").push(&sum).push(" AS ").push(c);
     }

@@ -282,6 +282,9 @@ pub(crate) fn upsert(
     Ok(sql)
 }
 
+/// The measures the per-user rollups keep: the first six.
+pub(crate) const USER_MEASURES: &[&str] = MEASURES.split_at(6).0;
+
 /// The per-user rollups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UserRollup {
@@ -318,8 +321,7 @@ pub(crate) fn users(dialect: Dialect, rollup: UserRollup, rows: &[Row]) -> Optio
     if sums.is_empty() {
         return None;
     }
-    // The per-user rollups keep the first six measures.
-    let columns = &MEASURES[..6];
+    let columns = USER_MEASURES;
     let mut sql = Sql::new(dialect);
     sql.push("INSERT INTO ")
         .push(rollup.table())
@@ -341,7 +343,7 @@ pub(crate) fn users(dialect: Dialect, rollup: UserRollup, rows: &[Row]) -> Optio
         sql.push("VALUES ");
         sql.list(&sums, ", ", |sql, ((slot, user), t)| {
             sql.push("(").int(*slot).push(", ").text(user);
-            for n in &t.values()[..6] {
+            for n in &t.values()[..columns.len()] {
                 sql.push(", ").int(*n);
             }
             sql.push(")");

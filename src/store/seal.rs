@@ -14,9 +14,9 @@ use std::collections::BTreeSet;
 use diesel::sql_types::BigInt;
 use diesel::QueryableByName;
 
-use super::rollup::{users, UserRollup, DAY_US, WEEK_US};
+use super::rollup::{users, UserRollup, DAY_US, USER_MEASURES, WEEK_US};
 use super::row::Row;
-use super::sql::{Dialect, Sql, MEASURES};
+use super::sql::{Dialect, Sql};
 
 /// The table of blocks.
 pub(crate) const BLOCKS: &str = "usage_user_blocks";
@@ -120,7 +120,7 @@ pub(crate) fn statements(dialect: Dialect, rows: &[Row], locked: &[Block]) -> Ve
 
 /// Writes a block's per-user sums from its days.
 fn seal(dialect: Dialect, block: i64) -> Sql {
-    let columns = &MEASURES[..6];
+    let columns = USER_MEASURES;
     let mut sql = Sql::new(dialect);
     sql.push("INSERT INTO ")
         .push(UserRollup::Week.table())
