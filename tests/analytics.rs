@@ -681,6 +681,10 @@ async fn a_block_counts_each_record_once_before_and_after_it_is_sealed() {
             UsageRecord::builder()
                 .started_at(block + day * days + chrono::Duration::hours(3))
                 .user(user)
+                .service(if tokens % 2 == 0 { "chat" } else { "embed" })
+                .model("m")
+                .duration(Duration::from_micros(tokens * 1_000))
+                .ttfb(Duration::from_micros(tokens * 100))
                 .tokens(TokenUsage::new(tokens, 0))
                 .build()
         };
@@ -705,6 +709,10 @@ async fn a_block_counts_each_record_once_before_and_after_it_is_sealed() {
         // A retried batch adds nothing to the sealed sums.
         store.write_batch(&late).await.unwrap();
         let what = format!("{}: retried", db.backend);
+        ranks_and_metrics_agree(&store, &records, &f, &what).await;
+        // Rebuilt from the records, the block is sealed again, its detail rows with it.
+        store.rebuild_rollups().await.unwrap();
+        let what = format!("{}: rebuilt", db.backend);
         ranks_and_metrics_agree(&store, &records, &f, &what).await;
         db.cleanup().await;
     }
@@ -764,6 +772,30 @@ async fn ranks_and_metrics_agree(
     assert_eq!(json(&top), want, "{what}");
     let metrics = store.metrics(f).await.unwrap();
     assert_eq!(json(&metrics), reference::metrics(records, f), "{what}");
+    user_usage_agrees(store, records, f, what).await;
+}
+
+/// Every user's `user_usage` over `f` is the reference's over `records`, in a zone whose
+/// days start at UTC midnight, one whose days start on another hour, and one with a
+/// half-hour offset: the per-user detail rows serve the first two, raw rows the last.
+async fn user_usage_agrees(store: &DieselStore, records: &[UsageRecord], f: &Filter, what: &str) {
+    let users: std::collections::BTreeSet<&str> =
+        records.iter().filter_map(|r| r.user.as_deref()).collect();
+    for zone in ["UTC", "America/New_York", "Asia/Kolkata"] {
+        let tz: Tz = zone.parse().unwrap();
+        for user in &users {
+            let mine = f.clone().user(*user);
+            let usage = json(store.user_usage(user, f, tz).await.unwrap());
+            let want = serde_json::json!({
+                "user": user,
+                "metrics": reference::metrics(records, &mine),
+                "daily": reference::time_series(records, &mine, Granularity::Day, tz, None),
+                "by_service": reference::breakdown(records, &mine, Dimension::Service, 10),
+                "by_model": reference::breakdown(records, &mine, Dimension::Model, 10),
+            });
+            reference::assert_same(&usage, &want, &format!("user usage {user} {zone}: {what}"));
+        }
+    }
 }
 
 /// The per-user sums are written as arrays on PostgreSQL: names with the characters that

@@ -58,7 +58,7 @@ pub use results::{
 pub use time::Granularity;
 
 #[cfg(feature = "store")]
-pub(crate) use histogram::{lower_bounds, Histogram};
+pub(crate) use histogram::{bucket, lower_bounds, Histogram};
 #[cfg(feature = "store")]
 pub(crate) use results::Totals;
 #[cfg(feature = "store")]

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::plan::{self, Group, Part, UserPart};
-use super::rollup::QUARTER_US;
+use super::rollup::{QUARTER_US, WEEK_US};
 use super::sql::{AggRow, Dialect, HistPair, Sql, UserAgg, UserSums, ValueCount};
-use super::{exec, Backend, DieselStore, StoreError};
+use super::{exec, seal, user_detail, Backend, DieselStore, StoreError};
 use crate::query::{
     lower_bounds, weekday_hour, Breakdown, Dashboard, Dimension, Filter, Granularity, Histogram,
     Metrics, PeakHours, Point, QueryError, RankBy, Series, SeriesKey, TimeSeries, Totals, UserRank,
@@ -442,14 +442,20 @@ impl DieselStore {
         let starts = Granularity::Day
             .starts(filter.range.from, filter.range.to, tz, max)
             .map_err(|buckets| QueryError::TooManyBuckets { buckets, max })?;
-        // One pass over the user's rows (through the user index), summed in the
-        // database per day of `tz`, service and model, and counted per histogram bucket:
-        // the rollups keep no user, and a heavy user has far more rows than groups.
+        // Summed in the database per day of `tz`, service and model, and counted per
+        // histogram bucket: from the per-user detail rows where they serve, and in one
+        // pass over the user's raw rows (through the user index) elsewhere.
         let days: Vec<i64> = starts.iter().map(DateTime::timestamp_micros).collect();
+        let detail = self.user_detail_served(&filter, &span, &days).await?;
+        let raw = user_detail::rest(span.from, span.to, &detail);
         let mut sql = Sql::new(self.dialect());
         let buckets = self.inner.buckets.get_or_init(lower_bounds);
-        plan::user_usage(&mut sql, &filter, (span.from, span.to), &days, buckets);
-        let rows = load!(self, sql, UserAgg)?;
+        plan::user_usage(&mut sql, &filter, &raw, &detail, &days, buckets);
+        let rows = if sql.text.is_empty() {
+            Vec::new()
+        } else {
+            load!(self, sql, UserAgg, raw.is_empty())?
+        };
         let mut all = Totals::default();
         let (mut latency, mut ttfb) = (Histogram::default(), Histogram::default());
         let mut services: HashMap<Option<String>, Totals> = HashMap::new();
@@ -490,6 +496,37 @@ impl DieselStore {
                 DASHBOARD_ROWS,
             ),
         })
+    }
+
+    /// The parts of the span that [`user_detail`] rows serve for `filter` (one user's
+    /// records and nothing else) with daily buckets starting at `days`: none when the
+    /// filter names anything besides the user, or a day starts off the hour.
+    async fn user_detail_served(
+        &self,
+        filter: &Filter,
+        span: &Span,
+        days: &[i64],
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let only_user = Filter {
+            user: None,
+            ..filter.clone()
+        };
+        let serves = self.inner.limits.read_rollups
+            && plan::time_only(&only_user)
+            && days.iter().all(|d| d.rem_euclid(user_detail::HOUR_US) == 0);
+        if !serves {
+            return Ok(Vec::new());
+        }
+        let (first, last) = (
+            span.from.div_euclid(WEEK_US),
+            (span.to - 1).div_euclid(WEEK_US),
+        );
+        let sql = seal::detailed(self.dialect(), first, last);
+        let blocks: Vec<i64> = load!(self, sql, seal::Block)?
+            .into_iter()
+            .map(|b| b.block)
+            .collect();
+        Ok(user_detail::served(span.from, span.to, &blocks))
     }
 
     /// Metrics, the top services, models and users, a daily series and peak hours, in

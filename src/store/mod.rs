@@ -104,6 +104,7 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod url;
+mod user_detail;
 mod write;
 
 pub use error::StoreError;
@@ -448,6 +449,8 @@ impl DieselStore {
                     "usage_user_1d",
                     "usage_user_7d",
                     "usage_totals_15m",
+                    user_detail::HOURS,
+                    user_detail::HIST,
                     seal::BLOCKS,
                 ] {
                     let mut sql = sql::Sql::new(dialect);

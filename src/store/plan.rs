@@ -163,6 +163,25 @@ fn raw_column(dimension: Dimension) -> &'static str {
 /// `WHERE` conditions on raw rows for `filter` within `[from, to)`.
 pub(crate) fn raw_where(sql: &mut Sql, filter: &Filter, from: i64, to: i64) {
     slots_where(sql, "started_at_us", from, to);
+    raw_conditions(sql, filter);
+}
+
+/// `WHERE` conditions on raw rows for `filter` within any of `ranges` (at least one).
+fn raw_where_any(sql: &mut Sql, filter: &Filter, ranges: &[(i64, i64)]) {
+    if let [(from, to)] = ranges {
+        return raw_where(sql, filter, *from, *to);
+    }
+    sql.push(" WHERE (");
+    sql.list(ranges, " OR ", |sql, &(from, to)| {
+        sql.push("started_at_us >= ").int(from);
+        sql.push(" AND started_at_us < ").int(to);
+    });
+    sql.push(")");
+    raw_conditions(sql, filter);
+}
+
+/// The conditions of [`raw_where`] besides the time range, each starting with `AND`.
+fn raw_conditions(sql: &mut Sql, filter: &Filter) {
     equal_names(sql, filter, true);
     if let Some(client) = filter.client {
         // A fixed set of names: safe to write into the text.
@@ -356,7 +375,7 @@ pub(crate) fn rollup_histograms(sql: &mut Sql, filter: &Filter, parts: &[(Rollup
 /// The index of the last of `lower` (ascending) at most `column`'s value, as nested
 /// `CASE`s: a binary search of about log₂(n) integer comparisons a row. Values below
 /// `lower[0]` count as 0.
-fn step_index(sql: &mut Sql, column: &str, lower: &[i64]) {
+pub(crate) fn step_index(sql: &mut Sql, column: &str, lower: &[i64]) {
     fn tree(sql: &mut Sql, column: &str, lower: &[i64], lo: usize, hi: usize) {
         if hi - lo <= 1 {
             sql.int(i64::try_from(lo).unwrap_or(i64::MAX));
@@ -376,31 +395,45 @@ fn step_index(sql: &mut Sql, column: &str, lower: &[i64]) {
     tree(sql, column, lower, 0, lower.len());
 }
 
-/// One user's records summed in the database, in one pass over their rows (the user
-/// index): rows of [`UserAgg`](super::sql::UserAgg) of three kinds. Kind 0: sums per
-/// day (the index into `days`, the days' starts in microseconds), service and model.
-/// Kinds 1 and 2: counts per latency and time-to-first-byte histogram bucket, bucketed
-/// with `buckets` (the histogram's bucket bounds).
+/// One user's records summed in the database: rows of [`UserAgg`](super::sql::UserAgg)
+/// of three kinds. Kind 0: sums per day (the index into `days`, the days' starts in
+/// microseconds), service and model. Kinds 1 and 2: counts per latency and
+/// time-to-first-byte histogram bucket, bucketed with `buckets` (the histogram's bucket
+/// bounds). The ranges in `detail` are read from the [`user_detail`](super::user_detail)
+/// rows (see [`user_detail::user_rows`](super::user_detail::user_rows) for what they
+/// need), the ranges in `raw` from the user's records, in one pass over their rows
+/// through the user index.
 pub(crate) fn user_usage(
     sql: &mut Sql,
     filter: &Filter,
-    (from, to): (i64, i64),
+    raw: &[(i64, i64)],
+    detail: &[(i64, i64)],
     days: &[i64],
     buckets: &[i64],
 ) {
-    let sums = [
-        ("1", "requests"),
-        ("err", "errors"),
-        ("tokens_in", "tokens_in"),
-        ("tokens_out", "tokens_out"),
-        ("tokens_cached_in", "tokens_cached"),
-        ("cost", "cost_micros"),
-        ("response_bytes", "response_bytes"),
-        ("duration_us", "duration_sum_us"),
-        ("COALESCE(ttfb_us, 0)", "ttfb_sum_us"),
-        ("CASE WHEN ttfb_us IS NULL THEN 0 ELSE 1 END", "ttfb_count"),
-        ("unpriced", "unpriced"),
-    ];
+    if !raw.is_empty() {
+        raw_user_usage(sql, filter, raw, days, buckets);
+        if !detail.is_empty() {
+            sql.push(" UNION ALL ");
+        }
+    }
+    if let (false, Some(user)) = (detail.is_empty(), filter.user.as_deref()) {
+        super::user_detail::user_rows(sql, user, detail, days);
+    }
+}
+
+/// The part of [`user_usage`] read from raw rows within `ranges`.
+fn raw_user_usage(
+    sql: &mut Sql,
+    filter: &Filter,
+    ranges: &[(i64, i64)],
+    days: &[i64],
+    buckets: &[i64],
+) {
+    let sums: Vec<(&str, &str)> = super::user_detail::RAW_MEASURES
+        .into_iter()
+        .zip(MEASURES)
+        .collect();
     let user_rows = |sql: &mut Sql| {
         sql.push("SELECT ");
         step_index(sql, "started_at_us", days);
@@ -408,12 +441,10 @@ pub(crate) fn user_usage(
         step_index(sql, "duration_us", buckets);
         sql.push(" AS lb, CASE WHEN ttfb_us IS NULL THEN NULL ELSE ");
         step_index(sql, "ttfb_us", buckets);
-        sql.push(
-            " END AS tb, service, model, CASE WHEN outcome <> 'success' THEN 1 ELSE 0 END \
-             AS err, duration_us, ttfb_us, tokens_in, tokens_out, tokens_cached_in, \
-             COALESCE(cost_micros, 0) AS cost, response_bytes, unpriced FROM usage_records",
-        );
-        raw_where(sql, filter, from, to);
+        sql.push(" END AS tb, service, model, ");
+        sql.push(super::user_detail::RAW_COLUMNS)
+            .push(" FROM usage_records");
+        raw_where_any(sql, filter, ranges);
     };
     if sql.dialect == super::sql::Dialect::Postgres {
         // Grouping sets: the three sums in one pass, nothing written aside.
@@ -421,7 +452,7 @@ pub(crate) fn user_usage(
         let (kind, k) = (sql.as_bigint(kind), sql.as_bigint("COALESCE(d, lb, tb)"));
         sql.push("SELECT ").push(&kind).push(" AS kind, ").push(&k);
         sql.push(" AS k, service, model");
-        for (expr, name) in sums {
+        for &(expr, name) in &sums {
             let sum = sql.sum(expr);
             sql.push(", ").push(&sum).push(" AS ").push(name);
         }
@@ -447,7 +478,7 @@ pub(crate) fn user_usage(
         .push(" AS kind, ")
         .push(&day);
     sql.push(" AS k, service, model");
-    for (expr, name) in sums {
+    for &(expr, name) in &sums {
         let sum = sql.sum(expr);
         sql.push(", ").push(&sum).push(" AS ").push(name);
     }

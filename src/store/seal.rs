@@ -17,6 +17,7 @@ use diesel::QueryableByName;
 use super::rollup::{users, UserRollup, DAY_US, USER_MEASURES, WEEK_US};
 use super::row::Row;
 use super::sql::{Dialect, Sql};
+use super::user_detail;
 
 /// The table of blocks.
 pub(crate) const BLOCKS: &str = "usage_user_blocks";
@@ -27,9 +28,12 @@ pub(crate) const DAYS: i64 = WEEK_US / DAY_US;
 #[derive(Debug, Clone, QueryableByName)]
 pub(crate) struct Block {
     #[diesel(sql_type = BigInt)]
-    block: i64,
+    pub(crate) block: i64,
     #[diesel(sql_type = BigInt)]
     sealed: i64,
+    /// 1 when the block has its [`user_detail`] rows.
+    #[diesel(sql_type = BigInt)]
+    detailed: i64,
 }
 
 /// The blocks that `rows` with a user fall in, in order.
@@ -69,10 +73,11 @@ pub(crate) fn lock(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
     let blocks = blocks(rows);
     let last = *blocks.last()?;
     let mut sql = Sql::new(dialect);
-    let sealed = sql.as_bigint("sealed");
+    let (sealed, detailed) = (sql.as_bigint("sealed"), sql.as_bigint("detailed"));
     sql.push("SELECT block, ")
         .push(&sealed)
-        .push(" AS sealed FROM ");
+        .push(" AS sealed, ");
+    sql.push(&detailed).push(" AS detailed FROM ");
     sql.push(BLOCKS).push(" WHERE block IN (");
     sql.list(blocks, ", ", |sql, block| {
         sql.int(block);
@@ -88,20 +93,29 @@ pub(crate) fn lock(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
 
 /// What the batch does with the locked blocks, after its records were added to the
 /// daily sums: seals every unsealed block before its last one (from the days, which
-/// now hold this batch's records too), and adds its records of blocks sealed before it
-/// to the blocks' sums.
+/// now hold this batch's records too) and builds its [`user_detail`] rows (from its
+/// records, this batch's included), and adds its records of blocks sealed before it to
+/// the blocks' sums and detail rows.
 pub(crate) fn statements(dialect: Dialect, rows: &[Row], locked: &[Block]) -> Vec<Sql> {
     let Some(&last) = blocks(rows).last() else {
         return Vec::new();
     };
     let mut statements = Vec::new();
+    let mut buckets = None;
     for block in locked.iter().filter(|b| b.sealed == 0 && b.block < last) {
         statements.push(seal(dialect, block.block));
+        let detailed = user_detail::buildable(block.block);
+        if detailed {
+            let buckets = buckets.get_or_insert_with(crate::query::lower_bounds);
+            statements.extend(user_detail::build(dialect, block.block, buckets));
+        }
         let mut sql = Sql::new(dialect);
         sql.push("UPDATE ")
             .push(BLOCKS)
-            .push(" SET sealed = 1 WHERE block = ");
-        sql.int(block.block);
+            .push(" SET sealed = 1, detailed = ");
+        sql.int(i64::from(detailed))
+            .push(" WHERE block = ")
+            .int(block.block);
         statements.push(sql);
     }
     let sealed: BTreeSet<i64> = locked
@@ -115,7 +129,30 @@ pub(crate) fn statements(dialect: Dialect, rows: &[Row], locked: &[Block]) -> Ve
         .cloned()
         .collect();
     statements.extend(users(dialect, UserRollup::Week, &late));
+    let detailed: BTreeSet<i64> = locked
+        .iter()
+        .filter(|b| b.detailed != 0)
+        .map(|b| b.block)
+        .collect();
+    let late: Vec<Row> = late
+        .into_iter()
+        .filter(|r| detailed.contains(&r.started_at_us.div_euclid(WEEK_US)))
+        .collect();
+    statements.extend(user_detail::add(dialect, &late));
     statements
+}
+
+/// Reads the blocks from `first` to `last` that have [`user_detail`] rows, in order.
+pub(crate) fn detailed(dialect: Dialect, first: i64, last: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    let (sealed, detailed) = (sql.as_bigint("sealed"), sql.as_bigint("detailed"));
+    sql.push("SELECT block, ")
+        .push(&sealed)
+        .push(" AS sealed, ");
+    sql.push(&detailed).push(" AS detailed FROM ").push(BLOCKS);
+    sql.push(" WHERE detailed = 1 AND block >= ").int(first);
+    sql.push(" AND block <= ").int(last).push(" ORDER BY block");
+    sql
 }
 
 /// Writes a block's per-user sums from its days.
@@ -163,7 +200,11 @@ mod tests {
     fn texts(rows: &[Row], locked: &[(i64, i64)]) -> Vec<String> {
         let locked: Vec<Block> = locked
             .iter()
-            .map(|&(block, sealed)| Block { block, sealed })
+            .map(|&(block, sealed)| Block {
+                block,
+                sealed,
+                detailed: sealed,
+            })
             .collect();
         statements(Dialect::Sqlite, rows, &locked)
             .into_iter()
@@ -176,13 +217,24 @@ mod tests {
         // Days 1 and 8 fall in blocks 0 and 1; block 1 is the batch's last.
         let rows = [row(1, Some("a")), row(8, Some("b"))];
         let sql = texts(&rows, &[(0, 1), (1, 0)]);
-        assert_eq!(sql.len(), 1, "{sql:?}");
-        // Block 0's record is added to its sums; nothing is sealed.
+        assert_eq!(sql.len(), 3, "{sql:?}");
+        // Block 0's record is added to its sums and detail rows; nothing is sealed.
         assert!(sql[0].starts_with("INSERT INTO usage_user_7d"), "{sql:?}");
         assert!(sql[0].contains(" VALUES (0, "), "{sql:?}");
+        assert!(
+            sql[1].starts_with("INSERT INTO usage_user_hours"),
+            "{sql:?}"
+        );
+        assert!(sql[2].starts_with("INSERT INTO usage_user_hist"), "{sql:?}");
         let sql = texts(&rows, &[(0, 0), (1, 0)]);
-        assert_eq!(sql.len(), 2, "{sql:?}");
+        assert_eq!(sql.len(), 4, "{sql:?}");
         assert!(sql[0].contains("FROM usage_user_1d WHERE slot >= 0 AND slot < 7"));
-        assert!(sql[1].starts_with("UPDATE usage_user_blocks SET sealed = 1 WHERE block = 0"));
+        assert!(
+            sql[1].starts_with("INSERT INTO usage_user_hours"),
+            "{sql:?}"
+        );
+        assert!(sql[2].starts_with("INSERT INTO usage_user_hist"), "{sql:?}");
+        assert!(sql[3]
+            .starts_with("UPDATE usage_user_blocks SET sealed = 1, detailed = 1 WHERE block = 0"));
     }
 }

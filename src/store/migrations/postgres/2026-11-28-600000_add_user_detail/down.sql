@@ -1,0 +1,3 @@
+DROP TABLE usage_user_hist;
+DROP TABLE usage_user_hours;
+ALTER TABLE usage_user_blocks DROP COLUMN detailed;

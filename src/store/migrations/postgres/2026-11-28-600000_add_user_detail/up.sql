@@ -1,0 +1,38 @@
+-- One user's usage without their raw rows: sums per user, UTC hour, service and model,
+-- and latency histograms per user and UTC day (one row per bucket). A 7-day block's
+-- rows are built from its records when the block is sealed, and later records of the
+-- block are added to them. `usage_user_blocks.detailed` says which blocks have them;
+-- readers take every other block's records from `usage_records`. Missing names are
+-- stored as '' (key columns cannot be NULL).
+CREATE TABLE usage_user_hours (
+    user_id TEXT NOT NULL,
+    slot BIGINT NOT NULL,
+    service TEXT NOT NULL,
+    model TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    tokens_in BIGINT NOT NULL,
+    tokens_out BIGINT NOT NULL,
+    tokens_cached BIGINT NOT NULL,
+    cost_micros BIGINT NOT NULL,
+    response_bytes BIGINT NOT NULL,
+    duration_sum_us BIGINT NOT NULL,
+    ttfb_sum_us BIGINT NOT NULL,
+    ttfb_count BIGINT NOT NULL,
+    unpriced BIGINT NOT NULL,
+    PRIMARY KEY (user_id, slot, service, model)
+);
+
+-- `kind` 1 counts latencies, 2 times to first byte; `bucket` is the histogram's.
+CREATE TABLE usage_user_hist (
+    user_id TEXT NOT NULL,
+    slot BIGINT NOT NULL,
+    kind SMALLINT NOT NULL,
+    bucket INTEGER NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (user_id, slot, kind, bucket)
+);
+
+-- Blocks sealed until now have no such rows: their records are read raw until
+-- `rebuild_rollups` runs.
+ALTER TABLE usage_user_blocks ADD COLUMN detailed SMALLINT NOT NULL DEFAULT 0;

@@ -1,0 +1,324 @@
+//! One user's usage without their raw rows, for
+//! [`DieselStore::user_usage`](super::DieselStore::user_usage): sums per user, UTC hour,
+//! service and model (`usage_user_hours`), and latency histograms per user and UTC day,
+//! one row per bucket (`usage_user_hist`).
+//!
+//! Kept up to date by every batch, these would cost ingest another row per record, as
+//! the per-user daily sums do. So a 7-day block's rows are built once, from the block's
+//! records, in the transaction that seals the block (see [`seal`](super::seal)), and
+//! only records that arrive later for a sealed block are added one by one. A block's
+//! `detailed` flag in `usage_user_blocks` says it has them; readers take every other
+//! block's records, and the parts of days at a range's edges, from `usage_records`.
+//!
+//! Hours serve a daily series in every zone whose days start on the hour; zones with a
+//! half-hour offset read raw rows. Histograms are kept per day, not per hour: a heavy
+//! user's hour holds a few dozen records, nearly one bucket each.
+
+use std::collections::BTreeMap;
+
+use super::rollup::{row_totals, DAY_US, WEEK_US};
+use super::row::Row;
+use super::sql::{Dialect, Sql, MEASURES};
+use crate::query::{bucket, Totals};
+
+/// The per-user hourly sums.
+pub(crate) const HOURS: &str = "usage_user_hours";
+/// The per-user daily histograms.
+pub(crate) const HIST: &str = "usage_user_hist";
+/// Microseconds in an hour.
+pub(crate) const HOUR_US: i64 = 3_600_000_000;
+
+/// Each measure of [`MEASURES`] as an expression over one raw row's columns.
+pub(crate) const RAW_MEASURES: [&str; 11] = [
+    "1",
+    "CASE WHEN outcome <> 'success' THEN 1 ELSE 0 END",
+    "tokens_in",
+    "tokens_out",
+    "tokens_cached_in",
+    "COALESCE(cost_micros, 0)",
+    "response_bytes",
+    "duration_us",
+    "COALESCE(ttfb_us, 0)",
+    "CASE WHEN ttfb_us IS NULL THEN 0 ELSE 1 END",
+    "unpriced",
+];
+
+/// The raw columns [`RAW_MEASURES`] read.
+pub(crate) const RAW_COLUMNS: &str = "outcome, duration_us, ttfb_us, tokens_in, tokens_out, \
+     tokens_cached_in, cost_micros, response_bytes, unpriced";
+
+/// Whether a block can have detail rows: the builders' integer division rounds toward
+/// zero, which is the floor only from the epoch on.
+pub(crate) fn buildable(block: i64) -> bool {
+    block >= 0
+}
+
+/// The statements that build a block's rows from its records, in the transaction that
+/// seals it. `buckets` are the histogram's lower bounds.
+pub(crate) fn build(dialect: Dialect, block: i64, buckets: &[i64]) -> [Sql; 2] {
+    let (from, to) = (block * WEEK_US, (block + 1) * WEEK_US);
+    let block_rows = |sql: &mut Sql| {
+        sql.push(" FROM usage_records WHERE started_at_us >= ")
+            .int(from);
+        sql.push(" AND started_at_us < ").int(to);
+        sql.push(" AND user_id IS NOT NULL");
+    };
+    let mut hours = Sql::new(dialect);
+    hours
+        .push("INSERT INTO ")
+        .push(HOURS)
+        .push(" (user_id, slot, service, model, ");
+    hours
+        .push(&MEASURES.join(", "))
+        .push(") SELECT user_id, h, service, model");
+    for expr in RAW_MEASURES {
+        let sum = hours.sum(expr);
+        hours.push(", ").push(&sum);
+    }
+    let hour = hours.div("started_at_us", HOUR_US);
+    hours.push(" FROM (SELECT user_id, ").push(&hour);
+    hours.push(" AS h, COALESCE(service, '') AS service, COALESCE(model, '') AS model, ");
+    hours.push(RAW_COLUMNS);
+    block_rows(&mut hours);
+    // In key order: PostgreSQL's heap then holds a user's rows together.
+    hours.push(") r GROUP BY user_id, h, service, model ORDER BY user_id, h, service, model");
+
+    let mut hist = Sql::new(dialect);
+    hist.push("INSERT INTO ")
+        .push(HIST)
+        .push(" (user_id, slot, kind, bucket, n) ");
+    let day = hist.div("started_at_us", DAY_US);
+    for (kind, column) in [(1, "duration_us"), (2, "ttfb_us")] {
+        if kind == 2 {
+            hist.push(" UNION ALL ");
+        }
+        hist.push("SELECT user_id, d, ").int(kind);
+        hist.push(", b, COUNT(*) FROM (SELECT user_id, ")
+            .push(&day)
+            .push(" AS d, ");
+        super::plan::step_index(&mut hist, column, buckets);
+        hist.push(" AS b");
+        block_rows(&mut hist);
+        hist.push(" AND ").push(column).push(" IS NOT NULL");
+        hist.push(") r").int(kind).push(" GROUP BY user_id, d, b");
+    }
+    [hours, hist]
+}
+
+/// Adds `rows` (records of blocks that have detail rows already) to them; nothing for
+/// rows without a user.
+pub(crate) fn add(dialect: Dialect, rows: &[Row]) -> Vec<Sql> {
+    let mut sums: BTreeMap<(&str, i64, &str, &str), Totals> = BTreeMap::new();
+    let mut counts: BTreeMap<(&str, i64, i64, u16), i64> = BTreeMap::new();
+    for row in rows {
+        let Some(user) = row.user_id.as_deref() else {
+            continue;
+        };
+        let key = (
+            user,
+            row.started_at_us.div_euclid(HOUR_US),
+            row.service.as_deref().unwrap_or_default(),
+            row.model.as_deref().unwrap_or_default(),
+        );
+        sums.entry(key).or_default().add(&row_totals(row));
+        let day = row.started_at_us.div_euclid(DAY_US);
+        *counts
+            .entry((user, day, 1, bucket(row.duration_us)))
+            .or_default() += 1;
+        if let Some(ttfb) = row.ttfb_us {
+            *counts.entry((user, day, 2, bucket(ttfb))).or_default() += 1;
+        }
+    }
+    if sums.is_empty() {
+        return Vec::new();
+    }
+    let mut hours = Sql::new(dialect);
+    hours
+        .push("INSERT INTO ")
+        .push(HOURS)
+        .push(" (user_id, slot, service, model, ");
+    hours.push(&MEASURES.join(", ")).push(") VALUES ");
+    hours.list(
+        &sums,
+        ", ",
+        |sql, ((user, slot, service, model), totals)| {
+            sql.push("(").text(user).push(", ").int(*slot).push(", ");
+            sql.text(service).push(", ").text(model);
+            for n in totals.values() {
+                sql.push(", ").int(n);
+            }
+            sql.push(")");
+        },
+    );
+    hours.on_conflict(
+        &["user_id", "slot", "service", "model"],
+        &MEASURES,
+        HOURS,
+        true,
+    );
+
+    let mut hist = Sql::new(dialect);
+    hist.push("INSERT INTO ")
+        .push(HIST)
+        .push(" (user_id, slot, kind, bucket, n) VALUES ");
+    hist.list(&counts, ", ", |sql, ((user, slot, kind, b), n)| {
+        sql.push("(")
+            .text(user)
+            .push(", ")
+            .int(*slot)
+            .push(", ")
+            .int(*kind);
+        sql.push(", ")
+            .int(i64::from(*b))
+            .push(", ")
+            .int(*n)
+            .push(")");
+    });
+    hist.on_conflict(&["user_id", "slot", "kind", "bucket"], &["n"], HIST, true);
+    vec![hours, hist]
+}
+
+/// The parts of `[from, to)` that detail rows serve, given the blocks that have them
+/// (ascending): the whole UTC days within those blocks, as merged ranges.
+pub(crate) fn served(from: i64, to: i64, detailed: &[i64]) -> Vec<(i64, i64)> {
+    let mut ranges: Vec<(i64, i64)> = Vec::new();
+    for &block in detailed {
+        let start = (block * WEEK_US).max(from);
+        let end = ((block + 1) * WEEK_US).min(to);
+        // Whole days only: the histograms are kept per day.
+        let start = start.div_euclid(DAY_US) * DAY_US
+            + if start.rem_euclid(DAY_US) == 0 {
+                0
+            } else {
+                DAY_US
+            };
+        let end = end.div_euclid(DAY_US) * DAY_US;
+        if start >= end {
+            continue;
+        }
+        match ranges.last_mut() {
+            Some(last) if last.1 == start => last.1 = end,
+            _ => ranges.push((start, end)),
+        }
+    }
+    ranges
+}
+
+/// What is left of `[from, to)` outside `served` (ascending, within it).
+pub(crate) fn rest(from: i64, to: i64, served: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let mut rest = Vec::new();
+    let mut at = from;
+    for &(start, end) in served {
+        if start > at {
+            rest.push((at, start));
+        }
+        at = at.max(end);
+    }
+    if at < to {
+        rest.push((at, to));
+    }
+    rest
+}
+
+/// The detail rows' share of one user's usage over `served` (ranges of whole UTC days),
+/// as rows of [`UserAgg`](super::sql::UserAgg): sums per day (the index into `days`,
+/// which must all start on the hour), service and model, then histogram buckets.
+pub(crate) fn user_rows(sql: &mut Sql, user: &str, served: &[(i64, i64)], days: &[i64]) {
+    let slots = |sql: &mut Sql, width: i64| {
+        sql.push(" AND (");
+        sql.list(served, " OR ", |sql, &(from, to)| {
+            sql.push("slot >= ").int(from / width);
+            sql.push(" AND slot < ").int(to / width);
+        });
+        sql.push(")");
+    };
+    let (kind0, day) = (sql.bigint(0), sql.as_bigint("d"));
+    sql.push("SELECT ")
+        .push(&kind0)
+        .push(" AS kind, ")
+        .push(&day);
+    sql.push(" AS k, NULLIF(service, '') AS service, NULLIF(model, '') AS model");
+    for m in MEASURES {
+        let sum = sql.sum(m);
+        sql.push(", ").push(&sum).push(" AS ").push(m);
+    }
+    sql.push(" FROM (SELECT ");
+    super::plan::step_index(sql, &format!("slot * {HOUR_US}"), days);
+    sql.push(" AS d, service, model, ")
+        .push(&MEASURES.join(", "));
+    sql.push(" FROM ")
+        .push(HOURS)
+        .push(" WHERE user_id = ")
+        .text(user);
+    slots(sql, HOUR_US);
+    sql.push(") h GROUP BY d, service, model");
+
+    let (kind, b, count) = (sql.as_bigint("kind"), sql.as_bigint("bucket"), sql.sum("n"));
+    let (zero, null) = (sql.bigint(0), sql.null_text());
+    sql.push(" UNION ALL SELECT ")
+        .push(&kind)
+        .push(" AS kind, ")
+        .push(&b);
+    sql.push(" AS k, ")
+        .push(null)
+        .push(", ")
+        .push(null)
+        .push(", ")
+        .push(&count);
+    for _ in &MEASURES[1..] {
+        sql.push(", ").push(&zero);
+    }
+    sql.push(" FROM ")
+        .push(HIST)
+        .push(" WHERE user_id = ")
+        .text(user);
+    slots(sql, DAY_US);
+    sql.push(" GROUP BY kind, bucket");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: i64 = DAY_US;
+    const W: i64 = WEEK_US;
+
+    #[test]
+    fn only_whole_days_of_detailed_blocks_are_served() {
+        // Blocks 1 and 2 are detailed; the range starts mid-day in block 1 and ends
+        // mid-day in block 3.
+        let (from, to) = (W + 2 * D + 5, 3 * W + D + 7);
+        let served = served(from, to, &[1, 2]);
+        assert_eq!(served, vec![(W + 3 * D, 3 * W)]);
+        assert_eq!(
+            rest(from, to, &served),
+            vec![(from, W + 3 * D), (3 * W, to)]
+        );
+        // A gap between detailed blocks is read raw.
+        let served = super::served(0, 5 * W, &[1, 3]);
+        assert_eq!(served, vec![(W, 2 * W), (3 * W, 4 * W)]);
+        assert_eq!(
+            rest(0, 5 * W, &served),
+            vec![(0, W), (2 * W, 3 * W), (4 * W, 5 * W)]
+        );
+        // Less than a whole day: nothing served.
+        assert!(super::served(W + 5, W + D, &[1]).is_empty());
+        assert_eq!(rest(W + 5, W + D, &[]), vec![(W + 5, W + D)]);
+    }
+
+    #[test]
+    fn late_rows_add_sums_and_one_count_per_histogram() {
+        let mut row = Row::from(&crate::UsageRecord::builder().build());
+        row.user_id = Some("u".into());
+        row.started_at_us = W + 3 * HOUR_US + 5;
+        row.ttfb_us = None;
+        let sql = add(Dialect::Sqlite, &[row.clone()]);
+        assert_eq!(sql.len(), 2);
+        assert!(sql[0].text.starts_with("INSERT INTO usage_user_hours"));
+        assert!(sql[0].text.contains(&format!(", {}, ", W / HOUR_US + 3)));
+        // No time to first byte: one latency count only.
+        assert_eq!(sql[1].text.matches("(?, ").count(), 1, "{}", sql[1].text);
+        row.user_id = None;
+        assert!(add(Dialect::Sqlite, &[row]).is_empty());
+    }
+}
