@@ -372,10 +372,18 @@ pub(crate) fn rollup_histograms(sql: &mut Sql, filter: &Filter, parts: &[(Rollup
     });
 }
 
-/// The index of the last of `lower` (ascending) at most `column`'s value, as nested
-/// `CASE`s: a binary search of about log₂(n) integer comparisons a row. Values below
-/// `lower[0]` count as 0.
+/// The index of the last of `lower` (ascending) at most `column`'s value: a binary
+/// search of about log₂(n) integer comparisons a row, written as nested `CASE`s where
+/// the backend has no such function. Values below `lower[0]` count as 0.
 pub(crate) fn step_index(sql: &mut Sql, column: &str, lower: &[i64]) {
+    if sql.dialect == super::sql::Dialect::Postgres {
+        // The same binary search, built in: one array constant to parse instead of a
+        // tree of a thousand comparisons, which took PostgreSQL tens of milliseconds
+        // to plan. `width_bucket` counts the bounds at most the value.
+        sql.push("GREATEST(width_bucket(").push(column).push(", ");
+        sql.int_array(lower.iter().copied()).push(") - 1, 0)");
+        return;
+    }
     fn tree(sql: &mut Sql, column: &str, lower: &[i64], lo: usize, hi: usize) {
         if hi - lo <= 1 {
             sql.int(i64::try_from(lo).unwrap_or(i64::MAX));
