@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use super::plan::{self, Group, Part, UserPart};
 use super::rollup::{QUARTER_US, WEEK_US};
 use super::sql::{AggRow, Dialect, HistPair, Sql, UserAgg, UserSums, ValueCount};
-use super::{exec, seal, user_detail, Backend, DieselStore, StoreError};
+use super::{exec, user_detail, Backend, DieselStore, StoreError};
 use crate::query::{
     lower_bounds, weekday_hour, Breakdown, Dashboard, Dimension, Filter, Granularity, Histogram,
     Metrics, PeakHours, Point, QueryError, RankBy, Series, SeriesKey, TimeSeries, Totals, UserRank,
@@ -498,9 +498,9 @@ impl DieselStore {
         })
     }
 
-    /// The parts of the span that [`user_detail`] rows serve for `filter` (one user's
-    /// records and nothing else) with daily buckets starting at `days`: none when the
-    /// filter names anything besides the user, or a day starts off the hour.
+    /// The parts of the span that the user's [`user_detail`] rows serve for `filter` (one
+    /// user's records and nothing else) with daily buckets starting at `days`: none when
+    /// the filter names anything besides the user, or a day starts off the hour.
     async fn user_detail_served(
         &self,
         filter: &Filter,
@@ -517,12 +517,19 @@ impl DieselStore {
         if !serves {
             return Ok(Vec::new());
         }
+        let Some(user) = filter.user.as_deref() else {
+            return Ok(Vec::new());
+        };
         let (first, last) = (
             span.from.div_euclid(WEEK_US),
             (span.to - 1).div_euclid(WEEK_US),
         );
-        let sql = seal::detailed(self.dialect(), first, last);
-        let blocks: Vec<i64> = load!(self, sql, seal::Block)?
+        let blocks: Vec<i64> = (first.max(0)..=last).collect();
+        if blocks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = user_detail::user_blocks(self.dialect(), user, &blocks);
+        let blocks: Vec<i64> = load!(self, sql, user_detail::DetailedBlock)?
             .into_iter()
             .map(|b| b.block)
             .collect();

@@ -67,11 +67,13 @@ where
 }
 
 /// Brings the rollups up to date with `new`, the rows the batch inserted, on the
-/// transaction's connection.
+/// transaction's connection; a block it seals gets per-user detail rows for the users
+/// with at least `detail_min` records in it.
 pub(crate) fn maintain_rollups<'a, C>(
     conn: &'a mut C,
     dialect: super::sql::Dialect,
     new: &'a [super::row::Row],
+    detail_min: i64,
 ) -> BoxFuture<'a, QueryResult<()>>
 where
     C: AsyncConnection,
@@ -96,7 +98,7 @@ where
                 }
                 Step::Blocks(sql) => {
                     let locked = load(conn, sql).await?;
-                    for sql in super::seal::statements(dialect, new, &locked) {
+                    for sql in super::seal::statements(dialect, new, &locked, detail_min) {
                         execute(conn, sql).await?;
                     }
                 }

@@ -144,6 +144,7 @@ struct Limits {
     max_buckets: u64,
     max_limit: usize,
     read_rollups: bool,
+    detail_min_records: i64,
 }
 
 impl Default for Limits {
@@ -153,6 +154,7 @@ impl Default for Limits {
             max_buckets: 10_000,
             max_limit: 10_000,
             read_rollups: true,
+            detail_min_records: user_detail::MIN_RECORDS,
         }
     }
 }
@@ -230,6 +232,23 @@ impl DieselStoreBuilder {
     /// which gives the same answers, slower.
     pub fn read_rollups(mut self, read: bool) -> Self {
         self.limits.read_rollups = read;
+        self
+    }
+
+    /// How many records a user needs in a 7-day block for
+    /// [`user_usage`](DieselStore::user_usage) to read that block from per-user sums
+    /// and histograms instead of the user's records (default 256). The sums are built
+    /// once a later block's records arrive, for the users at or above this number then;
+    /// a lower number reads fewer raw rows for more stored rows (about one per record
+    /// for a light user). Writers of one database should agree on it.
+    ///
+    /// ```
+    /// let builder = tower_usage::store::DieselStore::builder("sqlite::memory:")
+    ///     .user_detail_min_records(1_000);
+    /// # drop(builder);
+    /// ```
+    pub fn user_detail_min_records(mut self, records: u32) -> Self {
+        self.limits.detail_min_records = i64::from(records.max(1));
         self
     }
 
@@ -440,6 +459,7 @@ impl DieselStore {
     /// `usage_records` table by hand.
     pub async fn rebuild_rollups(&self) -> Result<u64, StoreError> {
         let dialect = self.dialect();
+        let detail_min = self.inner.limits.detail_min_records;
         let read = with_conn!(self, self.connect_error(), |conn, backend| {
             use diesel_async::AsyncConnection;
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -465,7 +485,7 @@ impl DieselStore {
                     let Some(last) = rows.last() else { break };
                     after = Some((last.started_at_us, last.id.clone()));
                     read += rows.len() as u64;
-                    exec::maintain_rollups(conn, dialect, &rows).await?;
+                    exec::maintain_rollups(conn, dialect, &rows, detail_min).await?;
                 }
                 Ok(read)
             })
@@ -501,8 +521,9 @@ impl DieselStore {
 impl UsageSink for DieselStore {
     async fn write_batch(&self, records: &[UsageRecord]) -> Result<(), SinkError> {
         let rows: Vec<Row> = records.iter().map(Row::from).collect();
+        let detail_min = self.inner.limits.detail_min_records;
         with_conn!(self, SinkError::transient, |conn, backend| {
-            write::write_rows(&mut backend::Writer(conn), rows).await
+            write::write_rows(&mut backend::Writer(conn, detail_min), rows).await
         })
     }
 }

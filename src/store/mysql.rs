@@ -41,11 +41,13 @@ pub(crate) async fn run_migrations(url: &str, revert: bool) -> Result<usize, Str
     super::native::run_migrations::<Conn>(url, MIGRATIONS, revert).await
 }
 
-pub(crate) struct Writer(pub(crate) Object<Conn>);
+/// A pooled connection, and the records a user needs in a block for detail rows.
+pub(crate) struct Writer(pub(crate) Object<Conn>, pub(crate) i64);
 
 #[async_trait]
 impl Insert for Writer {
     async fn insert(&mut self, rows: Arc<[Row]>) -> QueryResult<()> {
+        let detail_min = self.1;
         self.0
             .transaction::<_, diesel::result::Error, _>(async |conn| {
                 // A locking read: it waits for a transaction writing the same keys, and
@@ -63,7 +65,7 @@ impl Insert for Writer {
                         .execute(conn)
                         .await?;
                 }
-                super::exec::maintain_rollups(conn, Dialect::Mysql, &new).await
+                super::exec::maintain_rollups(conn, Dialect::Mysql, &new, detail_min).await
             })
             .await
     }

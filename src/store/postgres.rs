@@ -58,11 +58,13 @@ pub(crate) async fn run_migrations(url: &str, revert: bool) -> Result<usize, Str
     super::native::run_migrations::<Conn>(url, MIGRATIONS, revert).await
 }
 
-pub(crate) struct Writer(pub(crate) Object<Conn>);
+/// A pooled connection, and the records a user needs in a block for detail rows.
+pub(crate) struct Writer(pub(crate) Object<Conn>, pub(crate) i64);
 
 #[async_trait]
 impl Insert for Writer {
     async fn insert(&mut self, rows: Arc<[Row]>) -> diesel::QueryResult<()> {
+        let detail_min = self.1;
         self.0
             .transaction::<_, diesel::result::Error, _>(async |conn| {
                 // RETURNING names exactly the rows this insert added, even when another
@@ -73,7 +75,13 @@ impl Insert for Writer {
                 }
                 if added.len() == rows.len() {
                     // Every row was new, and so none was there twice.
-                    return super::exec::maintain_rollups(conn, Dialect::Postgres, &rows).await;
+                    return super::exec::maintain_rollups(
+                        conn,
+                        Dialect::Postgres,
+                        &rows,
+                        detail_min,
+                    )
+                    .await;
                 }
                 let mut added: HashSet<(i64, &[u8])> = added
                     .iter()
@@ -85,7 +93,7 @@ impl Insert for Writer {
                     .filter(|r| added.remove(&(r.started_at_us, r.id.as_slice())))
                     .cloned()
                     .collect();
-                super::exec::maintain_rollups(conn, Dialect::Postgres, &new).await
+                super::exec::maintain_rollups(conn, Dialect::Postgres, &new, detail_min).await
             })
             .await
     }

@@ -28,12 +28,9 @@ pub(crate) const DAYS: i64 = WEEK_US / DAY_US;
 #[derive(Debug, Clone, QueryableByName)]
 pub(crate) struct Block {
     #[diesel(sql_type = BigInt)]
-    pub(crate) block: i64,
+    block: i64,
     #[diesel(sql_type = BigInt)]
     sealed: i64,
-    /// 1 when the block has its [`user_detail`] rows.
-    #[diesel(sql_type = BigInt)]
-    detailed: i64,
 }
 
 /// The blocks that `rows` with a user fall in, in order.
@@ -73,11 +70,10 @@ pub(crate) fn lock(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
     let blocks = blocks(rows);
     let last = *blocks.last()?;
     let mut sql = Sql::new(dialect);
-    let (sealed, detailed) = (sql.as_bigint("sealed"), sql.as_bigint("detailed"));
+    let sealed = sql.as_bigint("sealed");
     sql.push("SELECT block, ")
         .push(&sealed)
-        .push(" AS sealed, ");
-    sql.push(&detailed).push(" AS detailed FROM ");
+        .push(" AS sealed FROM ");
     sql.push(BLOCKS).push(" WHERE block IN (");
     sql.list(blocks, ", ", |sql, block| {
         sql.int(block);
@@ -93,29 +89,33 @@ pub(crate) fn lock(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
 
 /// What the batch does with the locked blocks, after its records were added to the
 /// daily sums: seals every unsealed block before its last one (from the days, which
-/// now hold this batch's records too) and builds its [`user_detail`] rows (from its
-/// records, this batch's included), and adds its records of blocks sealed before it to
-/// the blocks' sums and detail rows.
-pub(crate) fn statements(dialect: Dialect, rows: &[Row], locked: &[Block]) -> Vec<Sql> {
+/// now hold this batch's records too) and builds the [`user_detail`] rows of its users
+/// with at least `detail_min` records (from its records, this batch's included), and
+/// adds its records of blocks sealed before it to the blocks' sums and to the detail
+/// rows of users who have them.
+pub(crate) fn statements(
+    dialect: Dialect,
+    rows: &[Row],
+    locked: &[Block],
+    detail_min: i64,
+) -> Vec<Sql> {
     let Some(&last) = blocks(rows).last() else {
         return Vec::new();
     };
     let mut statements = Vec::new();
     let mut buckets = None;
     for block in locked.iter().filter(|b| b.sealed == 0 && b.block < last) {
-        statements.push(seal(dialect, block.block));
-        let detailed = user_detail::buildable(block.block);
-        if detailed {
+        let detail_min = user_detail::buildable(block.block).then_some(detail_min);
+        statements.push(seal(dialect, block.block, detail_min));
+        if detail_min.is_some() {
             let buckets = buckets.get_or_insert_with(crate::query::lower_bounds);
             statements.extend(user_detail::build(dialect, block.block, buckets));
         }
         let mut sql = Sql::new(dialect);
         sql.push("UPDATE ")
             .push(BLOCKS)
-            .push(" SET sealed = 1, detailed = ");
-        sql.int(i64::from(detailed))
-            .push(" WHERE block = ")
-            .int(block.block);
+            .push(" SET sealed = 1 WHERE block = ");
+        sql.int(block.block);
         statements.push(sql);
     }
     let sealed: BTreeSet<i64> = locked
@@ -129,45 +129,34 @@ pub(crate) fn statements(dialect: Dialect, rows: &[Row], locked: &[Block]) -> Ve
         .cloned()
         .collect();
     statements.extend(users(dialect, UserRollup::Week, &late));
-    let detailed: BTreeSet<i64> = locked
-        .iter()
-        .filter(|b| b.detailed != 0)
-        .map(|b| b.block)
-        .collect();
-    let late: Vec<Row> = late
-        .into_iter()
-        .filter(|r| detailed.contains(&r.started_at_us.div_euclid(WEEK_US)))
-        .collect();
     statements.extend(user_detail::add(dialect, &late));
     statements
 }
 
-/// Reads the blocks from `first` to `last` that have [`user_detail`] rows, in order.
-pub(crate) fn detailed(dialect: Dialect, first: i64, last: i64) -> Sql {
-    let mut sql = Sql::new(dialect);
-    let (sealed, detailed) = (sql.as_bigint("sealed"), sql.as_bigint("detailed"));
-    sql.push("SELECT block, ")
-        .push(&sealed)
-        .push(" AS sealed, ");
-    sql.push(&detailed).push(" AS detailed FROM ").push(BLOCKS);
-    sql.push(" WHERE detailed = 1 AND block >= ").int(first);
-    sql.push(" AND block <= ").int(last).push(" ORDER BY block");
-    sql
-}
-
-/// Writes a block's per-user sums from its days.
-fn seal(dialect: Dialect, block: i64) -> Sql {
+/// Writes a block's per-user sums from its days, marking the users with at least
+/// `detail_min` records as detailed (none without it).
+fn seal(dialect: Dialect, block: i64, detail_min: Option<i64>) -> Sql {
     let columns = USER_MEASURES;
     let mut sql = Sql::new(dialect);
     sql.push("INSERT INTO ")
         .push(UserRollup::Week.table())
         .push(" (slot, user_id, ");
-    sql.push(&columns.join(", ")).push(") SELECT ");
+    sql.push(&columns.join(", ")).push(", detailed) SELECT ");
     let block_column = sql.bigint(block);
     sql.push(&block_column).push(", user_id");
     for c in columns {
         let sum = sql.sum(c);
         sql.push(", ").push(&sum);
+    }
+    match detail_min {
+        Some(min) => {
+            sql.push(", CASE WHEN SUM(requests) >= ")
+                .int(min)
+                .push(" THEN 1 ELSE 0 END");
+        }
+        None => {
+            sql.push(", 0");
+        }
     }
     sql.push(" FROM ").push(UserRollup::Day.table());
     sql.push(" WHERE slot >= ").int(block * DAYS);
@@ -193,20 +182,16 @@ mod tests {
         let rows = [row(1, None), row(15, None)];
         assert!(ensure(Dialect::Sqlite, &rows).is_none());
         assert!(lock(Dialect::Sqlite, &rows).is_none());
-        assert!(statements(Dialect::Sqlite, &rows, &[]).is_empty());
+        assert!(statements(Dialect::Sqlite, &rows, &[], 1).is_empty());
     }
 
     /// The statements' texts for `rows` with these blocks locked, as (block, sealed).
     fn texts(rows: &[Row], locked: &[(i64, i64)]) -> Vec<String> {
         let locked: Vec<Block> = locked
             .iter()
-            .map(|&(block, sealed)| Block {
-                block,
-                sealed,
-                detailed: sealed,
-            })
+            .map(|&(block, sealed)| Block { block, sealed })
             .collect();
-        statements(Dialect::Sqlite, rows, &locked)
+        statements(Dialect::Sqlite, rows, &locked, 1)
             .into_iter()
             .map(|s| s.text)
             .collect()
@@ -234,7 +219,7 @@ mod tests {
             "{sql:?}"
         );
         assert!(sql[2].starts_with("INSERT INTO usage_user_hist"), "{sql:?}");
-        assert!(sql[3]
-            .starts_with("UPDATE usage_user_blocks SET sealed = 1, detailed = 1 WHERE block = 0"));
+        assert!(sql[0].contains("CASE WHEN SUM(requests) >= 1 THEN 1 ELSE 0 END"));
+        assert!(sql[3].starts_with("UPDATE usage_user_blocks SET sealed = 1 WHERE block = 0"));
     }
 }

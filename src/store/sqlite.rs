@@ -81,12 +81,14 @@ pub(crate) async fn revert_migrations(conn: &mut Conn) -> Result<usize, String> 
     .map_err(|e| e.to_string())?
 }
 
-/// A pooled connection, ready to insert.
-pub(crate) struct Writer(pub(crate) Object<Conn>);
+/// A pooled connection, ready to insert, and the records a user needs in a block for
+/// detail rows.
+pub(crate) struct Writer(pub(crate) Object<Conn>, pub(crate) i64);
 
 #[async_trait]
 impl Insert for Writer {
     async fn insert(&mut self, rows: Arc<[Row]>) -> QueryResult<()> {
+        let detail_min = self.1;
         // The whole batch in one blocking hop, not one per row or statement. The
         // transaction takes the write lock when it begins, waiting for another writer
         // (the busy timeout): a transaction that reads first and then asks for the lock
@@ -105,7 +107,7 @@ impl Insert for Writer {
                         .collect();
                     let new = rollup::only_new(&rows, &stored);
                     insert_rows(c, &new)?;
-                    maintain_rollups(c, &new)
+                    maintain_rollups(c, &new, detail_min)
                 })
             })
             .await
@@ -138,7 +140,7 @@ fn insert_rows(c: &mut SqliteConnection, rows: &[Row]) -> QueryResult<()> {
 }
 
 /// [`exec::maintain_rollups`](super::exec::maintain_rollups) on the blocking side.
-fn maintain_rollups(c: &mut SqliteConnection, new: &[Row]) -> QueryResult<()> {
+fn maintain_rollups(c: &mut SqliteConnection, new: &[Row], detail_min: i64) -> QueryResult<()> {
     for step in rollup::steps(Dialect::Sqlite, new) {
         match step {
             Step::Execute(sql) => {
@@ -152,7 +154,7 @@ fn maintain_rollups(c: &mut SqliteConnection, new: &[Row]) -> QueryResult<()> {
             }
             Step::Blocks(sql) => {
                 let locked: Vec<super::seal::Block> = sql.boxed().load(c)?;
-                for sql in super::seal::statements(Dialect::Sqlite, new, &locked) {
+                for sql in super::seal::statements(Dialect::Sqlite, new, &locked, detail_min) {
                     sql.boxed().execute(c)?;
                 }
             }

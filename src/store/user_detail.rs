@@ -1,20 +1,26 @@
-//! One user's usage without their raw rows, for
+//! A heavy user's usage without their raw rows, for
 //! [`DieselStore::user_usage`](super::DieselStore::user_usage): sums per user, UTC hour,
 //! service and model (`usage_user_hours`), and latency histograms per user and UTC day,
 //! one row per bucket (`usage_user_hist`).
 //!
-//! Kept up to date by every batch, these would cost ingest another row per record, as
-//! the per-user daily sums do. So a 7-day block's rows are built once, from the block's
-//! records, in the transaction that seals the block (see [`seal`](super::seal)), and
-//! only records that arrive later for a sealed block are added one by one. A block's
-//! `detailed` flag in `usage_user_blocks` says it has them; readers take every other
-//! block's records, and the parts of days at a range's edges, from `usage_records`.
+//! Only heavy users get them: a user with a few records a day has about as many rows
+//! here as records, and reads them as fast from the user index. Kept up to date by
+//! every batch, they would cost ingest another row per record, as the per-user daily
+//! sums do. So when a 7-day block is sealed (see [`seal`](super::seal)), the users with
+//! at least a set number of records in it are marked `detailed` in their
+//! `usage_user_7d` row and get their rows, built from the block's records in the same
+//! transaction; records that arrive later for the block are added to the rows of users
+//! who have them. Readers take every other user's and block's records, and the parts
+//! of days at a range's edges, from `usage_records`.
 //!
 //! Hours serve a daily series in every zone whose days start on the hour; zones with a
 //! half-hour offset read raw rows. Histograms are kept per day, not per hour: a heavy
 //! user's hour holds a few dozen records, nearly one bucket each.
 
 use std::collections::BTreeMap;
+
+use diesel::sql_types::BigInt;
+use diesel::QueryableByName;
 
 use super::rollup::{row_totals, DAY_US, WEEK_US};
 use super::row::Row;
@@ -27,6 +33,9 @@ pub(crate) const HOURS: &str = "usage_user_hours";
 pub(crate) const HIST: &str = "usage_user_hist";
 /// Microseconds in an hour.
 pub(crate) const HOUR_US: i64 = 3_600_000_000;
+/// How many records a user needs in a block to get detail rows for it, unless the
+/// store is told otherwise: below that, reading the raw rows costs little.
+pub(crate) const MIN_RECORDS: i64 = 256;
 
 /// Each measure of [`MEASURES`] as an expression over one raw row's columns.
 pub(crate) const RAW_MEASURES: [&str; 11] = [
@@ -105,8 +114,8 @@ pub(crate) fn build(dialect: Dialect, block: i64, buckets: &[i64]) -> [Sql; 2] {
     [hours, hist]
 }
 
-/// Adds `rows` (records of blocks that have detail rows already) to them; nothing for
-/// rows without a user.
+/// Adds `rows` (records of sealed blocks) to the detail rows of the users marked
+/// `detailed` in those blocks; nothing for rows without a user.
 pub(crate) fn add(dialect: Dialect, rows: &[Row]) -> Vec<Sql> {
     let mut sums: BTreeMap<(&str, i64, &str, &str), Totals> = BTreeMap::new();
     let mut counts: BTreeMap<(&str, i64, i64, u16), i64> = BTreeMap::new();
@@ -132,50 +141,113 @@ pub(crate) fn add(dialect: Dialect, rows: &[Row]) -> Vec<Sql> {
     if sums.is_empty() {
         return Vec::new();
     }
-    let mut hours = Sql::new(dialect);
-    hours
-        .push("INSERT INTO ")
-        .push(HOURS)
-        .push(" (user_id, slot, service, model, ");
-    hours.push(&MEASURES.join(", ")).push(") VALUES ");
-    hours.list(
-        &sums,
-        ", ",
-        |sql, ((user, slot, service, model), totals)| {
-            sql.push("(").text(user).push(", ").int(*slot).push(", ");
-            sql.text(service).push(", ").text(model);
-            for n in totals.values() {
-                sql.push(", ").int(n);
-            }
-            sql.push(")");
-        },
-    );
-    hours.on_conflict(
-        &["user_id", "slot", "service", "model"],
-        &MEASURES,
-        HOURS,
-        true,
-    );
-
-    let mut hist = Sql::new(dialect);
-    hist.push("INSERT INTO ")
-        .push(HIST)
-        .push(" (user_id, slot, kind, bucket, n) VALUES ");
-    hist.list(&counts, ", ", |sql, ((user, slot, kind, b), n)| {
-        sql.push("(")
-            .text(user)
-            .push(", ")
-            .int(*slot)
-            .push(", ")
-            .int(*kind);
-        sql.push(", ")
-            .int(i64::from(*b))
-            .push(", ")
-            .int(*n)
-            .push(")");
+    let hour_columns: Vec<&str> = ["user_id", "slot", "service", "model"]
+        .into_iter()
+        .chain(MEASURES)
+        .collect();
+    let hour_rows = sums.iter().map(|((user, slot, service, model), totals)| {
+        let names = [Value::Text(user), Value::Int(*slot), Value::Text(service)];
+        let values = totals.values().map(Value::Int);
+        names
+            .into_iter()
+            .chain([Value::Text(model)])
+            .chain(values)
+            .collect()
     });
-    hist.on_conflict(&["user_id", "slot", "kind", "bucket"], &["n"], HIST, true);
+    let hours = only_detailed(
+        dialect,
+        HOURS,
+        &hour_columns,
+        4,
+        WEEK_US / HOUR_US,
+        hour_rows,
+    );
+    let hist_columns = ["user_id", "slot", "kind", "bucket", "n"];
+    let hist_rows = counts.iter().map(|((user, slot, kind, b), n)| {
+        let b = i64::from(*b);
+        let values = [
+            Value::Int(*slot),
+            Value::Int(*kind),
+            Value::Int(b),
+            Value::Int(*n),
+        ];
+        [Value::Text(user)].into_iter().chain(values).collect()
+    });
+    let hist = only_detailed(dialect, HIST, &hist_columns, 4, WEEK_US / DAY_US, hist_rows);
     vec![hours, hist]
+}
+
+/// A value of a row written into a statement.
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// An `INSERT` into `table` (its `columns`, the first `key` of them its key) of those of
+/// `rows` whose user (the first column) is marked `detailed` in the block of their slot
+/// (the second column; `per_block` slots a block), adding to the stored rows with the
+/// same key.
+fn only_detailed<'a>(
+    dialect: Dialect,
+    table: &str,
+    columns: &[&str],
+    key: usize,
+    per_block: i64,
+    rows: impl Iterator<Item = Vec<Value<'a>>>,
+) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("INSERT INTO ").push(table).push(" (");
+    sql.push(&columns.join(", ")).push(") SELECT ");
+    // The derived table's columns are named apart from the table's: MySQL's
+    // `VALUES(column)` in the upsert must not find two columns of one name.
+    let names: Vec<String> = (0..columns.len()).map(|i| format!("v{i}")).collect();
+    sql.push(&names.join(", ")).push(" FROM (");
+    for (i, row) in rows.enumerate() {
+        sql.push(if i == 0 {
+            "SELECT "
+        } else {
+            " UNION ALL SELECT "
+        });
+        for (c, value) in row.into_iter().enumerate() {
+            if c > 0 {
+                sql.push(", ");
+            }
+            match value {
+                Value::Text(text) => sql.text(text),
+                Value::Int(n) => sql.int(n),
+            };
+            if i == 0 {
+                sql.push(" AS ").push(&names[c]);
+            }
+        }
+    }
+    sql.push(") v WHERE EXISTS (SELECT 1 FROM usage_user_7d w WHERE w.user_id = v.v0");
+    let block = sql.div("v.v1", per_block);
+    sql.push(" AND w.slot = ")
+        .push(&block)
+        .push(" AND w.detailed = 1)");
+    sql.on_conflict(&columns[..key], &columns[key..], table, true);
+    sql
+}
+
+/// Reads which of `blocks` have detail rows of `user`, as rows of [`DetailedBlock`].
+pub(crate) fn user_blocks(dialect: Dialect, user: &str, blocks: &[i64]) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT slot AS block FROM usage_user_7d WHERE slot IN (");
+    sql.list(blocks, ", ", |sql, block| {
+        sql.int(*block);
+    });
+    sql.push(") AND user_id = ").text(user);
+    sql.push(" AND detailed = 1 ORDER BY slot");
+    sql
+}
+
+/// A block with detail rows of a user.
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct DetailedBlock {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) block: i64,
 }
 
 /// The parts of `[from, to)` that detail rows serve, given the blocks that have them
@@ -315,9 +387,22 @@ mod tests {
         let sql = add(Dialect::Sqlite, &[row.clone()]);
         assert_eq!(sql.len(), 2);
         assert!(sql[0].text.starts_with("INSERT INTO usage_user_hours"));
-        assert!(sql[0].text.contains(&format!(", {}, ", W / HOUR_US + 3)));
+        assert!(sql[0]
+            .text
+            .contains(&format!(", {} AS v1, ", W / HOUR_US + 3)));
+        assert!(sql[0]
+            .text
+            .contains("w.slot = (v.v1 / 168) AND w.detailed = 1"));
         // No time to first byte: one latency count only.
-        assert_eq!(sql[1].text.matches("(?, ").count(), 1, "{}", sql[1].text);
+        assert_eq!(
+            sql[1].text.matches("SELECT ?").count(),
+            1,
+            "{}",
+            sql[1].text
+        );
+        assert!(sql[1]
+            .text
+            .contains("w.slot = (v.v1 / 7) AND w.detailed = 1"));
         row.user_id = None;
         assert!(add(Dialect::Sqlite, &[row]).is_empty());
     }

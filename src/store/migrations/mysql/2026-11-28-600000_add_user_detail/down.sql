@@ -1,3 +1,3 @@
 DROP TABLE usage_user_hist;
 DROP TABLE usage_user_hours;
-ALTER TABLE usage_user_blocks DROP COLUMN detailed;
+ALTER TABLE usage_user_7d DROP COLUMN detailed;

@@ -1,9 +1,9 @@
--- One user's usage without their raw rows: sums per user, UTC hour, service and model,
--- and latency histograms per user and UTC day (one row per bucket). A 7-day block's
--- rows are built from its records when the block is sealed, and later records of the
--- block are added to them. `usage_user_blocks.detailed` says which blocks have them;
--- readers take every other block's records from `usage_records`. Missing names are
--- stored as '' (key columns cannot be NULL).
+-- One heavy user's usage without their raw rows: sums per user, UTC hour, service and
+-- model, and latency histograms per user and UTC day (one row per bucket). When a 7-day
+-- block is sealed, the users with enough records in it get these rows, built from the
+-- records, and `detailed` = 1 in their `usage_user_7d` row; later records of theirs in
+-- the block are added. Readers take every other user's and block's records from
+-- `usage_records`. Missing names are stored as '' (key columns cannot be NULL).
 CREATE TABLE usage_user_hours (
     user_id VARCHAR(256) NOT NULL,
     slot BIGINT NOT NULL,
@@ -35,4 +35,4 @@ CREATE TABLE usage_user_hist (
 
 -- Blocks sealed until now have no such rows: their records are read raw until
 -- `rebuild_rollups` runs.
-ALTER TABLE usage_user_blocks ADD COLUMN detailed SMALLINT NOT NULL DEFAULT 0;
+ALTER TABLE usage_user_7d ADD COLUMN detailed SMALLINT NOT NULL DEFAULT 0;
