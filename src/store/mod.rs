@@ -56,7 +56,11 @@
 //! and days for the rest; a block may reach past the range when subtracting its days
 //! outside reads fewer rows than adding the days inside. A block's sums are written
 //! ("sealed") from its days by the first batch with records of a later block; until
-//! then its days are read in its place.
+//! then its days are read in its place. The same transaction gives the block's heavy
+//! users (at least [`DieselStoreBuilder::user_detail_min_records`] records in it) sums
+//! per hour, service and model and daily latency histograms of their own, so that
+//! [`user_usage`](DieselStore::user_usage) of a heavy user reads those instead of
+//! thousands of raw rows for every whole UTC day of a sealed block.
 //!
 //! A query reads raw rows for the part of its range that does not fill a slot, the
 //! rollups for the rest, and raw rows altogether when it filters or groups by what the

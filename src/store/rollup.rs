@@ -9,6 +9,8 @@
 //! | `usage_totals_15m` | 15 minutes | none | series and peak hours when only time filters |
 //! | `usage_user_1d` | UTC day | user | top users, unique users: partial weeks |
 //! | `usage_user_7d` | 7 days | user | top users, unique users: whole 7-day blocks, sealed (see [`seal`](super::seal)) |
+//! | `usage_user_hours` | UTC hour | heavy user, service, model | one user's usage (see [`user_detail`](super::user_detail)) |
+//! | `usage_user_hist` | UTC day | heavy user, histogram bucket | one user's percentiles |
 //!
 //! Fifteen-minute slots serve every time zone in use today (all offsets are whole
 //! quarter hours). The user is kept out of the first two tables: a key with the user

@@ -220,6 +220,13 @@ mod tests {
         );
         assert!(sql[2].starts_with("INSERT INTO usage_user_hist"), "{sql:?}");
         assert!(sql[0].contains("CASE WHEN SUM(requests) >= 1 THEN 1 ELSE 0 END"));
+        // Only the users the seal marked get detail rows.
+        let marked =
+            "user_id IN (SELECT user_id FROM usage_user_7d WHERE slot = 0 AND detailed = 1)";
+        assert!(
+            sql[1].contains(marked) && sql[2].contains(marked),
+            "{sql:?}"
+        );
         assert!(sql[3].starts_with("UPDATE usage_user_blocks SET sealed = 1 WHERE block = 0"));
     }
 }

@@ -62,15 +62,17 @@ pub(crate) fn buildable(block: i64) -> bool {
     block >= 0
 }
 
-/// The statements that build a block's rows from its records, in the transaction that
-/// seals it. `buckets` are the histogram's lower bounds.
+/// The statements that build a block's rows from the records of its users marked
+/// `detailed` (by the seal, just before), in the transaction that seals it. `buckets`
+/// are the histogram's lower bounds.
 pub(crate) fn build(dialect: Dialect, block: i64, buckets: &[i64]) -> [Sql; 2] {
     let (from, to) = (block * WEEK_US, (block + 1) * WEEK_US);
     let block_rows = |sql: &mut Sql| {
         sql.push(" FROM usage_records WHERE started_at_us >= ")
             .int(from);
         sql.push(" AND started_at_us < ").int(to);
-        sql.push(" AND user_id IS NOT NULL");
+        sql.push(" AND user_id IN (SELECT user_id FROM usage_user_7d WHERE slot = ");
+        sql.int(block).push(" AND detailed = 1)");
     };
     let mut hours = Sql::new(dialect);
     hours
