@@ -351,15 +351,8 @@ async fn check(store: &DieselStore, records: &[UsageRecord], f: &Filter, q: &Que
         &format!("peak hours {ctx}"),
     );
     let user = q.user.unwrap_or("alice");
-    let mine = f.clone().user(user);
     let usage = json(store.user_usage(user, f, tz).await.unwrap());
-    let want = serde_json::json!({
-        "user": user,
-        "metrics": reference::metrics(records, &mine),
-        "daily": reference::time_series(records, &mine, Granularity::Day, tz, None),
-        "by_service": reference::breakdown(records, &mine, Dimension::Service, 10),
-        "by_model": reference::breakdown(records, &mine, Dimension::Model, 10),
-    });
+    let want = user_usage_reference(records, f, user, tz);
     reference::assert_same(&usage, &want, &format!("user usage {ctx}"));
     let dashboard = json(store.dashboard(f, tz).await.unwrap());
     let want = serde_json::json!({
@@ -796,18 +789,23 @@ async fn user_usage_agrees(store: &DieselStore, records: &[UsageRecord], f: &Fil
     for zone in ["UTC", "America/New_York", "Asia/Kolkata"] {
         let tz: Tz = zone.parse().unwrap();
         for user in &users {
-            let mine = f.clone().user(*user);
             let usage = json(store.user_usage(user, f, tz).await.unwrap());
-            let want = serde_json::json!({
-                "user": user,
-                "metrics": reference::metrics(records, &mine),
-                "daily": reference::time_series(records, &mine, Granularity::Day, tz, None),
-                "by_service": reference::breakdown(records, &mine, Dimension::Service, 10),
-                "by_model": reference::breakdown(records, &mine, Dimension::Model, 10),
-            });
+            let want = user_usage_reference(records, f, user, tz);
             reference::assert_same(&usage, &want, &format!("user usage {user} {zone}: {what}"));
         }
     }
+}
+
+/// What `user_usage(user, f, tz)` must answer for `records`.
+fn user_usage_reference(records: &[UsageRecord], f: &Filter, user: &str, tz: Tz) -> Value {
+    let mine = f.clone().user(user);
+    serde_json::json!({
+        "user": user,
+        "metrics": reference::metrics(records, &mine),
+        "daily": reference::time_series(records, &mine, Granularity::Day, tz, None),
+        "by_service": reference::breakdown(records, &mine, Dimension::Service, 10),
+        "by_model": reference::breakdown(records, &mine, Dimension::Model, 10),
+    })
 }
 
 /// The per-user sums are written as arrays on PostgreSQL: names with the characters that

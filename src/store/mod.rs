@@ -244,7 +244,8 @@ impl DieselStoreBuilder {
     /// and histograms instead of the user's records (default 256). The sums are built
     /// once a later block's records arrive, for the users at or above this number then;
     /// a lower number reads fewer raw rows for more stored rows (about one per record
-    /// for a light user). Writers of one database should agree on it.
+    /// for a light user). It only decides which users get the rows: the answers are the
+    /// same either way, and writers with different numbers can share a database.
     ///
     /// ```
     /// let builder = tower_usage::store::DieselStore::builder("sqlite::memory:")
