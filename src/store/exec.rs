@@ -67,14 +67,13 @@ where
 }
 
 /// Brings the rollups up to date with `new`, the rows the batch inserted, on the
-/// transaction's connection; a block it seals gets per-user detail rows for the users
-/// with at least `detail_min` records in it.
+/// transaction's connection; returns the blocks it sealed, whose detail rows
+/// [`build_details`] builds once the transaction committed.
 pub(crate) fn maintain_rollups<'a, C>(
     conn: &'a mut C,
     dialect: super::sql::Dialect,
     new: &'a [super::row::Row],
-    detail_min: i64,
-) -> BoxFuture<'a, QueryResult<()>>
+) -> BoxFuture<'a, QueryResult<Vec<i64>>>
 where
     C: AsyncConnection,
     C::Backend: Backend + HasSqlType<Text> + HasSqlType<Binary> + 'static,
@@ -86,6 +85,7 @@ where
 {
     use super::rollup::{steps, upsert, Step};
     async move {
+        let mut sealed = Vec::new();
         for step in steps(dialect, new) {
             match step {
                 Step::Execute(sql) => {
@@ -98,9 +98,51 @@ where
                 }
                 Step::Blocks(sql) => {
                     let locked = load(conn, sql).await?;
-                    for sql in super::seal::statements(dialect, new, &locked, detail_min) {
+                    for sql in super::seal::statements(dialect, new, &locked) {
                         execute(conn, sql).await?;
                     }
+                    sealed = super::seal::sealing(new, &locked);
+                }
+            }
+        }
+        Ok(sealed)
+    }
+    .boxed()
+}
+
+/// Builds the per-user detail rows of the `sealed` blocks, each in a transaction of its
+/// own (see [`user_detail::build`](super::user_detail::build)), for users with at least
+/// `min` records in it. With `own_transactions` false, the statements run in the
+/// caller's transaction.
+pub(crate) fn build_details<'a, C>(
+    conn: &'a mut C,
+    dialect: super::sql::Dialect,
+    sealed: &'a [i64],
+    min: i64,
+    own_transactions: bool,
+) -> BoxFuture<'a, QueryResult<()>>
+where
+    C: AsyncConnection,
+    C::Backend: Backend + HasSqlType<Text> + HasSqlType<Binary> + 'static,
+    String: ToSql<Text, C::Backend>,
+    Vec<u8>: ToSql<Binary, C::Backend>,
+    BoxedSqlQuery<'static, C::Backend, SqlQuery>: ExecuteDsl<C>,
+{
+    async move {
+        let buckets = crate::query::lower_bounds();
+        for &block in sealed {
+            let statements = super::user_detail::build(dialect, block, min, &buckets);
+            if own_transactions {
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    for sql in statements {
+                        execute(conn, sql).await?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            } else {
+                for sql in statements {
+                    execute(conn, sql).await?;
                 }
             }
         }

@@ -490,7 +490,8 @@ impl DieselStore {
                     let Some(last) = rows.last() else { break };
                     after = Some((last.started_at_us, last.id.clone()));
                     read += rows.len() as u64;
-                    exec::maintain_rollups(conn, dialect, &rows, detail_min).await?;
+                    let sealed = exec::maintain_rollups(conn, dialect, &rows).await?;
+                    exec::build_details(conn, dialect, &sealed, detail_min, false).await?;
                 }
                 Ok(read)
             })

@@ -47,8 +47,8 @@ pub(crate) struct Writer(pub(crate) Object<Conn>, pub(crate) i64);
 #[async_trait]
 impl Insert for Writer {
     async fn insert(&mut self, rows: Arc<[Row]>) -> QueryResult<()> {
-        let detail_min = self.1;
-        self.0
+        let sealed = self
+            .0
             .transaction::<_, diesel::result::Error, _>(async |conn| {
                 // A locking read: it waits for a transaction writing the same keys, and
                 // keeps others from inserting them until this one ends.
@@ -65,9 +65,13 @@ impl Insert for Writer {
                         .execute(conn)
                         .await?;
                 }
-                super::exec::maintain_rollups(conn, Dialect::Mysql, &new, detail_min).await
+                super::exec::maintain_rollups(conn, Dialect::Mysql, &new).await
             })
-            .await
+            .await?;
+        let built =
+            super::exec::build_details(&mut *self.0, Dialect::Mysql, &sealed, self.1, true).await;
+        super::user_detail::report(built);
+        Ok(())
     }
 
     async fn ping(&mut self) -> bool {

@@ -64,8 +64,8 @@ pub(crate) struct Writer(pub(crate) Object<Conn>, pub(crate) i64);
 #[async_trait]
 impl Insert for Writer {
     async fn insert(&mut self, rows: Arc<[Row]>) -> diesel::QueryResult<()> {
-        let detail_min = self.1;
-        self.0
+        let sealed = self
+            .0
             .transaction::<_, diesel::result::Error, _>(async |conn| {
                 // RETURNING names exactly the rows this insert added, even when another
                 // transaction writes the same records at the same time.
@@ -75,13 +75,7 @@ impl Insert for Writer {
                 }
                 if added.len() == rows.len() {
                     // Every row was new, and so none was there twice.
-                    return super::exec::maintain_rollups(
-                        conn,
-                        Dialect::Postgres,
-                        &rows,
-                        detail_min,
-                    )
-                    .await;
+                    return super::exec::maintain_rollups(conn, Dialect::Postgres, &rows).await;
                 }
                 let mut added: HashSet<(i64, &[u8])> = added
                     .iter()
@@ -93,9 +87,14 @@ impl Insert for Writer {
                     .filter(|r| added.remove(&(r.started_at_us, r.id.as_slice())))
                     .cloned()
                     .collect();
-                super::exec::maintain_rollups(conn, Dialect::Postgres, &new, detail_min).await
+                super::exec::maintain_rollups(conn, Dialect::Postgres, &new).await
             })
-            .await
+            .await?;
+        let built =
+            super::exec::build_details(&mut *self.0, Dialect::Postgres, &sealed, self.1, true)
+                .await;
+        super::user_detail::report(built);
+        Ok(())
     }
 
     async fn ping(&mut self) -> bool {

@@ -87,35 +87,33 @@ pub(crate) fn lock(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
     Some(sql)
 }
 
-/// What the batch does with the locked blocks, after its records were added to the
-/// daily sums: seals every unsealed block before its last one (from the days, which
-/// now hold this batch's records too) and builds the [`user_detail`] rows of its users
-/// with at least `detail_min` records (from its records, this batch's included), and
-/// adds its records of blocks sealed before it to the blocks' sums and to the detail
-/// rows of users who have them.
-pub(crate) fn statements(
-    dialect: Dialect,
-    rows: &[Row],
-    locked: &[Block],
-    detail_min: i64,
-) -> Vec<Sql> {
+/// The blocks the batch seals: the unsealed ones before its last.
+pub(crate) fn sealing(rows: &[Row], locked: &[Block]) -> Vec<i64> {
     let Some(&last) = blocks(rows).last() else {
         return Vec::new();
     };
+    locked
+        .iter()
+        .filter(|b| b.sealed == 0 && b.block < last)
+        .map(|b| b.block)
+        .collect()
+}
+
+/// What the batch does with the locked blocks, after its records were added to the
+/// daily sums: seals the blocks of [`sealing`] (from the days, which now hold this
+/// batch's records too), and adds its records of blocks sealed before it to the
+/// blocks' sums and to the [`user_detail`] rows of the users who have them. The sealed
+/// blocks' detail rows are built afterwards, in a transaction of their own
+/// ([`user_detail::build`]).
+pub(crate) fn statements(dialect: Dialect, rows: &[Row], locked: &[Block]) -> Vec<Sql> {
     let mut statements = Vec::new();
-    let mut buckets = None;
-    for block in locked.iter().filter(|b| b.sealed == 0 && b.block < last) {
-        let detail_min = user_detail::buildable(block.block).then_some(detail_min);
-        statements.push(seal(dialect, block.block, detail_min));
-        if detail_min.is_some() {
-            let buckets = buckets.get_or_insert_with(crate::query::lower_bounds);
-            statements.extend(user_detail::build(dialect, block.block, buckets));
-        }
+    for block in sealing(rows, locked) {
+        statements.push(seal(dialect, block));
         let mut sql = Sql::new(dialect);
         sql.push("UPDATE ")
             .push(BLOCKS)
             .push(" SET sealed = 1 WHERE block = ");
-        sql.int(block.block);
+        sql.int(block);
         statements.push(sql);
     }
     let sealed: BTreeSet<i64> = locked
@@ -133,30 +131,19 @@ pub(crate) fn statements(
     statements
 }
 
-/// Writes a block's per-user sums from its days, marking the users with at least
-/// `detail_min` records as detailed (none without it).
-fn seal(dialect: Dialect, block: i64, detail_min: Option<i64>) -> Sql {
+/// Writes a block's per-user sums from its days (no user has detail rows yet).
+fn seal(dialect: Dialect, block: i64) -> Sql {
     let columns = USER_MEASURES;
     let mut sql = Sql::new(dialect);
     sql.push("INSERT INTO ")
         .push(UserRollup::Week.table())
         .push(" (slot, user_id, ");
-    sql.push(&columns.join(", ")).push(", detailed) SELECT ");
+    sql.push(&columns.join(", ")).push(") SELECT ");
     let block_column = sql.bigint(block);
     sql.push(&block_column).push(", user_id");
     for c in columns {
         let sum = sql.sum(c);
         sql.push(", ").push(&sum);
-    }
-    match detail_min {
-        Some(min) => {
-            sql.push(", CASE WHEN SUM(requests) >= ")
-                .int(min)
-                .push(" THEN 1 ELSE 0 END");
-        }
-        None => {
-            sql.push(", 0");
-        }
     }
     sql.push(" FROM ").push(UserRollup::Day.table());
     sql.push(" WHERE slot >= ").int(block * DAYS);
@@ -182,7 +169,7 @@ mod tests {
         let rows = [row(1, None), row(15, None)];
         assert!(ensure(Dialect::Sqlite, &rows).is_none());
         assert!(lock(Dialect::Sqlite, &rows).is_none());
-        assert!(statements(Dialect::Sqlite, &rows, &[], 1).is_empty());
+        assert!(statements(Dialect::Sqlite, &rows, &[]).is_empty());
     }
 
     /// The statements' texts for `rows` with these blocks locked, as (block, sealed).
@@ -191,7 +178,7 @@ mod tests {
             .iter()
             .map(|&(block, sealed)| Block { block, sealed })
             .collect();
-        statements(Dialect::Sqlite, rows, &locked, 1)
+        statements(Dialect::Sqlite, rows, &locked)
             .into_iter()
             .map(|s| s.text)
             .collect()
@@ -212,21 +199,19 @@ mod tests {
         );
         assert!(sql[2].starts_with("INSERT INTO usage_user_hist"), "{sql:?}");
         let sql = texts(&rows, &[(0, 0), (1, 0)]);
-        assert_eq!(sql.len(), 4, "{sql:?}");
+        assert_eq!(sql.len(), 2, "{sql:?}");
         assert!(sql[0].contains("FROM usage_user_1d WHERE slot >= 0 AND slot < 7"));
-        assert!(
-            sql[1].starts_with("INSERT INTO usage_user_hours"),
-            "{sql:?}"
-        );
-        assert!(sql[2].starts_with("INSERT INTO usage_user_hist"), "{sql:?}");
-        assert!(sql[0].contains("CASE WHEN SUM(requests) >= 1 THEN 1 ELSE 0 END"));
-        // Only the users the seal marked get detail rows.
-        let marked =
-            "user_id IN (SELECT user_id FROM usage_user_7d WHERE slot = 0 AND detailed = 1)";
-        assert!(
-            sql[1].contains(marked) && sql[2].contains(marked),
-            "{sql:?}"
-        );
-        assert!(sql[3].starts_with("UPDATE usage_user_blocks SET sealed = 1 WHERE block = 0"));
+        assert!(sql[1].starts_with("UPDATE usage_user_blocks SET sealed = 1 WHERE block = 0"));
+        let locked = [
+            Block {
+                block: 0,
+                sealed: 0,
+            },
+            Block {
+                block: 1,
+                sealed: 0,
+            },
+        ];
+        assert_eq!(sealing(&rows, &locked), [0]);
     }
 }

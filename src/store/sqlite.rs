@@ -95,7 +95,7 @@ impl Insert for Writer {
         // fails at once with "database is locked" when another connection writes.
         self.0
             .spawn_blocking(move |c| {
-                c.immediate_transaction(|c| {
+                let sealed = c.immediate_transaction(|c| {
                     // SQLite runs one writing transaction at a time: what this finds
                     // stored cannot change before the insert.
                     let stored: Vec<KeyRow> = rollup::existing(Dialect::Sqlite, &rows, false)
@@ -107,8 +107,10 @@ impl Insert for Writer {
                         .collect();
                     let new = rollup::only_new(&rows, &stored);
                     insert_rows(c, &new)?;
-                    maintain_rollups(c, &new, detail_min)
-                })
+                    maintain_rollups(c, &new)
+                })?;
+                super::user_detail::report(build_details(c, &sealed, detail_min));
+                Ok(())
             })
             .await
     }
@@ -139,8 +141,24 @@ fn insert_rows(c: &mut SqliteConnection, rows: &[Row]) -> QueryResult<()> {
     Ok(())
 }
 
+/// [`exec::build_details`](super::exec::build_details) on the blocking side, each block
+/// in a transaction of its own.
+fn build_details(c: &mut SqliteConnection, sealed: &[i64], min: i64) -> QueryResult<()> {
+    let buckets = crate::query::lower_bounds();
+    for &block in sealed {
+        c.immediate_transaction(|c| {
+            for sql in super::user_detail::build(Dialect::Sqlite, block, min, &buckets) {
+                sql.boxed().execute(c)?;
+            }
+            Ok::<_, diesel::result::Error>(())
+        })?;
+    }
+    Ok(())
+}
+
 /// [`exec::maintain_rollups`](super::exec::maintain_rollups) on the blocking side.
-fn maintain_rollups(c: &mut SqliteConnection, new: &[Row], detail_min: i64) -> QueryResult<()> {
+fn maintain_rollups(c: &mut SqliteConnection, new: &[Row]) -> QueryResult<Vec<i64>> {
+    let mut sealed = Vec::new();
     for step in rollup::steps(Dialect::Sqlite, new) {
         match step {
             Step::Execute(sql) => {
@@ -154,13 +172,14 @@ fn maintain_rollups(c: &mut SqliteConnection, new: &[Row], detail_min: i64) -> Q
             }
             Step::Blocks(sql) => {
                 let locked: Vec<super::seal::Block> = sql.boxed().load(c)?;
-                for sql in super::seal::statements(Dialect::Sqlite, new, &locked, detail_min) {
+                for sql in super::seal::statements(Dialect::Sqlite, new, &locked) {
                     sql.boxed().execute(c)?;
                 }
+                sealed = super::seal::sealing(new, &locked);
             }
         }
     }
-    Ok(())
+    Ok(sealed)
 }
 
 pub(crate) async fn recent(conn: &mut Conn, limit: i64) -> QueryResult<Vec<Row>> {

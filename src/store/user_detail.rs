@@ -6,12 +6,17 @@
 //! Only heavy users get them: a user with a few records a day has about as many rows
 //! here as records, and reads them as fast from the user index. Kept up to date by
 //! every batch, they would cost ingest another row per record, as the per-user daily
-//! sums do. So when a 7-day block is sealed (see [`seal`](super::seal)), the users with
+//! sums do. So once a 7-day block is sealed (see [`seal`](super::seal)), the users with
 //! at least a set number of records in it are marked `detailed` in their
-//! `usage_user_7d` row and get their rows, built from the block's records in the same
-//! transaction; records that arrive later for the block are added to the rows of users
-//! who have them. Readers take every other user's and block's records, and the parts
-//! of days at a range's edges, from `usage_records`.
+//! `usage_user_7d` row and get their rows, built from their records of the block;
+//! records that arrive later for the block are added to the rows of users who have
+//! them. Readers take every other user's and block's records, and the parts of days at
+//! a range's edges, from `usage_records`.
+//!
+//! The build reads thousands of records a heavy user, so it runs in a transaction of
+//! its own, after the batch that sealed the block committed: however long it takes, it
+//! cannot hold back or roll back a batch. If it fails, the block is read raw until the
+//! next build of it ([`DieselStore::rebuild_rollups`](super::DieselStore::rebuild_rollups)).
 //!
 //! Hours serve a daily series in every zone whose days start on the hour; zones with a
 //! half-hour offset read raw rows. Histograms are kept per day, not per hour: a heavy
@@ -58,21 +63,57 @@ pub(crate) const RAW_COLUMNS: &str = "outcome, duration_us, ttfb_us, tokens_in, 
 
 /// Whether a block can have detail rows: the builders' integer division rounds toward
 /// zero, which is the floor only from the epoch on.
-pub(crate) fn buildable(block: i64) -> bool {
+fn buildable(block: i64) -> bool {
     block >= 0
 }
 
-/// The statements that build a block's rows from the records of its users marked
-/// `detailed` (by the seal, just before), in the transaction that seals it. `buckets`
-/// are the histogram's lower bounds.
-pub(crate) fn build(dialect: Dialect, block: i64, buckets: &[i64]) -> [Sql; 2] {
+/// Marks in `usage_user_7d` the block's users with at least `min` records who have no
+/// detail rows yet, and builds theirs from their records: the statements of one
+/// transaction, run after the one that sealed the block (see the module docs for why).
+/// The first locks the block's row, as a writer of late records does, so that no late
+/// record is written between the read of the records and the marks. Users marked by an
+/// earlier build are left as they are: running it again adds the users who have
+/// reached `min` since. `buckets` are the histogram's lower bounds.
+pub(crate) fn build(dialect: Dialect, block: i64, min: i64, buckets: &[i64]) -> Vec<Sql> {
+    if !buildable(block) {
+        return Vec::new();
+    }
+    let mut lock = Sql::new(dialect);
+    lock.push("UPDATE ").push(super::seal::BLOCKS);
+    lock.push(" SET sealed = 1 WHERE block = ").int(block);
+    // 2 while being built: never seen outside this transaction.
+    let mut mark = Sql::new(dialect);
+    mark.push("UPDATE usage_user_7d SET detailed = 2 WHERE slot = ")
+        .int(block);
+    mark.push(" AND detailed = 0 AND requests >= ").int(min);
+    let mut done = Sql::new(dialect);
+    done.push("UPDATE usage_user_7d SET detailed = 1 WHERE slot = ")
+        .int(block);
+    done.push(" AND detailed = 2");
+    let [hours, hist] = insert_rows(dialect, block, buckets);
+    vec![lock, mark, hours, hist, done]
+}
+
+/// Logs a [`build`] that failed: its block is read from raw rows, with the same
+/// answers, and the batch that sealed it is written all the same.
+pub(crate) fn report(built: diesel::QueryResult<()>) {
+    if let Err(error) = built {
+        tracing::warn!(
+            %error,
+            "tower-usage: per-user detail rows of a sealed block not built; it is read from raw rows"
+        );
+    }
+}
+
+/// The inserts of [`build`]: the rows of the users marked 2, from their records.
+fn insert_rows(dialect: Dialect, block: i64, buckets: &[i64]) -> [Sql; 2] {
     let (from, to) = (block * WEEK_US, (block + 1) * WEEK_US);
     let block_rows = |sql: &mut Sql| {
         sql.push(" FROM usage_records WHERE started_at_us >= ")
             .int(from);
         sql.push(" AND started_at_us < ").int(to);
         sql.push(" AND user_id IN (SELECT user_id FROM usage_user_7d WHERE slot = ");
-        sql.int(block).push(" AND detailed = 1)");
+        sql.int(block).push(" AND detailed = 2)");
     };
     let mut hours = Sql::new(dialect);
     hours
@@ -378,6 +419,24 @@ mod tests {
         // Less than a whole day: nothing served.
         assert!(super::served(W + 5, W + D, &[1]).is_empty());
         assert_eq!(rest(W + 5, W + D, &[]), vec![(W + 5, W + D)]);
+    }
+
+    #[test]
+    fn a_build_marks_the_users_then_reads_only_theirs() {
+        let sql: Vec<String> = build(Dialect::Sqlite, 1, 256, &[i64::MIN, 1])
+            .into_iter()
+            .map(|s| s.text)
+            .collect();
+        assert_eq!(sql.len(), 5, "{sql:?}");
+        assert!(sql[0].starts_with("UPDATE usage_user_blocks SET sealed = 1 WHERE block = 1"));
+        assert!(sql[1].ends_with("WHERE slot = 1 AND detailed = 0 AND requests >= 256"));
+        let marked =
+            "user_id IN (SELECT user_id FROM usage_user_7d WHERE slot = 1 AND detailed = 2)";
+        assert!(sql[2].starts_with("INSERT INTO usage_user_hours") && sql[2].contains(marked));
+        assert!(sql[3].starts_with("INSERT INTO usage_user_hist") && sql[3].contains(marked));
+        assert!(sql[4].ends_with("SET detailed = 1 WHERE slot = 1 AND detailed = 2"));
+        // Before the epoch: nothing built, the block is read raw.
+        assert!(build(Dialect::Sqlite, -1, 256, &[i64::MIN, 1]).is_empty());
     }
 
     #[test]
