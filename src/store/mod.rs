@@ -56,9 +56,10 @@
 //! and days for the rest; a block may reach past the range when subtracting its days
 //! outside reads fewer rows than adding the days inside. A block's sums are written
 //! ("sealed") from its days by the first batch with records of a later block; until
-//! then its days are read in its place. The same transaction gives the block's heavy
-//! users (at least [`DieselStoreBuilder::user_detail_min_records`] records in it) sums
-//! per hour, service and model and daily latency histograms of their own, so that
+//! then its days are read in its place. Once that batch committed, the writer gives
+//! the block's heavy users (at least [`DieselStoreBuilder::user_detail_min_records`]
+//! records in it) sums per hour, service and model and daily latency histograms of
+//! their own, in a transaction of its own, so that
 //! [`user_usage`](DieselStore::user_usage) of a heavy user reads those instead of
 //! thousands of raw rows for every whole UTC day of a sealed block.
 //!
