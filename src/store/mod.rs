@@ -242,7 +242,7 @@ impl DieselStoreBuilder {
 
     /// How many records a user needs in a 7-day block for
     /// [`user_usage`](DieselStore::user_usage) to read that block from per-user sums
-    /// and histograms instead of the user's records (default 256). The sums are built
+    /// and histograms instead of the user's records (default 1,024). The sums are built
     /// once a later block's records arrive, for the users at or above this number then;
     /// a lower number reads fewer raw rows for more stored rows (about one per record
     /// for a light user). It only decides which users get the rows: the answers are the

@@ -39,8 +39,10 @@ pub(crate) const HIST: &str = "usage_user_hist";
 /// Microseconds in an hour.
 pub(crate) const HOUR_US: i64 = 3_600_000_000;
 /// How many records a user needs in a block to get detail rows for it, unless the
-/// store is told otherwise: below that, reading the raw rows costs little.
-pub(crate) const MIN_RECORDS: i64 = 256;
+/// store is told otherwise: below that, reading the raw rows costs a few milliseconds,
+/// and the rows would barely compress them (a heavy user's hour and day still spread
+/// over many services, models and buckets).
+pub(crate) const MIN_RECORDS: i64 = 1_024;
 
 /// Each measure of [`MEASURES`] as an expression over one raw row's columns.
 pub(crate) const RAW_MEASURES: [&str; 11] = [
@@ -81,6 +83,22 @@ pub(crate) fn build(dialect: Dialect, block: i64, min: i64, buckets: &[i64]) -> 
     let mut lock = Sql::new(dialect);
     lock.push("UPDATE ").push(super::seal::BLOCKS);
     lock.push(" SET sealed = 1 WHERE block = ").int(block);
+    let mut statements = vec![lock];
+    if dialect == Dialect::Postgres {
+        // The marked users are unknown to the planner's statistics: it guessed one and
+        // fetched their records user by user through the user index (a heap page per
+        // record), then sorted the groups by name. Reading the block's records in time
+        // order and hashing both ways took a third of the time on 10,000,000 records.
+        for setting in [
+            "enable_nestloop = off",
+            "enable_sort = off",
+            "work_mem = '256MB'",
+        ] {
+            let mut sql = Sql::new(dialect);
+            sql.push("SET LOCAL ").push(setting);
+            statements.push(sql);
+        }
+    }
     // 2 while being built: never seen outside this transaction.
     let mut mark = Sql::new(dialect);
     mark.push("UPDATE usage_user_7d SET detailed = 2 WHERE slot = ")
@@ -91,7 +109,8 @@ pub(crate) fn build(dialect: Dialect, block: i64, min: i64, buckets: &[i64]) -> 
         .int(block);
     done.push(" AND detailed = 2");
     let [hours, hist] = insert_rows(dialect, block, buckets);
-    vec![lock, mark, hours, hist, done]
+    statements.extend([mark, hours, hist, done]);
+    statements
 }
 
 /// Logs a [`build`] that failed: its block is read from raw rows, with the same
@@ -132,8 +151,7 @@ fn insert_rows(dialect: Dialect, block: i64, buckets: &[i64]) -> [Sql; 2] {
     hours.push(" AS h, COALESCE(service, '') AS service, COALESCE(model, '') AS model, ");
     hours.push(RAW_COLUMNS);
     block_rows(&mut hours);
-    // In key order: PostgreSQL's heap then holds a user's rows together.
-    hours.push(") r GROUP BY user_id, h, service, model ORDER BY user_id, h, service, model");
+    hours.push(") r GROUP BY user_id, h, service, model");
 
     let mut hist = Sql::new(dialect);
     hist.push("INSERT INTO ")
