@@ -129,6 +129,9 @@ where
     BoxedSqlQuery<'static, C::Backend, SqlQuery>: ExecuteDsl<C>,
 {
     async move {
+        if sealed.is_empty() {
+            return Ok(());
+        }
         let buckets = crate::query::lower_bounds();
         for &block in sealed {
             let statements = super::user_detail::build(dialect, block, min, &buckets);

@@ -144,6 +144,9 @@ fn insert_rows(c: &mut SqliteConnection, rows: &[Row]) -> QueryResult<()> {
 /// [`exec::build_details`](super::exec::build_details) on the blocking side, each block
 /// in a transaction of its own.
 fn build_details(c: &mut SqliteConnection, sealed: &[i64], min: i64) -> QueryResult<()> {
+    if sealed.is_empty() {
+        return Ok(());
+    }
     let buckets = crate::query::lower_bounds();
     for &block in sealed {
         c.immediate_transaction(|c| {
