@@ -142,7 +142,7 @@ struct Inner {
     buckets: std::sync::OnceLock<Vec<i64>>,
 }
 
-/// What queries may ask for, and how they read.
+/// What queries may ask for, how they read, and which users get detail rows.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     max_range: Duration,

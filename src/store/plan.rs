@@ -122,7 +122,7 @@ fn push_raw(parts: &mut Vec<Part>, from: i64, to: i64) {
     }
 }
 
-fn ceil_div(n: i64, d: i64) -> i64 {
+pub(crate) fn ceil_div(n: i64, d: i64) -> i64 {
     n.div_euclid(d) + i64::from(n.rem_euclid(d) != 0)
 }
 

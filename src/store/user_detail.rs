@@ -207,13 +207,14 @@ pub(crate) fn add(dialect: Dialect, rows: &[Row]) -> Vec<Sql> {
         .chain(MEASURES)
         .collect();
     let hour_rows = sums.iter().map(|((user, slot, service, model), totals)| {
-        let names = [Value::Text(user), Value::Int(*slot), Value::Text(service)];
-        let values = totals.values().map(Value::Int);
-        names
-            .into_iter()
-            .chain([Value::Text(model)])
-            .chain(values)
-            .collect()
+        let mut row = vec![
+            Value::Text(user),
+            Value::Int(*slot),
+            Value::Text(service),
+            Value::Text(model),
+        ];
+        row.extend(totals.values().map(Value::Int));
+        row
     });
     let hours = only_detailed(
         dialect,
@@ -226,13 +227,13 @@ pub(crate) fn add(dialect: Dialect, rows: &[Row]) -> Vec<Sql> {
     let hist_columns = ["user_id", "slot", "kind", "bucket", "n"];
     let hist_rows = counts.iter().map(|((user, slot, kind, b), n)| {
         let b = i64::from(*b);
-        let values = [
+        vec![
+            Value::Text(user),
             Value::Int(*slot),
             Value::Int(*kind),
             Value::Int(b),
             Value::Int(*n),
-        ];
-        [Value::Text(user)].into_iter().chain(values).collect()
+        ]
     });
     let hist = only_detailed(dialect, HIST, &hist_columns, 4, WEEK_US / DAY_US, hist_rows);
     vec![hours, hist]
@@ -319,12 +320,7 @@ pub(crate) fn served(from: i64, to: i64, detailed: &[i64]) -> Vec<(i64, i64)> {
         let start = (block * WEEK_US).max(from);
         let end = ((block + 1) * WEEK_US).min(to);
         // Whole days only: the histograms are kept per day.
-        let start = start.div_euclid(DAY_US) * DAY_US
-            + if start.rem_euclid(DAY_US) == 0 {
-                0
-            } else {
-                DAY_US
-            };
+        let start = super::plan::ceil_div(start, DAY_US) * DAY_US;
         let end = end.div_euclid(DAY_US) * DAY_US;
         if start >= end {
             continue;

@@ -11,7 +11,9 @@ use crate::sink::SinkError;
 /// One backend's way of inserting rows on one connection.
 #[async_trait]
 pub(crate) trait Insert: Send {
-    /// Inserts `rows` in one transaction, ignoring rows whose key is already stored.
+    /// Inserts `rows` in one transaction, ignoring rows whose key is already stored;
+    /// then builds the per-user detail rows of the blocks that transaction sealed, in
+    /// one of their own (see [`user_detail`](super::user_detail)).
     async fn insert(&mut self, rows: Arc<[Row]>) -> diesel::QueryResult<()>;
 
     /// Whether the connection still answers; tells a bad row from a lost server.
