@@ -938,6 +938,38 @@ async fn csv_export_quotes_and_neutralizes() {
 /// zeros and not a panic, also on a current-thread runtime (where cancelling the
 /// dashboard's other SQLite queries in flight panicked inside diesel-async).
 #[cfg(feature = "sqlite")]
+/// A batch whose histograms would merge into one the store cannot read is refused, on
+/// every backend (PostgreSQL merges them in SQL, the others in Rust): nothing of it is
+/// stored, and once the row is mended the same batch goes in.
+#[tokio::test]
+async fn a_batch_onto_an_unreadable_histogram_fails_whole() {
+    for db in fresh("hist_write").await {
+        let store = DieselStore::connect(&db.url).await.unwrap();
+        let at = micros(20_000 * DAY);
+        let record = || UsageRecord::builder().started_at(at).user("u").build();
+        store.write_batch(&[record(), record()]).await.unwrap();
+        db.execute("UPDATE usage_rollup_15m SET latency_hist = '7:x'")
+            .await;
+        let third = record();
+        let failed = store.write_batch(std::slice::from_ref(&third)).await;
+        let message = format!("{:?}", failed.expect_err(db.backend));
+        assert!(message.contains("histogram"), "{}: {message}", db.backend);
+        let raw = DieselStore::builder(&db.url)
+            .read_rollups(false)
+            .connect()
+            .await
+            .unwrap();
+        let f = Filter::new(TimeRange::between(at, at + chrono::Duration::days(1)));
+        assert_eq!(raw.metrics(&f).await.unwrap().requests, 2, "{}", db.backend);
+        // Mended, the same batch goes in.
+        db.execute("UPDATE usage_rollup_15m SET latency_hist = ''")
+            .await;
+        store.write_batch(&[third]).await.unwrap();
+        assert_eq!(raw.metrics(&f).await.unwrap().requests, 3, "{}", db.backend);
+        db.cleanup().await;
+    }
+}
+
 #[tokio::test]
 async fn an_unreadable_rollup_histogram_is_an_error() {
     use diesel::{Connection, RunQueryDsl};

@@ -267,11 +267,19 @@ pub(crate) fn upsert(
         };
         cell.merge(&old);
     }
+    let mut sql = insert_cells(dialect, rollup, &cells);
+    let values: Vec<&str> = MEASURES.iter().chain(&HISTOGRAMS).copied().collect();
+    sql.on_conflict(&KEY, &values, rollup.table(), false);
+    Ok(sql)
+}
+
+/// `INSERT` of the cells' rows, in key order.
+fn insert_cells(dialect: Dialect, rollup: Rollup, cells: &BTreeMap<Key, Cell>) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("INSERT INTO ").push(rollup.table()).push(" (");
     push_columns(&mut sql);
     sql.push(") VALUES ");
-    sql.list(&cells, ", ", |sql, (key, cell)| {
+    sql.list(cells, ", ", |sql, (key, cell)| {
         push_key(sql, key);
         for n in cell.totals.values() {
             sql.push(", ").int(n);
@@ -279,9 +287,43 @@ pub(crate) fn upsert(
         sql.push(", ").text(&cell.latency.encode());
         sql.push(", ").text(&cell.ttfb.encode()).push(")");
     });
-    let values: Vec<&str> = MEASURES.iter().chain(&HISTOGRAMS).copied().collect();
-    sql.on_conflict(&KEY, &values, rollup.table(), false);
-    Ok(sql)
+    sql
+}
+
+/// PostgreSQL's one statement for what [`ensure`], [`select`] and [`upsert`] do: the
+/// upsert adds the sums and merges the histograms itself, on the row it locked. Rows
+/// are locked in key order, as [`select`]'s are.
+pub(crate) fn add(rollup: Rollup, cells: &BTreeMap<Key, Cell>) -> Sql {
+    let table = rollup.table();
+    let mut sql = insert_cells(Dialect::Postgres, rollup, cells);
+    sql.on_conflict(&KEY, &MEASURES, table, true);
+    for column in HISTOGRAMS {
+        sql.push(", ").push(column).push(" = ");
+        sql.push(&merged_histograms(
+            &format!("{table}.{column}"),
+            &format!("excluded.{column}"),
+        ));
+    }
+    sql
+}
+
+/// The SQL of the [`Histogram`] that merges the encoded histograms `a` and `b`, in the
+/// form [`Histogram::encode`] writes (counts saturate as [`Histogram::merge`]'s do).
+/// Text it did not write stops the statement with an error naming it, as
+/// [`Histogram::decode`] refuses it.
+fn merged_histograms(a: &str, b: &str) -> String {
+    let pair = "'^[0-9]{1,5}:[0-9]{1,19}$'";
+    let part = |n: u8| {
+        format!("CAST(CASE WHEN p ~ {pair} THEN split_part(p, ':', {n}) ELSE 'unreadable histogram ' || p END AS NUMERIC)")
+    };
+    format!(
+        "(SELECT COALESCE(string_agg(CAST(b AS TEXT) || ':' || CAST(n AS TEXT), ',' ORDER BY b), '') \
+         FROM (SELECT {} AS b, CAST(LEAST(SUM({}), {}) AS BIGINT) AS n \
+         FROM unnest(string_to_array({a} || ',' || {b}, ',')) AS p WHERE p <> '' GROUP BY 1) AS h)",
+        part(1),
+        part(2),
+        i64::MAX
+    )
 }
 
 /// The measures the per-user rollups keep: the first six.
@@ -405,6 +447,18 @@ pub(crate) enum Step {
 pub(crate) fn steps(dialect: Dialect, new: &[Row]) -> Vec<Step> {
     let mut steps = Vec::new();
     if new.is_empty() {
+        return steps;
+    }
+    if dialect == Dialect::Postgres {
+        let mut parts: Vec<Sql> = Rollup::ALL
+            .into_iter()
+            .map(|rollup| add(rollup, &cells(rollup, new)))
+            .collect();
+        parts.extend(users(dialect, UserRollup::Day, new));
+        parts.extend(seal::ensure(dialect, new));
+        parts.extend(totals(dialect, new));
+        steps.extend(Sql::chain(parts).map(Step::Execute));
+        steps.extend(seal::lock(dialect, new).map(Step::Blocks));
         return steps;
     }
     for rollup in Rollup::ALL {

@@ -89,6 +89,34 @@ pub async fn fresh(test: &str) -> Vec<TestDb> {
 }
 
 impl TestDb {
+    /// Runs `sql` on the database through a client of its own, as an operator would.
+    pub async fn execute(&self, sql: &str) {
+        match self.backend {
+            #[cfg(feature = "sqlite")]
+            "sqlite" => {
+                use diesel::Connection;
+                let path = self.url.trim_start_matches("sqlite://");
+                let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+                diesel::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn).unwrap();
+            }
+            #[cfg(feature = "postgres")]
+            "postgres" => {
+                let mut conn = diesel_async::AsyncPgConnection::establish(&self.url)
+                    .await
+                    .unwrap();
+                diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+            }
+            #[cfg(feature = "mysql")]
+            "mysql" => {
+                let mut conn = diesel_async::AsyncMysqlConnection::establish(&self.url)
+                    .await
+                    .unwrap();
+                diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+            }
+            other => panic!("no client for {other}"),
+        }
+    }
+
     /// Drops the database (best effort: a failed test leaves it for inspection).
     pub async fn cleanup(self) {
         match (self.backend, self.admin) {
