@@ -186,7 +186,7 @@ pub(crate) fn cells(rollup: Rollup, rows: &[Row]) -> BTreeMap<Key, Cell> {
 }
 
 /// Creates the rows the batch needs that do not exist yet, with zeros, so that
-/// [`select`] can lock every one of them (PostgreSQL and MySQL; SQLite writes one
+/// [`select`] can lock every one of them (MySQL; PostgreSQL uses [`add`], SQLite writes one
 /// transaction at a time and needs none of this).
 pub(crate) fn ensure(dialect: Dialect, rollup: Rollup, cells: &BTreeMap<Key, Cell>) -> Sql {
     let mut sql = Sql::new(dialect);
