@@ -934,10 +934,6 @@ async fn csv_export_quotes_and_neutralizes() {
     assert_eq!(&rows[1][model], "'@model");
 }
 
-/// A stored histogram the crate cannot read is reported as corrupt data, not read as
-/// zeros and not a panic, also on a current-thread runtime (where cancelling the
-/// dashboard's other SQLite queries in flight panicked inside diesel-async).
-#[cfg(feature = "sqlite")]
 /// A batch whose histograms would merge into one the store cannot read is refused, on
 /// every backend (PostgreSQL merges them in SQL, the others in Rust): nothing of it is
 /// stored, and once the row is mended the same batch goes in.
@@ -970,6 +966,10 @@ async fn a_batch_onto_an_unreadable_histogram_fails_whole() {
     }
 }
 
+/// A stored histogram the crate cannot read is reported as corrupt data, not read as
+/// zeros and not a panic, also on a current-thread runtime (where cancelling the
+/// dashboard's other SQLite queries in flight panicked inside diesel-async).
+#[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn an_unreadable_rollup_histogram_is_an_error() {
     use diesel::{Connection, RunQueryDsl};

@@ -119,26 +119,25 @@ impl Sql {
     /// the writer two round trips and a plan, which for a batch's handful of small
     /// upserts took longer than the upserts. The parts must write different tables: one
     /// statement does not see its own changes.
-    pub(crate) fn chain(parts: Vec<Sql>) -> Option<Sql> {
-        let mut parts = parts.into_iter();
-        let mut last = parts.next()?;
+    pub(crate) fn chain(mut parts: Vec<Sql>) -> Option<Sql> {
+        let main = parts.pop()?;
         let mut sql = Sql::new(Dialect::Postgres);
-        for (i, part) in parts.enumerate() {
+        for (i, part) in parts.into_iter().enumerate() {
             sql.push(if i == 0 { "WITH " } else { ", " });
             sql.push("w").int(i as i64).push(" AS (");
-            sql.append(last);
+            sql.append(part);
             sql.push(")");
-            last = part;
         }
         if !sql.text.is_empty() {
             sql.push(" ");
         }
-        sql.append(last);
+        sql.append(main);
         Some(sql)
     }
 
-    /// Appends `other`, numbering its placeholders after this statement's. Texts and
-    /// bytes are always bound, so a `$` in the text is always a placeholder.
+    /// Appends `other`, numbering its placeholders after this statement's. A `$` before
+    /// digits is always a placeholder: texts and bytes are always bound, and the
+    /// statements' own literals hold none (a regular expression's `$` ends it).
     fn append(&mut self, other: Sql) {
         debug_assert_eq!(other.dialect, Dialect::Postgres);
         let offset = self.binds.len();
