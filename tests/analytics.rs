@@ -19,16 +19,22 @@ use tower_usage::query::{
 use tower_usage::store::{DieselStore, StoreError};
 use tower_usage::{ClientPlatform, Outcome, TokenUsage, UsageRecord, UsageSink};
 
+/// Names that differ only by a trailing space, case, Unicode normalization form or an
+/// invisible character are different names on every backend.
 const USERS: &[&str] = &[
     "alice",
+    "alice ",
+    "Alice",
     "bob",
     "carol",
     "O'Brien; DROP TABLE x",
-    "ünï",
+    "\u{e9}mile",
+    "e\u{301}mile",
+    "da\u{200b}ve",
     "dave",
 ];
-const SERVICES: &[&str] = &["chat", "embed", "mcp"];
-const MODELS: &[&str] = &["gpt-4o", "claude", "llama"];
+const SERVICES: &[&str] = &["chat", "chat ", "embed", "mcp"];
+const MODELS: &[&str] = &["gpt-4o", "GPT-4o", "claude", "llama"];
 const PROVIDERS: &[&str] = &["openai", "anthropic"];
 const COUNTRIES: &[&str] = &["DE", "IN", "US"];
 const CLIENTS: &[ClientPlatform] = &[
@@ -846,6 +852,134 @@ async fn odd_user_names_survive_the_per_user_sums() {
         assert_eq!(
             json(&top),
             reference::top_users(&records, &f, RankBy::Requests, 20)
+        );
+        db.cleanup().await;
+    }
+}
+
+/// Names that differ only by trailing spaces, case, normalization form or an invisible
+/// character are different users, services and models: counted apart in the rankings,
+/// the breakdowns and the per-user rollups, and one user never reads another's usage.
+#[tokio::test]
+async fn names_that_differ_only_in_padding_case_or_form_stay_apart() {
+    const NAMES: &[&str] = &[
+        "alice",
+        "alice ",
+        "alice  ",
+        "Alice",
+        "\u{e9}mile",
+        "e\u{301}mile",
+        "ali\u{200b}ce",
+        "alice\u{a0}",
+    ];
+    for db in fresh("padded_names").await {
+        let store = DieselStore::builder(&db.url)
+            .user_detail_min_records(1)
+            .connect()
+            .await
+            .unwrap();
+        let day = micros(20_100 * DAY);
+        let records: Vec<UsageRecord> = NAMES
+            .iter()
+            .enumerate()
+            .flat_map(|(i, name)| {
+                (0..=i).map(move |k| {
+                    UsageRecord::builder()
+                        .started_at(day + chrono::Duration::hours(k as i64))
+                        .user(*name)
+                        .service(*name)
+                        .model(*name)
+                        .tokens(TokenUsage::new(10 * (i as u64 + 1), 1))
+                        .build()
+                })
+            })
+            .collect();
+        // One batch per name, and a record of a later block that seals the first.
+        for name in NAMES {
+            let mine: Vec<UsageRecord> = records
+                .iter()
+                .filter(|r| r.user.as_deref() == Some(*name))
+                .cloned()
+                .collect();
+            store.write_batch(&mine).await.unwrap();
+        }
+        let mut all = records.clone();
+        let later = UsageRecord::builder()
+            .started_at(day + chrono::Duration::days(15))
+            .user("later")
+            .build();
+        store.write_batch(std::slice::from_ref(&later)).await.unwrap();
+        all.push(later);
+        let f = Filter::new(TimeRange::between(day, day + chrono::Duration::days(30)));
+        let top = store.top_users(&f, RankBy::Requests, 20).await.unwrap();
+        let names: Vec<&str> = top.iter().map(|r| r.user.as_str()).collect();
+        let mut expected: Vec<&str> = NAMES.iter().rev().copied().collect();
+        expected.push("later");
+        assert_eq!(names, expected, "{}", db.backend);
+        for dimension in [Dimension::Service, Dimension::Model, Dimension::User] {
+            reference::assert_same(
+                &json(store.breakdown(&f, dimension, 20).await.unwrap()),
+                &reference::breakdown(&all, &f, dimension, 20),
+                &format!("{} breakdown by {dimension:?}", db.backend),
+            );
+        }
+        for name in NAMES {
+            let only = f.clone().service(*name);
+            reference::assert_same(
+                &json(store.metrics(&only).await.unwrap()),
+                &reference::metrics(&all, &only),
+                &format!("{} metrics of service {name:?}", db.backend),
+            );
+        }
+        user_usage_agrees(&store, &all, &f, &db.backend.to_string()).await;
+        db.cleanup().await;
+    }
+}
+
+/// A MySQL database made before text compared without padding: its rollups had merged
+/// `alice` and `alice ` into one row. Migrating converts the tables and rebuilds the
+/// rollups from the records, which kept both names.
+#[tokio::test]
+async fn migrating_a_padded_mysql_database_splits_merged_names() {
+    let down = include_str!(
+        "../src/store/migrations/mysql/2026-12-04-000000_compare_text_without_padding/down.sql"
+    );
+    for db in fresh("padded_upgrade").await {
+        if db.backend != "mysql" {
+            db.cleanup().await;
+            continue;
+        }
+        let store = DieselStore::connect(&db.url).await.unwrap();
+        db.execute(down).await;
+        db.execute("DELETE FROM __diesel_schema_migrations WHERE version = '20261204000000'")
+            .await;
+        let day = micros(20_200 * DAY);
+        let records: Vec<UsageRecord> = ["alice", "alice ", "alice "]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                UsageRecord::builder()
+                    .started_at(day + chrono::Duration::minutes(i as i64))
+                    .user(*name)
+                    .service(*name)
+                    .build()
+            })
+            .collect();
+        store.write_batch(&records).await.unwrap();
+        let f = Filter::new(TimeRange::between(day, day + chrono::Duration::days(1)));
+        let merged = store.breakdown(&f, Dimension::Service, 10).await.unwrap();
+        assert_eq!(merged.rows.len(), 1, "padding merged the names before");
+        drop(store);
+        let store = DieselStore::connect(&db.url).await.unwrap();
+        reference::assert_same(
+            &json(store.breakdown(&f, Dimension::Service, 10).await.unwrap()),
+            &reference::breakdown(&records, &f, Dimension::Service, 10),
+            "breakdown after the migration",
+        );
+        reference::assert_same(
+            &json(store.top_users(&f, RankBy::Requests, 10).await.unwrap()),
+            &reference::top_users(&records, &f, RankBy::Requests, 10),
+            "top users after the migration",
         );
         db.cleanup().await;
     }

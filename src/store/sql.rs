@@ -232,7 +232,8 @@ impl Sql {
         }
     }
 
-    /// `column` ordered byte by byte, as SQLite and the MySQL tables (`utf8mb4_bin`) do.
+    /// `column` ordered byte by byte, as SQLite and the MySQL tables (a binary NO PAD
+    /// collation) do.
     pub(crate) fn bytewise(&self, column: &str) -> String {
         match self.dialect {
             Dialect::Postgres => format!("{column} COLLATE \"C\""),

@@ -89,29 +89,33 @@ pub async fn fresh(test: &str) -> Vec<TestDb> {
 }
 
 impl TestDb {
-    /// Runs `sql` on the database through a client of its own, as an operator would.
+    /// Runs `sql` (one statement or several) on the database through a client of its
+    /// own, as an operator would.
     pub async fn execute(&self, sql: &str) {
         match self.backend {
             #[cfg(feature = "sqlite")]
             "sqlite" => {
+                use diesel::connection::SimpleConnection;
                 use diesel::Connection;
                 let path = self.url.trim_start_matches("sqlite://");
                 let mut conn = diesel::SqliteConnection::establish(path).unwrap();
-                diesel::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn).unwrap();
+                conn.batch_execute(sql).unwrap();
             }
             #[cfg(feature = "postgres")]
             "postgres" => {
+                use diesel_async::SimpleAsyncConnection;
                 let mut conn = diesel_async::AsyncPgConnection::establish(&self.url)
                     .await
                     .unwrap();
-                diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+                conn.batch_execute(sql).await.unwrap();
             }
             #[cfg(feature = "mysql")]
             "mysql" => {
+                use diesel_async::SimpleAsyncConnection;
                 let mut conn = diesel_async::AsyncMysqlConnection::establish(&self.url)
                     .await
                     .unwrap();
-                diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+                conn.batch_execute(sql).await.unwrap();
             }
             other => panic!("no client for {other}"),
         }

@@ -1,5 +1,6 @@
 -- One row per usage record. Times are microseconds since the Unix epoch (UTC).
--- utf8mb4_bin: text compares byte for byte, as on the other backends.
+-- utf8mb4_bin pads trailing spaces; the 2026-12-04 migration moves every table to a
+-- NO PAD binary collation so that text compares byte for byte, as on the other backends.
 CREATE TABLE usage_records (
     id BINARY(16) NOT NULL,
     started_at_us BIGINT NOT NULL,
