@@ -258,6 +258,69 @@ pub struct UsageRecord {
 }
 
 impl UsageRecord {
+    /// The largest amount a stored record keeps: each token count, each byte count, each
+    /// duration in microseconds, and the cost's absolute value in micro-units. It is
+    /// 2^53 − 1, the largest integer a JSON number carries exactly (about 285 years of
+    /// microseconds, or 9 billion units of currency in micro-units).
+    ///
+    /// A [`Recorder`](crate::Recorder) clamps larger amounts to it before a record
+    /// reaches the sink, counting each record it clamped in
+    /// [`RecorderStats::clamped`](crate::RecorderStats::clamped), and the
+    /// [`DieselStore`](crate::store::DieselStore) clamps what it is handed directly. Sums
+    /// over many records saturate at `i64::MAX` (and `-i64::MAX` for costs) instead of
+    /// overflowing, in the stored rollups as in the answers.
+    ///
+    /// ```
+    /// use tower_usage::{TokenUsage, UsageRecord};
+    ///
+    /// let mut record = UsageRecord::builder().tokens(TokenUsage::new(u64::MAX, 7)).build();
+    /// assert!(record.clamp_amounts());
+    /// assert_eq!(record.tokens.input, UsageRecord::MAX_AMOUNT);
+    /// assert_eq!(record.tokens.output, 7);
+    /// assert!(!record.clamp_amounts());
+    /// ```
+    pub const MAX_AMOUNT: u64 = (1 << 53) - 1;
+
+    /// Clamps every amount to [`MAX_AMOUNT`](Self::MAX_AMOUNT); returns whether any was
+    /// larger.
+    pub fn clamp_amounts(&mut self) -> bool {
+        const MAX: u64 = UsageRecord::MAX_AMOUNT;
+        let max_duration = Duration::from_micros(MAX);
+        let mut clamped = false;
+        let mut count = |n: &mut u64| {
+            if *n > MAX {
+                *n = MAX;
+                clamped = true;
+            }
+        };
+        count(&mut self.tokens.input);
+        count(&mut self.tokens.output);
+        count(&mut self.tokens.cached_input);
+        count(&mut self.tokens.cache_write_input);
+        count(&mut self.response_bytes);
+        if let Some(bytes) = &mut self.request_bytes {
+            count(bytes);
+        }
+        let mut time = |d: &mut Duration| {
+            if *d > max_duration {
+                *d = max_duration;
+                clamped = true;
+            }
+        };
+        time(&mut self.duration);
+        if let Some(ttfb) = &mut self.ttfb {
+            time(ttfb);
+        }
+        if let Some(cost) = &mut self.cost_micros {
+            let limit = MAX as i64;
+            if cost.unsigned_abs() > MAX {
+                *cost = (*cost).clamp(-limit, limit);
+                clamped = true;
+            }
+        }
+        clamped
+    }
+
     /// A builder for a record that starts now and has a fresh id.
     pub fn builder() -> UsageRecordBuilder {
         UsageRecordBuilder {

@@ -908,7 +908,10 @@ async fn names_that_differ_only_in_padding_case_or_form_stay_apart() {
             .started_at(day + chrono::Duration::days(15))
             .user("later")
             .build();
-        store.write_batch(std::slice::from_ref(&later)).await.unwrap();
+        store
+            .write_batch(std::slice::from_ref(&later))
+            .await
+            .unwrap();
         all.push(later);
         let f = Filter::new(TimeRange::between(day, day + chrono::Duration::days(30)));
         let top = store.top_users(&f, RankBy::Requests, 20).await.unwrap();
@@ -980,6 +983,130 @@ async fn migrating_a_padded_mysql_database_splits_merged_names() {
             &json(store.top_users(&f, RankBy::Requests, 10).await.unwrap()),
             &reference::top_users(&records, &f, RankBy::Requests, 10),
             "top users after the migration",
+        );
+        db.cleanup().await;
+    }
+}
+
+/// Records with absurd amounts (every count `u64::MAX`, the cost `i64::MAX` or
+/// `i64::MIN`), then enough at the largest amount a record keeps to pass `i64::MAX` in
+/// every sum: each query still answers, from rollups and from raw rows, with amounts
+/// clamped to [`UsageRecord::MAX_AMOUNT`] and sums saturating; an ordinary record
+/// written later into the same rollup cells still counts; rebuilding the rollups gives
+/// the same answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_amounts_never_break_a_query() {
+    const MAX: u64 = UsageRecord::MAX_AMOUNT;
+    for db in fresh("absurd").await {
+        let store = DieselStore::builder(&db.url)
+            .user_detail_min_records(1)
+            .connect()
+            .await
+            .unwrap();
+        let raw = DieselStore::builder(&db.url)
+            .read_rollups(false)
+            .connect()
+            .await
+            .unwrap();
+        let day = micros(20_300 * DAY);
+        let absurd = |i: i64, cost: i64| {
+            UsageRecord::builder()
+                .started_at(day + chrono::Duration::seconds(i))
+                .user(if cost > 0 { "big" } else { "refund" })
+                .service("svc")
+                .model(if cost > 0 { "m" } else { "n" })
+                .tokens(
+                    TokenUsage::new(u64::MAX, u64::MAX)
+                        .with_cached_input(u64::MAX)
+                        .with_cache_write_input(u64::MAX),
+                )
+                .cost_micros(cost)
+                .response_bytes(u64::MAX)
+                .request_bytes(u64::MAX)
+                .duration(Duration::MAX)
+                .ttfb(Duration::MAX)
+                .build()
+        };
+        store
+            .write_batch(&[absurd(0, i64::MAX), absurd(1, i64::MIN)])
+            .await
+            .unwrap();
+        let f = Filter::new(TimeRange::between(day, day + chrono::Duration::days(1)));
+        let big = f.clone().user("big");
+        for s in [&store, &raw] {
+            let m = s.metrics(&big).await.unwrap();
+            assert_eq!(m.tokens.input, MAX, "{}", db.backend);
+            assert_eq!(m.tokens.cached_input, MAX, "{}", db.backend);
+            assert_eq!(m.cost_micros, MAX as i64, "{}", db.backend);
+            assert_eq!(m.response_bytes, MAX, "{}", db.backend);
+            let m = s.metrics(&f.clone().user("refund")).await.unwrap();
+            assert_eq!(m.cost_micros, -(MAX as i64), "{}", db.backend);
+        }
+        let stored = store.recent(2).await.unwrap();
+        assert!(stored
+            .iter()
+            .all(|r| r.tokens.output == MAX && r.duration.as_micros() == u128::from(MAX)));
+        // 2 × 1,100 more at the largest amount: every sum passes i64::MAX (or MIN).
+        for chunk in (2..2_202i64).collect::<Vec<_>>().chunks(550) {
+            let batch: Vec<UsageRecord> = chunk
+                .iter()
+                .map(|&i| absurd(i, if i % 2 == 0 { i64::MAX } else { i64::MIN }))
+                .collect();
+            store.write_batch(&batch).await.unwrap();
+        }
+        // An ordinary record later, into the same rollup cells.
+        let small = UsageRecord::builder()
+            .started_at(day + chrono::Duration::seconds(3_000))
+            .user("big")
+            .service("svc")
+            .model("m")
+            .tokens(TokenUsage::new(1, 1))
+            .cost_micros(1)
+            .build();
+        store
+            .write_batch(std::slice::from_ref(&small))
+            .await
+            .unwrap();
+        // A later block seals the first one.
+        let later = UsageRecord::builder()
+            .started_at(day + chrono::Duration::days(15))
+            .user("big")
+            .build();
+        store.write_batch(&[later]).await.unwrap();
+        let tz: Tz = "UTC".parse().unwrap();
+        for (s, path) in [(&store, "rollups"), (&raw, "raw")] {
+            let what = format!("{} {path}", db.backend);
+            let m = s.metrics(&big).await.unwrap();
+            assert_eq!(m.requests, 1_102, "{what}");
+            assert_eq!(m.tokens.input, i64::MAX as u64, "{what}");
+            assert_eq!(m.cost_micros, i64::MAX, "{what}");
+            let m = s.metrics(&f).await.unwrap();
+            assert_eq!(m.requests, 2_203, "{what}");
+            assert_eq!(m.response_bytes, i64::MAX as u64, "{what}");
+            let m = s.metrics(&f.clone().user("refund")).await.unwrap();
+            assert_eq!(m.cost_micros, -i64::MAX, "{what}");
+            for dimension in [Dimension::Service, Dimension::Model, Dimension::User] {
+                s.breakdown(&f, dimension, 10).await.unwrap();
+            }
+            for granularity in [Granularity::Hour, Granularity::Day] {
+                s.time_series(&f, granularity, tz).await.unwrap();
+            }
+            for rank in [RankBy::Requests, RankBy::Tokens, RankBy::Cost] {
+                let top = s.top_users(&f, rank, 10).await.unwrap();
+                assert_eq!(top.len(), 2, "{what}");
+            }
+            s.peak_hours(&f, tz).await.unwrap();
+            s.dashboard(&f, tz).await.unwrap();
+            let usage = s.user_usage("big", &f, tz).await.unwrap();
+            assert_eq!(usage.metrics.cost_micros, i64::MAX, "{what}");
+        }
+        store.rebuild_rollups().await.unwrap();
+        let m = store.metrics(&big).await.unwrap();
+        assert_eq!(
+            (m.requests, m.cost_micros),
+            (1_102, i64::MAX),
+            "{}",
+            db.backend
         );
         db.cleanup().await;
     }

@@ -36,6 +36,31 @@ impl UsageSink for BatchSizes {
     }
 }
 
+/// Amounts past what a record keeps reach the sink clamped, and the recorder counts the
+/// records it clamped; `record_usage` and hand-made records alike.
+#[tokio::test]
+async fn absurd_amounts_are_clamped_and_counted() {
+    let (recorder, sink) = common::memory_recorder();
+    let mut absurd = record("big");
+    absurd.tokens = tower_usage::TokenUsage::new(u64::MAX, 5);
+    absurd.cost_micros = Some(i64::MIN);
+    absurd.duration = Duration::MAX;
+    recorder.record(absurd).unwrap();
+    recorder.record(record("small")).unwrap();
+    recorder.flush().await;
+    let stored = sink.records();
+    let big = stored
+        .iter()
+        .find(|r| r.user.as_deref() == Some("big"))
+        .unwrap();
+    let max = UsageRecord::MAX_AMOUNT;
+    assert_eq!((big.tokens.input, big.tokens.output), (max, 5));
+    assert_eq!(big.cost_micros, Some(-(max as i64)));
+    assert_eq!(big.duration, Duration::from_micros(max));
+    let stats = recorder.stats();
+    assert_eq!((stats.clamped, stats.written), (1, 2));
+}
+
 #[tokio::test]
 async fn a_full_batch_is_written_without_waiting_for_the_interval() {
     let sink = BatchSizes::default();

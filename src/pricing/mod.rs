@@ -105,12 +105,12 @@ impl Price {
             (writes, self.cache_write.unwrap_or(self.input)),
             (tokens.output, self.output),
         ];
-        let total: i128 = parts
-            .iter()
-            .map(|&(n, price)| i128::from(n) * i128::from(price))
-            .sum();
+        // Saturating: an absurd price times an absurd count must not overflow even i128.
+        let total = parts.iter().fold(0i128, |total, &(n, price)| {
+            total.saturating_add(i128::from(n).saturating_mul(i128::from(price)))
+        });
         // Round half away from zero.
-        let micros = (total + total.signum() * 500_000) / 1_000_000;
+        let micros = total.saturating_add(total.signum() * 500_000) / 1_000_000;
         i64::try_from(micros).unwrap_or(if micros < 0 { i64::MIN } else { i64::MAX })
     }
 }
@@ -252,6 +252,25 @@ mod tests {
 
     fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn absurd_prices_and_counts_saturate() {
+        let all = TokenUsage::new(u64::MAX, u64::MAX)
+            .with_cached_input(u64::MAX / 3)
+            .with_cache_write_input(u64::MAX / 3);
+        let huge = Price::per_million(i64::MAX, i64::MAX)
+            .with_cached_input(i64::MAX)
+            .with_cache_write(i64::MAX);
+        assert_eq!(huge.cost_micros(all), i64::MAX);
+        let negative = Price::per_million(i64::MIN, i64::MIN)
+            .with_cached_input(i64::MIN)
+            .with_cache_write(i64::MIN);
+        assert_eq!(negative.cost_micros(all), i64::MIN);
+        assert_eq!(
+            Price::per_million(i64::MAX, 0).cost_micros(TokenUsage::new(1, 0)),
+            9_223_372_036_855
+        );
     }
 
     #[test]

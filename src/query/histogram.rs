@@ -83,7 +83,8 @@ impl Histogram {
 
     /// Adds `count` durations known only by their bucket.
     pub(crate) fn add_bucket(&mut self, b: u16, count: i64) {
-        *self.counts.entry(b).or_default() += count;
+        let slot = self.counts.entry(b).or_default();
+        *slot = slot.saturating_add(count);
     }
 
     pub(crate) fn merge(&mut self, other: &Histogram) {
@@ -94,7 +95,9 @@ impl Histogram {
     }
 
     pub(crate) fn total(&self) -> i64 {
-        self.counts.values().sum()
+        self.counts
+            .values()
+            .fold(0i64, |total, &n| total.saturating_add(n))
     }
 
     /// The nearest-rank percentile `per_mille / 1000`: the representative of the bucket
@@ -143,6 +146,9 @@ impl Histogram {
         for pair in text.split(',').filter(|p| !p.is_empty()) {
             let (b, n) = pair.split_once(':')?;
             let (b, n): (u16, i64) = (b.parse().ok()?, n.parse().ok()?);
+            if n < 0 {
+                return None;
+            }
             let slot = self.counts.entry(b).or_default();
             *slot = slot.saturating_add(n);
         }
@@ -185,6 +191,15 @@ mod tests {
     }
 
     #[test]
+    fn counts_saturate_instead_of_overflowing() {
+        let mut h = Histogram::decode(&format!("1:{},2:{}", i64::MAX, i64::MAX)).unwrap();
+        assert_eq!(h.total(), i64::MAX);
+        h.add_bucket(2, i64::MAX);
+        assert_eq!(h.total(), i64::MAX);
+        assert_eq!(h.percentile(1000), Some(representative(2)));
+    }
+
+    #[test]
     fn percentiles_are_nearest_rank() {
         let mut h = Histogram::default();
         for v in 1..=100 {
@@ -204,5 +219,7 @@ mod tests {
         assert_eq!(Histogram::decode(&h.encode()), Some(h));
         assert_eq!(Histogram::decode(""), Some(Histogram::default()));
         assert_eq!(Histogram::decode("x:1"), None);
+        assert_eq!(Histogram::decode("3:-1"), None);
+        assert_eq!(Histogram::decode("3:99999999999999999999"), None);
     }
 }

@@ -310,7 +310,8 @@ impl Totals {
             (&mut self.unpriced, other.unpriced),
         ];
         for (mine, theirs) in fields {
-            *mine = mine.saturating_add(theirs);
+            // Symmetric, as the stored sums are: a sum can always be negated.
+            *mine = mine.saturating_add(theirs).max(-i64::MAX);
         }
     }
 
@@ -398,7 +399,9 @@ impl Breakdown {
         mut groups: Vec<(Option<String>, Totals)>,
         limit: usize,
     ) -> Breakdown {
-        let all: i64 = groups.iter().map(|(_, t)| t.requests).sum();
+        let all = groups
+            .iter()
+            .fold(0i64, |all, (_, t)| all.saturating_add(t.requests));
         groups.sort_by(|(ka, a), (kb, b)| {
             b.requests
                 .cmp(&a.requests)

@@ -13,6 +13,7 @@ pub(crate) struct Counters {
     pub(crate) failed: Padded,
     pub(crate) dropped: Padded,
     pub(crate) extractor_panics: Padded,
+    pub(crate) clamped: Padded,
     /// Records the worker has taken off the queue (counted a handful at a time).
     pub(crate) taken: Padded,
 }
@@ -49,6 +50,7 @@ impl Counters {
             dropped: self.dropped.load(Relaxed),
             queued: recorded.saturating_sub(written).saturating_sub(failed),
             extractor_panics: self.extractor_panics.load(Relaxed),
+            clamped: self.clamped.load(Relaxed),
         }
     }
 }
@@ -76,4 +78,8 @@ pub struct RecorderStats {
     pub queued: u64,
     /// Extractor or response-hook calls that panicked (the request was served anyway).
     pub extractor_panics: u64,
+    /// Records with an amount above
+    /// [`UsageRecord::MAX_AMOUNT`](crate::UsageRecord::MAX_AMOUNT), kept with that amount
+    /// clamped.
+    pub clamped: u64,
 }

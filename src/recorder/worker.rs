@@ -91,6 +91,9 @@ impl RecorderWorker {
                 if let Some(pricing) = &self.config.pricing {
                     pricing.apply(&mut record);
                 }
+                if record.clamp_amounts() {
+                    Counters::add(&self.counters.clamped, 1);
+                }
                 batch.push(record);
             }
             // Cannot happen (a request's record is queued once), but a lost record must

@@ -318,17 +318,31 @@ impl DieselStore {
         days: bool,
         bucket_of: impl Fn(DateTime<Utc>) -> K,
     ) -> Result<Vec<(Option<String>, DateTime<Utc>, Totals)>, StoreError> {
-        let fits = |slot: i64, width: i64| {
-            let first = DateTime::from_timestamp_micros(slot * width);
-            let last = DateTime::from_timestamp_micros(slot * width + width - 1);
-            matches!((first, last), (Some(a), Some(b)) if bucket_of(a) == bucket_of(b))
+        // A slot read back is a stored number: one out of range is a corrupt row.
+        let start = |slot: i64, width: i64| {
+            slot.checked_mul(width)
+                .filter(|us| us.checked_add(width - 1).is_some())
+                .and_then(DateTime::from_timestamp_micros)
+                .ok_or_else(|| StoreError::Corrupt(format!("time slot {slot} out of range")))
+        };
+        let fits = |slot: i64, width: i64| -> Result<bool, StoreError> {
+            let first = start(slot, width)?;
+            let last = first + chrono::Duration::microseconds(width - 1);
+            Ok(bucket_of(first) == bucket_of(last))
         };
         let quarter = Group {
             key,
             slot_us: Some(QUARTER_US),
         };
         let rows = self.aggregate(filter, span, quarter, days).await?;
-        let rows = if rows.iter().all(|r| fits(r.slot.unwrap_or(0), QUARTER_US)) {
+        let mut all_fit = true;
+        for row in &rows {
+            if !fits(row.slot.unwrap_or(0), QUARTER_US)? {
+                all_fit = false;
+                break;
+            }
+        }
+        let rows = if all_fit {
             rows.into_iter()
                 .map(|r| (r, QUARTER_US))
                 .collect::<Vec<_>>()
@@ -348,9 +362,7 @@ impl DieselStore {
         };
         rows.into_iter()
             .map(|(row, width)| {
-                let slot = row.slot.unwrap_or(0);
-                let at = DateTime::from_timestamp_micros(slot.saturating_mul(width))
-                    .ok_or_else(|| StoreError::Corrupt(format!("time slot {slot} out of range")))?;
+                let at = start(row.slot.unwrap_or(0), width)?;
                 Ok((row.k1.clone(), at, row.measures.totals()))
             })
             .collect()

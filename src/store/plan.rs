@@ -534,9 +534,9 @@ pub(crate) fn user_sums(
         _ => return user_sums_in_one_pass(sql, filter, parts, by, limit),
     };
     let metric = match by {
-        RankBy::Requests => "requests",
-        RankBy::Tokens => "tokens_in + tokens_out",
-        RankBy::Cost => "cost_micros",
+        RankBy::Requests => "requests".to_owned(),
+        RankBy::Tokens => Sql::saturating_add("tokens_in", "tokens_out"),
+        RankBy::Cost => "cost_micros".to_owned(),
     };
     // The winners, by the ranked sum alone.
     sql.push("WITH ranked AS (SELECT k1, COUNT(*) OVER () AS groups, ");
@@ -550,7 +550,7 @@ pub(crate) fn user_sums(
             if requests_column {
                 sql.push(sign).push("requests AS requests, ");
             }
-            sql.push(sign).push("(").push(metric).push(") AS metric");
+            sql.push(sign).push("(").push(&metric).push(") AS metric");
         };
         user_part_rows(sql, (rollup, from, to), select, false, "");
     });
@@ -653,7 +653,7 @@ fn user_sums_in_one_pass(
 ) {
     let order = match by {
         RankBy::Requests => sql.sum("requests"),
-        RankBy::Tokens => format!("{} + {}", sql.sum("tokens_in"), sql.sum("tokens_out")),
+        RankBy::Tokens => Sql::saturating_add(&sql.sum("tokens_in"), &sql.sum("tokens_out")),
         RankBy::Cost => sql.sum("cost_micros"),
     };
     sql.push("SELECT k1, COUNT(*) OVER () AS groups");

@@ -75,12 +75,16 @@ fn cut_opt(text: Option<&str>, max: usize) -> Option<String> {
     text.filter(|t| !t.is_empty()).map(|t| cut(t, max))
 }
 
+/// The largest amount a row keeps (see [`UsageRecord::MAX_AMOUNT`]): sums of rows then
+/// need thousands of records at the limit to reach `i64::MAX`, where they saturate.
+const MAX: i64 = UsageRecord::MAX_AMOUNT as i64;
+
 fn clamp(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+    i64::try_from(n).unwrap_or(MAX).min(MAX)
 }
 
 fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+    i64::try_from(d.as_micros()).unwrap_or(MAX).min(MAX)
 }
 
 impl From<&UsageRecord> for Row {
@@ -108,7 +112,7 @@ impl From<&UsageRecord> for Row {
             tokens_out: clamp(r.tokens.output),
             tokens_cached_in: clamp(r.tokens.cached_input),
             tokens_cache_write_in: clamp(r.tokens.cache_write_input),
-            cost_micros: r.cost_micros,
+            cost_micros: r.cost_micros.map(|c| c.clamp(-MAX, MAX)),
             metadata: (!r.metadata.is_null()).then(|| r.metadata.to_string()),
             requested_model: cut_opt(r.requested_model.as_deref(), limits::MODEL),
             unpriced: i16::from(r.metadata.get("unpriced") == Some(&serde_json::Value::Bool(true))),
@@ -232,7 +236,7 @@ mod tests {
             .duration(Duration::MAX)
             .build();
         let row = Row::from(&record);
-        assert_eq!((row.tokens_in, row.duration_us), (i64::MAX, i64::MAX));
+        assert_eq!((row.tokens_in, row.duration_us), (MAX, MAX));
     }
 
     #[test]

@@ -171,14 +171,41 @@ impl Sql {
         self
     }
 
-    /// `SUM(expr)` as a `BIGINT` (PostgreSQL and MySQL widen sums to decimals), 0 for no
-    /// rows.
+    /// `SUM(expr)` as a `BIGINT`, 0 for no rows, saturating at ±`i64::MAX` instead of
+    /// failing: PostgreSQL and MySQL sum integers as decimals, clamped before the cast;
+    /// SQLite's `SUM` stops the statement on overflow, so it sums the high and low 32
+    /// bits of each value apart (neither sum can overflow below 2^31 rows) and joins
+    /// them. The bound is symmetric so that a stored sum can always be negated.
     pub(crate) fn sum(&self, expr: &str) -> String {
+        let (max, neg_max) = (i64::MAX, -i64::MAX);
         match self.dialect {
-            Dialect::Sqlite => format!("COALESCE(SUM({expr}), 0)"),
-            Dialect::Postgres => format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)"),
-            Dialect::Mysql => format!("CAST(COALESCE(SUM({expr}), 0) AS SIGNED)"),
+            Dialect::Sqlite => {
+                let low = format!("COALESCE(SUM(({expr}) & 4294967295), 0)");
+                let high = format!("(COALESCE(SUM(({expr}) >> 32), 0) + ({low} >> 32))");
+                format!(
+                    "(CASE WHEN {high} >= 2147483648 THEN {max} \
+                     WHEN {high} < -2147483648 THEN {neg_max} \
+                     ELSE max({high} * 4294967296 + ({low} & 4294967295), {neg_max}) END)"
+                )
+            }
+            Dialect::Postgres => format!(
+                "CAST(LEAST(GREATEST(COALESCE(SUM({expr}), 0), {neg_max}), {max}) AS BIGINT)"
+            ),
+            Dialect::Mysql => format!(
+                "CAST(LEAST(GREATEST(COALESCE(SUM({expr}), 0), {neg_max}), {max}) AS SIGNED)"
+            ),
         }
+    }
+
+    /// `a + b` for `BIGINT`s, saturating at ±`i64::MAX` as [`sum`](Self::sum) does. The
+    /// nested `CASE`s fix the order of evaluation, so no overflowing branch runs.
+    pub(crate) fn saturating_add(a: &str, b: &str) -> String {
+        let (max, neg_max) = (i64::MAX, -i64::MAX);
+        format!(
+            "(CASE WHEN {b} > 0 THEN (CASE WHEN {a} > {max} - {b} THEN {max} ELSE {a} + {b} END) \
+             WHEN {b} < 0 THEN (CASE WHEN {a} < {neg_max} - {b} THEN {neg_max} ELSE {a} + {b} END) \
+             ELSE {a} END)"
+        )
     }
 
     /// A join whose left table is read first, as the writer of the statement knows best
@@ -242,13 +269,19 @@ impl Sql {
     }
 
     /// The clause that makes an `INSERT` overwrite the listed columns of a row whose key
-    /// exists; `add` adds the new values to the stored ones instead.
+    /// exists; `add` adds the new values to the stored ones instead, saturating.
     pub(crate) fn on_conflict(&mut self, key: &[&str], columns: &[&str], table: &str, add: bool) {
-        let set = |c: &&str| match (self.dialect, add) {
-            (Dialect::Mysql, false) => format!("{c} = VALUES({c})"),
-            (Dialect::Mysql, true) => format!("{c} = {c} + VALUES({c})"),
-            (_, false) => format!("{c} = excluded.{c}"),
-            (_, true) => format!("{c} = {table}.{c} + excluded.{c}"),
+        let set = |c: &&str| {
+            let (stored, new) = match self.dialect {
+                Dialect::Mysql => (c.to_string(), format!("VALUES({c})")),
+                _ => (format!("{table}.{c}"), format!("excluded.{c}")),
+            };
+            let value = if add {
+                Sql::saturating_add(&stored, &new)
+            } else {
+                new
+            };
+            format!("{c} = {value}")
         };
         let set: Vec<String> = columns.iter().map(set).collect();
         let clause = match self.dialect {

@@ -317,8 +317,9 @@ pub(crate) struct DetailedBlock {
 pub(crate) fn served(from: i64, to: i64, detailed: &[i64]) -> Vec<(i64, i64)> {
     let mut ranges: Vec<(i64, i64)> = Vec::new();
     for &block in detailed {
-        let start = (block * WEEK_US).max(from);
-        let end = ((block + 1) * WEEK_US).min(to);
+        // Saturating: a stored block past the end of time lies outside every range.
+        let start = block.saturating_mul(WEEK_US).max(from);
+        let end = block.saturating_add(1).saturating_mul(WEEK_US).min(to);
         // Whole days only: the histograms are kept per day.
         let start = super::plan::ceil_div(start, DAY_US) * DAY_US;
         let end = end.div_euclid(DAY_US) * DAY_US;
