@@ -57,6 +57,10 @@ const ZONES: &[&str] = &[
     "America/New_York",
     "Asia/Kathmandu",
     "Australia/Lord_Howe",
+    // Midnight comes twice when the clocks go back (late October).
+    "Atlantic/Azores",
+    // Midnight is skipped in March and comes twice in November.
+    "America/Havana",
 ];
 const QUARTER: i64 = 900_000_000;
 const DAY: i64 = 86_400_000_000;
@@ -1108,6 +1112,86 @@ async fn absurd_amounts_never_break_a_query() {
             "{}",
             db.backend
         );
+        db.cleanup().await;
+    }
+}
+
+/// Days, weeks, months and hours across a repeated midnight (the Azores on 2026-10-25,
+/// Havana on 2026-11-01) and a skipped one (Havana on 2026-03-08): every backend's
+/// series and each user's daily usage match the reference, which finds the buckets
+/// from the local calendar on its own.
+#[tokio::test]
+async fn buckets_across_repeated_and_skipped_midnights() {
+    let cases = [
+        ("Atlantic/Azores", at(2026, 10, 23, 0, 0)),
+        ("America/Havana", at(2026, 10, 30, 0, 0)),
+        ("America/Havana", at(2026, 3, 6, 0, 0)),
+    ];
+    let records: Vec<UsageRecord> = cases
+        .iter()
+        .flat_map(|&(_, start)| {
+            (0..4 * 24 * 3 + 7).map(move |i| {
+                UsageRecord::builder()
+                    .started_at(start + chrono::Duration::minutes(20 * i + i % 7))
+                    .user(["alice", "bob"][(i % 2) as usize])
+                    .service("chat")
+                    .duration(Duration::from_millis(10 + (i as u64 % 13) * 17))
+                    .tokens(TokenUsage::new(i as u64, 1))
+                    .build()
+            })
+        })
+        .collect();
+    for db in fresh("midnights").await {
+        let store = DieselStore::builder(&db.url)
+            .user_detail_min_records(1)
+            .connect()
+            .await
+            .unwrap();
+        store.write_batch(&records).await.unwrap();
+        let raw = DieselStore::builder(&db.url)
+            .read_rollups(false)
+            .connect()
+            .await
+            .unwrap();
+        for &(zone, start) in &cases {
+            let tz: Tz = zone.parse().unwrap();
+            for (from, to) in [
+                (start, start + chrono::Duration::days(4)),
+                (
+                    start + chrono::Duration::minutes(50),
+                    start + chrono::Duration::hours(61),
+                ),
+            ] {
+                let f = Filter::new(TimeRange::between(from, to));
+                for granularity in [
+                    Granularity::Hour,
+                    Granularity::Day,
+                    Granularity::Week,
+                    Granularity::Month,
+                ] {
+                    let want = reference::time_series(&records, &f, granularity, tz, None);
+                    for (s, path) in [(&store, "rollups"), (&raw, "raw")] {
+                        reference::assert_same(
+                            &json(s.time_series(&f, granularity, tz).await.unwrap()),
+                            &want,
+                            &format!("{} {path} {zone} {granularity:?} from {from}", db.backend),
+                        );
+                    }
+                }
+                reference::assert_same(
+                    &json(store.peak_hours(&f, tz).await.unwrap()),
+                    &reference::peak_hours(&records, &f, tz),
+                    &format!("{} peak hours {zone}", db.backend),
+                );
+                for user in ["alice", "bob"] {
+                    reference::assert_same(
+                        &json(store.user_usage(user, &f, tz).await.unwrap()),
+                        &user_usage_reference(&records, &f, user, tz),
+                        &format!("{} user usage {user} {zone}", db.backend),
+                    );
+                }
+            }
+        }
         db.cleanup().await;
     }
 }

@@ -24,8 +24,9 @@ impl Granularity {
     ///
     /// Buckets follow the local calendar: a day in a zone with daylight saving lasts 23 or
     /// 25 hours on the days the clocks change. An hour that happens twice when clocks go
-    /// back makes two buckets; a bucket whose local start does not exist (clocks skipped
-    /// it) starts when the local time resumes.
+    /// back makes two buckets; a day, week or month whose start happens twice (a zone
+    /// whose clocks go back at 01:00 to midnight) starts at the first. A bucket whose
+    /// local start does not exist (clocks skipped it) starts when the local time resumes.
     ///
     /// ```
     /// use chrono::{TimeZone, Utc};
@@ -40,9 +41,10 @@ impl Granularity {
         let start = self.truncate(t.with_timezone(&tz).naive_local());
         match tz.from_local_datetime(&start) {
             chrono::LocalResult::Single(x) => x.with_timezone(&Utc),
+            // Only an hour is short enough to end before its local start comes again.
             chrono::LocalResult::Ambiguous(early, late) => {
                 let late = late.with_timezone(&Utc);
-                if late <= t {
+                if self == Granularity::Hour && late <= t {
                     late
                 } else {
                     early.with_timezone(&Utc)
@@ -200,6 +202,49 @@ mod tests {
         assert_eq!(start, utc(2026, 3, 8, 5, 0));
         let before = Granularity::Day.bucket_start(start - Duration::microseconds(1), havana);
         assert_eq!(Granularity::Day.next_start(before, havana), start);
+    }
+
+    #[test]
+    fn a_repeated_midnight_starts_one_25_hour_day() {
+        // The Azores go from UTC+0 to UTC-1 at 01:00 on 2026-10-25: local midnight comes
+        // at 00:00 UTC and again at 01:00 UTC, and the day lasts 25 hours.
+        let azores: Tz = "Atlantic/Azores".parse().unwrap();
+        let day = utc(2026, 10, 25, 0, 0);
+        for t in [
+            day,
+            utc(2026, 10, 25, 0, 30),
+            utc(2026, 10, 25, 1, 0),
+            utc(2026, 10, 25, 23, 0),
+        ] {
+            assert_eq!(Granularity::Day.bucket_start(t, azores), day, "{t}");
+        }
+        assert_eq!(
+            Granularity::Day.next_start(day, azores),
+            utc(2026, 10, 26, 1, 0)
+        );
+        let before = Granularity::Day.bucket_start(day - Duration::microseconds(1), azores);
+        assert_eq!(Granularity::Day.next_start(before, azores), day);
+        // The repeated hour is still two hour buckets.
+        assert_eq!(
+            Granularity::Hour.bucket_start(utc(2026, 10, 25, 0, 30), azores),
+            day
+        );
+        assert_eq!(
+            Granularity::Hour.bucket_start(utc(2026, 10, 25, 1, 30), azores),
+            utc(2026, 10, 25, 1, 0)
+        );
+        let starts = Granularity::Day
+            .starts(
+                utc(2026, 10, 24, 12, 0),
+                utc(2026, 10, 26, 12, 0),
+                azores,
+                10,
+            )
+            .unwrap();
+        assert_eq!(
+            starts,
+            [utc(2026, 10, 24, 0, 0), day, utc(2026, 10, 26, 1, 0)]
+        );
     }
 
     #[test]

@@ -1,12 +1,18 @@
 //! The analytics computed in plain Rust over a list of records: the reference every
 //! backend's answers are checked against. Answers are built as JSON, in the shape the
 //! crate's result types serialize to.
+//!
+//! It shares no bucketing or aggregation code with the crate: calendar buckets come from
+//! the local wall-clock fields of each quarter hour (every zone it is used with has
+//! offsets and transitions on whole quarter hours, which it checks), and percentiles
+//! from a histogram bucket found by repeated multiplication, as the histogram's
+//! documentation defines it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDateTime, Offset, Timelike, Utc};
 use serde_json::{json, Value};
-use tower_usage::query::{quantize_micros, Dimension, Filter, Granularity, RankBy, Tz};
+use tower_usage::query::{Dimension, Filter, Granularity, RankBy, Tz};
 use tower_usage::{Outcome, UsageRecord};
 
 #[derive(Default, Clone, Copy)]
@@ -97,6 +103,22 @@ fn mean(sum: u64, n: u64) -> Value {
     }
 }
 
+/// A duration as the crate's latency histogram reports it, from the histogram's
+/// documented definition: 0 stays 0; otherwise `v` lies in the bucket
+/// `[1.04^(b-1), 1.04^b)`, reported as the bucket's harmonic midpoint, rounded.
+pub fn quantize(micros: u64) -> u64 {
+    if micros == 0 {
+        return 0;
+    }
+    let v = micros as f64;
+    let mut low = 1.0f64;
+    while low * 1.04 <= v {
+        low *= 1.04;
+    }
+    let high = low * 1.04;
+    (2.0 * low * high / (low + high)).round() as u64
+}
+
 /// Nearest rank: the `ceil(n · p)`-th smallest, as the histogram reports it.
 fn percentile(sorted: &[u64], per_mille: u64) -> Value {
     if sorted.is_empty() {
@@ -104,7 +126,7 @@ fn percentile(sorted: &[u64], per_mille: u64) -> Value {
     }
     let n = sorted.len() as u64;
     let rank = (n * per_mille).div_ceil(1000).max(1);
-    json!(quantize_micros(sorted[(rank - 1) as usize]))
+    json!(quantize(sorted[(rank - 1) as usize]))
 }
 
 fn latency(values: &mut [u64]) -> Value {
@@ -234,17 +256,70 @@ pub fn breakdown(
     })
 }
 
-/// Every bucket start overlapping the filter's range: local boundaries fall on whole
-/// minutes, so a walk by minutes meets every bucket.
-fn bucket_starts(filter: &Filter, granularity: Granularity, tz: Tz) -> Vec<DateTime<Utc>> {
-    let mut starts = BTreeSet::new();
-    let mut t = filter.range.from;
-    while t < filter.range.to {
-        starts.insert(granularity.bucket_start(t, tz));
-        t += Duration::minutes(1);
+const QUARTER: i64 = 15;
+
+/// The local wall-clock time of `t`, checking that the zone's offset is a whole number
+/// of quarter hours there (the walk below steps by quarter hours).
+fn local(t: DateTime<Utc>, tz: Tz) -> NaiveDateTime {
+    let there = t.with_timezone(&tz);
+    let offset = there.offset().fix().local_minus_utc();
+    assert_eq!(
+        offset % 900,
+        0,
+        "the reference needs quarter-hour offsets ({tz} at {t})"
+    );
+    there.naive_local()
+}
+
+/// What a bucket is named by on the local calendar.
+fn label(granularity: Granularity, l: NaiveDateTime) -> (i32, u32, u32) {
+    match granularity {
+        Granularity::Hour => (l.year(), l.ordinal(), l.hour()),
+        Granularity::Day => (l.year(), l.ordinal(), 0),
+        Granularity::Week => (l.iso_week().year(), l.iso_week().week(), 0),
+        Granularity::Month => (l.year(), l.month(), 0),
     }
-    starts.insert(granularity.bucket_start(filter.range.to - Duration::microseconds(1), tz));
-    starts.into_iter().collect()
+}
+
+/// Whether a bucket starts at the whole quarter hour `u`: the local name changes there,
+/// or, for hours, the clock went back to a whole hour (the repeated hour is a bucket of
+/// its own).
+fn starts_at(granularity: Granularity, tz: Tz, u: DateTime<Utc>) -> bool {
+    let step = Duration::minutes(QUARTER);
+    let (now, before) = (local(u, tz), local(u - step, tz));
+    label(granularity, now) != label(granularity, before)
+        || (granularity == Granularity::Hour && now.minute() == 0 && now != before + step)
+}
+
+/// Every bucket start overlapping the filter's range, the first one at or before its
+/// start, found by walking quarter hours.
+fn bucket_starts(filter: &Filter, granularity: Granularity, tz: Tz) -> Vec<DateTime<Utc>> {
+    let step = Duration::minutes(QUARTER);
+    let from = filter.range.from;
+    let quarter_us = step.num_microseconds().unwrap();
+    let mut u = DateTime::from_timestamp_micros(
+        from.timestamp_micros().div_euclid(quarter_us) * quarter_us,
+    )
+    .unwrap();
+    while !starts_at(granularity, tz, u) {
+        u -= step;
+    }
+    let mut starts = vec![u];
+    u += step;
+    while u < filter.range.to {
+        if starts_at(granularity, tz, u) {
+            starts.push(u);
+        }
+        u += step;
+    }
+    starts
+}
+
+/// The index of the bucket holding `t`: the last start at or before it.
+fn bucket_index(starts: &[DateTime<Utc>], t: DateTime<Utc>) -> usize {
+    let i = starts.partition_point(|s| *s <= t);
+    assert!(i > 0, "a record before the first bucket");
+    i - 1
 }
 
 pub fn time_series(
@@ -257,10 +332,7 @@ pub fn time_series(
     let starts = bucket_starts(filter, granularity, tz);
     let mut by_key: BTreeMap<Option<String>, Vec<Sums>> = BTreeMap::new();
     for r in select(records, filter) {
-        let start = granularity.bucket_start(r.started_at, tz);
-        let i = starts
-            .binary_search(&start)
-            .expect("a record's bucket is listed");
+        let i = bucket_index(&starts, r.started_at);
         let k = split.and_then(|(d, _)| key(r, d));
         by_key
             .entry(k)
