@@ -20,6 +20,7 @@ use axum::Router;
 use jsonwebtoken::{EncodingKey, Header};
 use tower_usage::api::{self, ApiConfig, Jwt, Role};
 use tower_usage::store::DieselStore;
+use tower_usage::recorder::Overflow;
 use tower_usage::Recorder;
 
 #[path = "shared/demo.rs"]
@@ -42,7 +43,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let limits = std::env::var("ANALYTICS_RATE_LIMIT").map_or(true, |v| v != "off");
 
     let (store, recorder) = demo::open(&database_url).await?;
-    let audit = Recorder::builder(store.audit_sink()).spawn();
+    // The audit trail waits for room rather than dropping an entry.
+    let audit = Recorder::builder(store.audit_sink())
+        .overflow(Overflow::Wait)
+        .spawn();
 
     let app = app(
         store.clone(),
@@ -70,6 +74,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("  curl -H \"Authorization: Bearer $ADMIN_TOKEN\" '{addr}/api/analytics/audit?refused=true'");
     eprintln!("  curl '{addr}/api/analytics/openapi.json'");
 
+    // The peer's address limits requests with bad credentials, per client.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(demo::shutdown_signal())
         .await?;
@@ -90,7 +96,10 @@ fn app(
 ) -> Result<Router, Box<dyn std::error::Error>> {
     let mut config = ApiConfig::new(Jwt::hs256(secret)?).audit(audit);
     if !limits {
-        config = config.unlimited(Role::Admin).unlimited(Role::User);
+        config = config
+            .unlimited(Role::Admin)
+            .unlimited(Role::User)
+            .unauthenticated_limit(None);
     }
     Ok(demo::routes(store.clone(), recorder).nest("/api/analytics", api::router(store, config)))
 }

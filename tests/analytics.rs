@@ -938,7 +938,7 @@ async fn names_that_differ_only_in_padding_case_or_form_stay_apart() {
                 &format!("{} metrics of service {name:?}", db.backend),
             );
         }
-        user_usage_agrees(&store, &all, &f, &db.backend.to_string()).await;
+        user_usage_agrees(&store, &all, &f, db.backend).await;
         db.cleanup().await;
     }
 }

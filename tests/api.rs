@@ -837,3 +837,74 @@ async fn every_access_and_refusal_is_in_the_audit_trail() {
         .collect();
     assert_eq!(statuses, [429, 403, 403]);
 }
+
+/// Requests with bad credentials are limited per client address (behind a proxy, by the
+/// configured header's last address): a flood of forged tokens from one address gets
+/// 429 with `Retry-After`, another address is still answered 401, and an admin is not
+/// held back. Every one of them is in the audit trail: nothing was dropped.
+#[tokio::test]
+async fn bad_credentials_are_limited_per_client_address() {
+    let h = Harness::new(|c| {
+        c.unauthenticated_limit(RateLimit::per_minute(60).burst(3))
+            .client_address_header(http::HeaderName::from_static("x-forwarded-for"))
+    })
+    .await;
+    let flood = [("x-forwarded-for", "198.51.100.1, 203.0.113.7")];
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let (status, headers, _) = h.get_with("/metrics", Some("forged.token"), &flood).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(headers.contains_key("retry-after"));
+        }
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429]);
+    // The proxy's own address for this client is the last one: the first is the
+    // client's claim and is not trusted.
+    let spoofed = [("x-forwarded-for", "203.0.113.99, 203.0.113.7")];
+    let (status, _, _) = h.get_with("/metrics", None, &spoofed).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let other = [("x-forwarded-for", "203.0.113.8")];
+    let (status, _, _) = h.get_with("/metrics", Some("forged.token"), &other).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = h.get_with("/metrics", Some(&admin()), &flood).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a valid token is not limited by address"
+    );
+    h.audit.flush().await;
+    let trail = h
+        .store
+        .audit_log(&AuditQuery::new(TimeRange::last(Duration::from_secs(600))).limit(100))
+        .await
+        .unwrap();
+    assert_eq!(trail.len(), 9);
+    assert_eq!(h.audit.stats().dropped, 0);
+    assert!(
+        trail[2].reason.as_deref().unwrap().contains("too many"),
+        "{:?}",
+        trail[2]
+    );
+}
+
+/// The router's own audit recorder is handed back: it can be flushed and shut down at
+/// exit, and its counters read. It waits for room rather than dropping an entry.
+#[tokio::test]
+async fn the_default_audit_recorder_is_handed_back() {
+    let store = DieselStore::connect("sqlite::memory:").await.unwrap();
+    let config = ApiConfig::new(Jwt::hs256(SECRET).unwrap());
+    let (app, audit) = api::router_with_audit(store.clone(), config);
+    for _ in 0..50 {
+        let request = Request::get("/metrics").body(Body::empty()).unwrap();
+        app.clone().oneshot(request).await.unwrap();
+    }
+    audit.shutdown().await;
+    let stats = audit.stats();
+    assert_eq!((stats.written, stats.dropped), (50, 0));
+    let trail = store
+        .audit_log(&AuditQuery::new(TimeRange::last(Duration::from_secs(600))).limit(100))
+        .await
+        .unwrap();
+    assert_eq!(trail.len(), 50);
+}

@@ -23,6 +23,8 @@ pub struct ApiConfig {
     pub(crate) authenticator: Arc<dyn Authenticator>,
     pub(crate) admin_limit: Option<RateLimit>,
     pub(crate) user_limit: Option<RateLimit>,
+    pub(crate) unauthenticated_limit: Option<RateLimit>,
+    pub(crate) address_header: Option<http::HeaderName>,
     pub(crate) export_cost: u32,
     pub(crate) max_limit: usize,
     pub(crate) audit: Option<Recorder>,
@@ -33,6 +35,8 @@ impl std::fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("admin_limit", &self.admin_limit)
             .field("user_limit", &self.user_limit)
+            .field("unauthenticated_limit", &self.unauthenticated_limit)
+            .field("address_header", &self.address_header)
             .field("export_cost", &self.export_cost)
             .field("max_limit", &self.max_limit)
             .field("audit", &self.audit.is_some())
@@ -42,14 +46,17 @@ impl std::fmt::Debug for ApiConfig {
 
 impl ApiConfig {
     /// Requests are authenticated by `authenticator`. Defaults: admins 600 calls a minute
-    /// (burst 100), users 60 (burst 20), an export costs 10 calls, `limit` at most 1,000,
-    /// and the audit trail written by a recorder the router starts on the store's
+    /// (burst 100), users 60 (burst 20), requests with missing or bad credentials 60 a
+    /// minute (burst 20) per client address, an export costs 10 calls, `limit` at most
+    /// 1,000, and the audit trail written by a recorder the router starts on the store's
     /// [audit sink](crate::store::DieselStore::audit_sink).
     pub fn new(authenticator: impl Authenticator) -> Self {
         ApiConfig {
             authenticator: Arc::new(authenticator),
             admin_limit: Some(RateLimit::per_minute(600).burst(100)),
             user_limit: Some(RateLimit::per_minute(60).burst(20)),
+            unauthenticated_limit: Some(RateLimit::per_minute(60).burst(20)),
+            address_header: None,
             export_cost: 10,
             max_limit: 1_000,
             audit: None,
@@ -65,6 +72,30 @@ impl ApiConfig {
     /// No rate limit for `role`.
     pub fn unlimited(mut self, role: Role) -> Self {
         *self.limit_of(role) = None;
+        self
+    }
+
+    /// The limit for requests whose credentials are missing or refused, per client
+    /// address (`None`: no limit). Such requests are refused with 401 until the limit is
+    /// spent, then with 429, so that a flood of forged tokens cannot run unchecked or
+    /// crowd the audit trail.
+    ///
+    /// The address is the connection's peer, from axum's
+    /// [`ConnectInfo`](axum::extract::ConnectInfo) (serve the app with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`), or the last address of
+    /// [`client_address_header`](Self::client_address_header) behind a proxy. Requests
+    /// with neither share one allowance.
+    pub fn unauthenticated_limit(mut self, limit: impl Into<Option<RateLimit>>) -> Self {
+        self.unauthenticated_limit = limit.into();
+        self
+    }
+
+    /// Behind a reverse proxy, the header the proxy puts the client's address in (for
+    /// example `x-forwarded-for`). The last comma-separated address counts: the one the
+    /// proxy added, not what the client claimed before it. Set it only behind a proxy
+    /// that sets the header, or any client can pick its own address.
+    pub fn client_address_header(mut self, header: http::HeaderName) -> Self {
+        self.address_header = Some(header);
         self
     }
 
@@ -90,7 +121,9 @@ impl ApiConfig {
 
     /// Writes the audit trail through `recorder` (for instance one built on
     /// [`DieselStore::audit_sink`](crate::store::DieselStore::audit_sink) with your own
-    /// batching, which you flush and shut down yourself).
+    /// batching, which you flush and shut down yourself). A recorder that drops when its
+    /// queue is full ([`Overflow::Drop`](crate::recorder::Overflow::Drop), the recorder's
+    /// default) can lose audit entries under a flood; the router's own waits.
     pub fn audit(mut self, recorder: Recorder) -> Self {
         self.audit = Some(recorder);
         self

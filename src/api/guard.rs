@@ -49,7 +49,18 @@ async fn admit(
     head: &http::request::Parts,
     handle: Option<&UsageHandle>,
 ) -> Result<Call, ApiError> {
-    let principal = api.0.authenticator.authenticate(head).await?;
+    let principal = match api.0.authenticator.authenticate(head).await {
+        Ok(principal) => principal,
+        Err(error) => {
+            // Limited by address, or forged tokens would be free to send without end.
+            let address = client_address(head, api.0.address_header.as_ref());
+            api.0
+                .limiter
+                .check_unauthenticated(&address)
+                .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+            return Err(error.into());
+        }
+    };
     if let Some(handle) = handle {
         handle.set_user(principal.subject.as_str());
         handle.insert_metadata("role", principal.role.as_str());
@@ -83,4 +94,22 @@ async fn admit(
     }
     let params = Params::parse(endpoint, head.uri.query(), api.0.max_limit)?;
     Ok(Call { principal, params })
+}
+
+/// Who sent a request, for the limit on unauthenticated ones: the last address in the
+/// configured header (the one the proxy added), else the connection's peer, else one
+/// key for all.
+fn client_address(head: &http::request::Parts, header: Option<&http::HeaderName>) -> String {
+    let forwarded = header.and_then(|name| {
+        let last = head.headers.get_all(name).iter().next_back()?;
+        let last = last.to_str().ok()?.rsplit(',').next()?.trim();
+        (!last.is_empty()).then(|| last.to_owned())
+    });
+    forwarded
+        .or_else(|| {
+            head.extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
 }

@@ -54,10 +54,14 @@ impl RateLimit {
 /// Calls between sweeps of subjects whose buckets are full again.
 const SWEEP_EVERY: u32 = 4_096;
 
-/// One keyed limiter per role: governor's quota is per limiter.
+type Keyed = (DefaultKeyedRateLimiter<String>, NonZeroU32);
+
+/// One keyed limiter per role, keyed by subject, and one for unauthenticated requests,
+/// keyed by client address: governor's quota is per limiter.
 pub(crate) struct Limiter {
-    admin: Option<(DefaultKeyedRateLimiter<String>, NonZeroU32)>,
-    user: Option<(DefaultKeyedRateLimiter<String>, NonZeroU32)>,
+    admin: Option<Keyed>,
+    user: Option<Keyed>,
+    unauthenticated: Option<Keyed>,
     calls: AtomicU32,
 }
 
@@ -68,11 +72,16 @@ impl std::fmt::Debug for Limiter {
 }
 
 impl Limiter {
-    pub(crate) fn new(admin: Option<RateLimit>, user: Option<RateLimit>) -> Self {
+    pub(crate) fn new(
+        admin: Option<RateLimit>,
+        user: Option<RateLimit>,
+        unauthenticated: Option<RateLimit>,
+    ) -> Self {
         let keyed = |limit: RateLimit| (RateLimiter::keyed(limit.quota()), limit.burst);
         Limiter {
             admin: admin.map(keyed),
             user: user.map(keyed),
+            unauthenticated: unauthenticated.map(keyed),
             calls: AtomicU32::new(0),
         }
     }
@@ -80,17 +89,29 @@ impl Limiter {
     /// Spends `cost` units of `who`'s allowance, or says how long to wait. A cost above
     /// the burst spends the whole burst, so an export stays possible under a small one.
     pub(crate) fn check(&self, who: &Principal, cost: u32) -> Result<(), Duration> {
-        let Some((limiter, burst)) = (match who.role {
+        let keyed = match who.role {
             Role::Admin => &self.admin,
             Role::User => &self.user,
-        }) else {
+        };
+        self.spend(keyed.as_ref(), &who.subject, cost)
+    }
+
+    /// Spends one unit of the allowance of unauthenticated requests from `address`.
+    #[allow(clippy::ptr_arg)]
+    pub(crate) fn check_unauthenticated(&self, address: &String) -> Result<(), Duration> {
+        self.spend(self.unauthenticated.as_ref(), address, 1)
+    }
+
+    #[allow(clippy::ptr_arg)] // governor's keyed limiter looks keys up as `&String`.
+    fn spend(&self, keyed: Option<&Keyed>, key: &String, cost: u32) -> Result<(), Duration> {
+        let Some((limiter, burst)) = keyed else {
             return Ok(());
         };
         if self.calls.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             limiter.retain_recent();
         }
         let cost = NonZeroU32::new(cost.min(burst.get())).unwrap_or(NonZeroU32::MIN);
-        match limiter.check_key_n(&who.subject, cost) {
+        match limiter.check_key_n(key, cost) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => Err(not_until.wait_time_from(limiter.clock().now())),
             // Cannot happen: the cost is capped at the burst.
@@ -105,7 +126,7 @@ mod tests {
 
     #[test]
     fn a_subject_is_limited_alone_and_told_how_long_to_wait() {
-        let limiter = Limiter::new(None, Some(RateLimit::per_minute(60).burst(2)));
+        let limiter = Limiter::new(None, Some(RateLimit::per_minute(60).burst(2)), None);
         let alice = Principal::new("alice", Role::User);
         let bob = Principal::new("bob", Role::User);
         assert!(limiter.check(&alice, 1).is_ok());

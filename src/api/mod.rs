@@ -47,7 +47,7 @@
 //! | 400 | an unknown, repeated, empty or bad parameter; the JSON [`ErrorBody`] names it |
 //! | 401 | no token or a bad one (expired, not yet valid, wrong signature, issuer, audience or algorithm), with `WWW-Authenticate` |
 //! | 403 | a user calling an admin endpoint, or naming a `user` |
-//! | 429 | the caller's rate limit is spent, with `Retry-After`; an export costs more than a plain call |
+//! | 429 | the caller's rate limit is spent, with `Retry-After`; an export costs more than a plain call; requests with missing or bad credentials are limited per client address ([`ApiConfig::unauthenticated_limit`]) |
 //!
 //! A user never sees another user's data: `/my-usage` answers for the subject of the
 //! credentials, and a `user` parameter from a non-admin is refused.
@@ -85,6 +85,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, MethodRouter};
 use axum::Router;
 
+use crate::recorder::Overflow;
 use crate::store::DieselStore;
 use crate::{Recorder, UsageLayer};
 use endpoint::Endpoint;
@@ -98,6 +99,7 @@ struct Shared {
     store: DieselStore,
     authenticator: Arc<dyn Authenticator>,
     limiter: Limiter,
+    address_header: Option<http::HeaderName>,
     export_cost: u32,
     max_limit: usize,
 }
@@ -113,14 +115,45 @@ impl Api {
 ///
 /// Without [`ApiConfig::audit`], the router starts a recorder for its audit trail on the
 /// store's [audit sink](DieselStore::audit_sink), which needs a tokio runtime, like
-/// [`Recorder`]'s `spawn`; it writes at least once a second.
+/// [`Recorder`]'s `spawn`; it writes at least once a second. Use [`router_with_audit`]
+/// to keep that recorder, to flush it at exit and read its counters.
 pub fn router(store: DieselStore, config: ApiConfig) -> Router {
-    let audit = config
-        .audit
-        .clone()
-        .unwrap_or_else(|| Recorder::builder(store.audit_sink()).spawn());
+    router_with_audit(store, config).0
+}
+
+/// [`router`], and the recorder that writes its audit trail: the one given with
+/// [`ApiConfig::audit`], or the one the router starts. The router's own recorder waits
+/// for room when its queue is full ([`Overflow::Wait`]) instead of dropping entries;
+/// shut it down after the server stops, so that the last entries are written.
+///
+/// ```no_run
+/// use tower_usage::api::{self, ApiConfig, Jwt};
+/// use tower_usage::store::DieselStore;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = DieselStore::connect("sqlite://usage.db").await?;
+/// let config = ApiConfig::new(Jwt::hs256(std::env::var("JWT_SECRET")?)?);
+/// let (router, audit) = api::router_with_audit(store, config);
+/// let app = axum::Router::new().nest("/api/analytics", router);
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// axum::serve(listener, app).await?;
+/// audit.shutdown().await;
+/// assert_eq!(audit.stats().dropped, 0);
+/// # Ok(()) }
+/// ```
+pub fn router_with_audit(store: DieselStore, config: ApiConfig) -> (Router, Recorder) {
+    let audit = config.audit.clone().unwrap_or_else(|| {
+        Recorder::builder(store.audit_sink())
+            .overflow(Overflow::Wait)
+            .spawn()
+    });
     let api = Api(Arc::new(Shared {
-        limiter: Limiter::new(config.admin_limit, config.user_limit),
+        limiter: Limiter::new(
+            config.admin_limit,
+            config.user_limit,
+            config.unauthenticated_limit,
+        ),
+        address_header: config.address_header,
         store,
         authenticator: config.authenticator,
         export_cost: config.export_cost,
@@ -133,7 +166,7 @@ pub fn router(store: DieselStore, config: ApiConfig) -> Router {
     for endpoint in Endpoint::ALL {
         router = router.route(endpoint.path(), route(&api, endpoint));
     }
-    router
+    let router = router
         .route(
             openapi::PATH,
             get(move || async move {
@@ -141,7 +174,8 @@ pub fn router(store: DieselStore, config: ApiConfig) -> Router {
             }),
         )
         .with_state(api)
-        .layer(UsageLayer::new(audit))
+        .layer(UsageLayer::new(audit.clone()));
+    (router, audit)
 }
 
 /// `endpoint`'s handler behind its guard.
