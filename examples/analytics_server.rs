@@ -19,8 +19,8 @@ use std::time::Duration;
 use axum::Router;
 use jsonwebtoken::{EncodingKey, Header};
 use tower_usage::api::{self, ApiConfig, Jwt, Role};
-use tower_usage::store::DieselStore;
 use tower_usage::recorder::Overflow;
+use tower_usage::store::DieselStore;
 use tower_usage::Recorder;
 
 #[path = "shared/demo.rs"]

@@ -10,9 +10,13 @@
 //! OPENAI_BASE_URL=http://127.0.0.1:3002/v1 python my_app.py          # any OpenAI client
 //! ```
 //!
-//! The user is the `x-user-id` header, else the caller's API key, kept only as a
-//! fingerprint (its first 5 and last 4 characters), never whole.
+//! The user is the `x-user-id` header, else an id of the caller's API key: `key:` and
+//! the first 24 hex digits of an HMAC-SHA256 of the whole key under `KEY_ID_SECRET`.
+//! The id is stable while the secret is, differs for any two keys (however much of them
+//! they share), and cannot be turned back into the key. Keep the secret as you keep the
+//! keys: anyone who has it can test whether a key they hold was used.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -21,6 +25,7 @@ use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
+use hmac::{KeyInit, Mac};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::ServiceBuilder;
@@ -53,6 +58,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         recorder = recorder.pricing(PriceTable::load(&path)?);
     }
     let recorder = recorder.spawn();
+    let key_ids = match std::env::var("KEY_ID_SECRET") {
+        Ok(secret) if secret.len() >= 32 => KeyIds::new(secret.as_bytes()),
+        _ => {
+            eprintln!("!!! KEY_ID_SECRET (32 bytes or more) is not set: callers known only by");
+            eprintln!("!!! their API key get ids that change when this process restarts.");
+            KeyIds::new(&random_secret())
+        }
+    };
 
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -61,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "gateway on http://{addr}/v1 → {upstream}, recording into {}",
         store.backend_name()
     );
-    axum::serve(listener, app(recorder.clone(), upstream))
+    axum::serve(listener, app(recorder.clone(), upstream, key_ids))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
@@ -73,7 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// The gateway's routes under the usage layer, the request-model reader and the
 /// response inspector.
-fn app(recorder: Recorder, base: Uri) -> Router {
+fn app(recorder: Recorder, base: Uri, key_ids: KeyIds) -> Router {
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
@@ -87,7 +100,10 @@ fn app(recorder: Recorder, base: Uri) -> Router {
             ServiceBuilder::new()
                 .layer(
                     UsageLayer::new(recorder)
-                        .user(extract::header("x-user-id").or(api_key_fingerprint))
+                        .user(
+                            extract::header("x-user-id")
+                                .or(move |request: &http::request::Parts| key_ids.of(request)),
+                        )
                         .service(extract::fixed("gateway")),
                 )
                 .layer(RequestModelLayer::new())
@@ -95,17 +111,45 @@ fn app(recorder: Recorder, base: Uri) -> Router {
         )
 }
 
-/// The caller's bearer token, shortened so the record never holds a usable key.
-fn api_key_fingerprint(request: &http::request::Parts) -> Option<String> {
-    let value = request.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let key = value.strip_prefix("Bearer ")?.trim();
-    let chars: Vec<char> = key.chars().collect();
-    if chars.len() < 12 {
-        return Some("key:…".to_owned());
+/// Names callers by their API key without keeping it: a keyed hash of the whole key.
+#[derive(Clone)]
+struct KeyIds {
+    secret: Arc<[u8]>,
+}
+
+impl KeyIds {
+    fn new(secret: &[u8]) -> Self {
+        KeyIds {
+            secret: secret.into(),
+        }
     }
-    let head: String = chars[..5].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    Some(format!("key:{head}…{tail}"))
+
+    /// `key:` and 96 bits of HMAC-SHA256(secret, key) in hex, for the bearer token.
+    fn of(&self, request: &http::request::Parts) -> Option<String> {
+        let value = request.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let key = value.strip_prefix("Bearer ")?.trim();
+        if key.is_empty() {
+            return None;
+        }
+        // HMAC takes a key of any length: this cannot fail.
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.secret).ok()?;
+        mac.update(key.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        Some(format!("key:{hex}"))
+    }
+}
+
+/// A secret for this process alone, from the standard library's random hasher seeds.
+fn random_secret() -> Vec<u8> {
+    use std::hash::{BuildHasher, Hasher};
+    (0..4)
+        .flat_map(|_| {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u8(0);
+            hasher.finish().to_le_bytes()
+        })
+        .collect()
 }
 
 /// Sends the request on to the upstream and its answer back, both unchanged but for the
@@ -186,6 +230,38 @@ mod tests {
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
+    fn id(ids: &KeyIds, key: &str) -> Option<String> {
+        let request = http::Request::get("/")
+            .header("authorization", format!("Bearer {key}"))
+            .body(())
+            .unwrap();
+        ids.of(&request.into_parts().0)
+    }
+
+    /// Keys that share their ends (every `sk-proj-…` key shares its first characters),
+    /// and short keys, are different callers; one key is always the same caller, and
+    /// another secret gives other ids.
+    #[test]
+    fn every_key_has_an_id_of_its_own() {
+        let ids = KeyIds::new(b"a test secret");
+        let keys = [
+            "sk-proj-aaaa1111-x-cdef",
+            "sk-proj-bbbb2222-y-cdef",
+            "sk-proj-aaaa1111-z-cdef",
+            "short",
+            "shorter",
+            "s",
+        ];
+        let all: std::collections::BTreeSet<_> = keys.iter().map(|k| id(&ids, k)).collect();
+        assert_eq!(all.len(), keys.len());
+        assert_eq!(id(&ids, keys[0]), id(&ids, keys[0]));
+        assert_ne!(
+            id(&ids, keys[0]),
+            id(&KeyIds::new(b"another secret"), keys[0])
+        );
+        assert_eq!(id(&ids, ""), None);
+    }
+
     #[tokio::test]
     async fn calls_pass_through_unchanged_and_are_recorded_with_their_usage() {
         let sink = MemorySink::new();
@@ -194,7 +270,11 @@ mod tests {
             tower_usage::pricing::Price::per_million(150_000, 600_000),
         );
         let recorder = Recorder::builder(sink.clone()).pricing(prices).spawn();
-        let app = app(recorder.clone(), stub().await);
+        let app = app(
+            recorder.clone(),
+            stub().await,
+            KeyIds::new(b"a test secret"),
+        );
 
         let plain = call(
             &app,
@@ -211,10 +291,10 @@ mod tests {
         assert_eq!(records.len(), 2);
         let (a, b) = (&records[0], &records[1]);
         assert_eq!(a.user.as_deref(), Some("alice"));
-        assert_eq!(
-            b.user.as_deref(),
-            Some("key:sk-te…cdef"),
-            "the key is never stored whole"
+        let id = b.user.as_deref().unwrap();
+        assert!(
+            id.starts_with("key:") && id.len() == 28 && !id.contains("sk-"),
+            "the key is never stored, even in part: {id}"
         );
         for r in [a, b] {
             assert_eq!(r.requested_model.as_deref(), Some("gpt-4o-mini"));
