@@ -1196,6 +1196,55 @@ async fn buckets_across_repeated_and_skipped_midnights() {
     }
 }
 
+/// A user id longer than the column is never cut to a name that another user may have:
+/// an id equal to its first 256 characters reads nothing of it, and the long id reads
+/// its own records.
+#[tokio::test]
+async fn an_over_long_user_id_is_never_another_users_prefix() {
+    let long = format!("{}-the-rest", "x".repeat(256));
+    let prefix: String = long.chars().take(256).collect();
+    for db in fresh("long_ids").await {
+        let store = DieselStore::builder(&db.url)
+            .user_detail_min_records(1)
+            .connect()
+            .await
+            .unwrap();
+        let day = micros(20_400 * DAY);
+        let records: Vec<UsageRecord> = (0..3)
+            .map(|i| {
+                UsageRecord::builder()
+                    .started_at(day + chrono::Duration::hours(i))
+                    .user(long.as_str())
+                    .build()
+            })
+            .collect();
+        store.write_batch(&records).await.unwrap();
+        let later = UsageRecord::builder()
+            .started_at(day + chrono::Duration::days(15))
+            .user("later")
+            .build();
+        store.write_batch(&[later]).await.unwrap();
+        let f = Filter::new(TimeRange::between(day, day + chrono::Duration::days(1)));
+        let tz: Tz = "UTC".parse().unwrap();
+        let theirs = store.user_usage(&prefix, &f, tz).await.unwrap();
+        assert_eq!(theirs.metrics.requests, 0, "{}", db.backend);
+        let m = store
+            .metrics(&f.clone().user(prefix.as_str()))
+            .await
+            .unwrap();
+        assert_eq!(m.requests, 0, "{}", db.backend);
+        let own = store.user_usage(&long, &f, tz).await.unwrap();
+        assert_eq!(own.metrics.requests, 3, "{}", db.backend);
+        let m = store.metrics(&f.clone().user(long.as_str())).await.unwrap();
+        assert_eq!(m.requests, 3, "{}", db.backend);
+        let top = store.top_users(&f, RankBy::Requests, 10).await.unwrap();
+        assert_eq!(top.len(), 1, "{}", db.backend);
+        assert_ne!(top[0].user, prefix, "{}", db.backend);
+        assert!(top[0].user.chars().count() <= 256, "{}", db.backend);
+        db.cleanup().await;
+    }
+}
+
 /// `user_usage` finds each record's day with a binary search written into the statement:
 /// ten years of days (3,650 of them, in a zone with daylight saving) still make a
 /// statement every backend takes, with the record on the right day.

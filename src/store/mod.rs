@@ -18,13 +18,16 @@
 //! byte in a PostgreSQL string, say), the other rows are written one by one and the
 //! refused ones are reported to the recorder as rejected, with the reason. Text longer
 //! than a column keeps (see the table below) is cut on a character boundary; the record is
-//! kept.
+//! kept. A user id is never cut, since a cut id could be another user's: one longer than
+//! 256 characters is stored (and looked up) as a noncharacter `U+FFFF`, its first 128
+//! characters, `…` and the SHA-256 of the whole id in hex, and so is the rare id that
+//! starts with `U+FFFF`.
 //!
 //! | column | characters kept |
 //! |---|---|
 //! | method | 16 |
 //! | route | 512 |
-//! | user | 256 |
+//! | user | 256 (longer: a digest, as above) |
 //! | service, model | 128 |
 //! | provider, country | 64 |
 //!

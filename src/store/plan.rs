@@ -219,12 +219,13 @@ fn slots_where(sql: &mut Sql, column: &str, from: i64, to: i64) {
 /// The filter's equality conditions on service, model, provider and outcome, and with
 /// `raw` on user and country, which only raw rows keep.
 fn equal_names(sql: &mut Sql, filter: &Filter, raw: bool) {
+    let user = filter.user.as_deref().map(super::row::stored_user);
     let names = [
-        ("service", &filter.service, true),
-        ("model", &filter.model, true),
-        ("provider", &filter.provider, true),
-        ("user_id", &filter.user, raw),
-        ("country", &filter.country, raw),
+        ("service", filter.service.as_deref(), true),
+        ("model", filter.model.as_deref(), true),
+        ("provider", filter.provider.as_deref(), true),
+        ("user_id", user.as_deref(), raw),
+        ("country", filter.country.as_deref(), raw),
     ];
     for (column, value, kept) in names {
         if let (Some(value), true) = (value, kept) {

@@ -11,7 +11,7 @@ use super::StoreError;
 use crate::record::{TokenUsage, UsageRecord};
 
 /// The longest text each column keeps, in characters. Longer values are cut on a
-/// character boundary (the record is kept). MySQL enforces these as `VARCHAR` sizes; the
+/// character boundary (the record is kept), but for user ids: see [`stored_user`]. MySQL enforces these as `VARCHAR` sizes; the
 /// other backends get the same cut so that every backend stores the same data.
 pub(crate) mod limits {
     pub(crate) const METHOD: usize = 16;
@@ -75,6 +75,32 @@ fn cut_opt(text: Option<&str>, max: usize) -> Option<String> {
     text.filter(|t| !t.is_empty()).map(|t| cut(t, max))
 }
 
+/// Starts the stored form of a user id that is kept as a digest: a Unicode
+/// noncharacter, which no name a person or an identity provider gives starts with.
+const DIGEST_MARK: char = '\u{FFFF}';
+
+/// How a user id is stored and looked up: as it is when it fits the column; otherwise
+/// (and for the rare id that starts with [`DIGEST_MARK`]) the mark, its first 128
+/// characters, `…` and the SHA-256 of the whole id in hex. An identity is never cut:
+/// two ids are stored alike only if they are equal (short of a SHA-256 collision), so
+/// an id equal to the first characters of a longer one reads nothing of it.
+pub(crate) fn stored_user(user: &str) -> std::borrow::Cow<'_, str> {
+    use sha2::Digest;
+    let fits = user.chars().nth(limits::USER).is_none();
+    if fits && !user.starts_with(DIGEST_MARK) {
+        return std::borrow::Cow::Borrowed(user);
+    }
+    let digest = sha2::Sha256::digest(user.as_bytes());
+    let mut stored: String = std::iter::once(DIGEST_MARK)
+        .chain(user.chars().take(128))
+        .chain(std::iter::once('…'))
+        .collect();
+    for byte in digest {
+        stored.push_str(&format!("{byte:02x}"));
+    }
+    std::borrow::Cow::Owned(stored)
+}
+
 /// The largest amount a row keeps (see [`UsageRecord::MAX_AMOUNT`]): sums of rows then
 /// need thousands of records at the limit to reach `i64::MAX`, where they saturate.
 const MAX: i64 = UsageRecord::MAX_AMOUNT as i64;
@@ -102,7 +128,11 @@ impl From<&UsageRecord> for Row {
             duration_us: micros(r.duration),
             request_bytes: r.request_bytes.map(clamp),
             response_bytes: clamp(r.response_bytes),
-            user_id: cut_opt(r.user.as_deref(), limits::USER),
+            user_id: r
+                .user
+                .as_deref()
+                .filter(|u| !u.is_empty())
+                .map(|u| stored_user(u).into_owned()),
             service: cut_opt(r.service.as_deref(), limits::SERVICE),
             model: cut_opt(r.model.as_deref(), limits::MODEL),
             provider: cut_opt(r.provider.as_deref(), limits::PROVIDER),
@@ -221,12 +251,27 @@ mod tests {
 
     #[test]
     fn long_text_is_cut_on_a_character_boundary() {
-        let record = UsageRecord::builder().user("é".repeat(1000)).build();
+        let record = UsageRecord::builder().service("é".repeat(1000)).build();
         let row = Row::from(&record);
         assert_eq!(
-            row.user_id.as_deref().map(|u| u.chars().count()),
-            Some(limits::USER)
+            row.service.as_deref().map(|u| u.chars().count()),
+            Some(limits::SERVICE)
         );
+    }
+
+    #[test]
+    fn a_long_user_id_is_stored_as_a_digest_never_cut() {
+        let long = "é".repeat(1000);
+        let stored = stored_user(&long);
+        assert!(stored.starts_with(DIGEST_MARK) && stored.chars().count() <= limits::USER);
+        assert_ne!(stored, stored_user(&"é".repeat(999)));
+        assert_eq!(stored, stored_user(&long));
+        let fits = "é".repeat(limits::USER);
+        assert_eq!(stored_user(&fits), fits.as_str());
+        // An id that looks like a stored digest is itself stored as one.
+        assert_ne!(stored_user(&stored), stored);
+        let row = Row::from(&UsageRecord::builder().user(long.as_str()).build());
+        assert_eq!(row.user_id.as_deref(), Some(&*stored));
     }
 
     #[test]

@@ -295,12 +295,13 @@ fn only_detailed<'a>(
 
 /// Reads which of `blocks` have detail rows of `user`, as rows of [`DetailedBlock`].
 pub(crate) fn user_blocks(dialect: Dialect, user: &str, blocks: &[i64]) -> Sql {
+    let user = super::row::stored_user(user);
     let mut sql = Sql::new(dialect);
     sql.push("SELECT slot AS block FROM usage_user_7d WHERE slot IN (");
     sql.list(blocks, ", ", |sql, block| {
         sql.int(*block);
     });
-    sql.push(") AND user_id = ").text(user);
+    sql.push(") AND user_id = ").text(&user);
     sql.push(" AND detailed = 1 ORDER BY slot");
     sql
 }
@@ -354,6 +355,7 @@ pub(crate) fn rest(from: i64, to: i64, served: &[(i64, i64)]) -> Vec<(i64, i64)>
 /// as rows of [`UserAgg`](super::sql::UserAgg): sums per day (the index into `days`,
 /// which must all start on the hour), service and model, then histogram buckets.
 pub(crate) fn user_rows(sql: &mut Sql, user: &str, served: &[(i64, i64)], days: &[i64]) {
+    let user = super::row::stored_user(user);
     let slots = |sql: &mut Sql, width: i64| {
         sql.push(" AND (");
         sql.list(served, " OR ", |sql, &(from, to)| {
@@ -379,7 +381,7 @@ pub(crate) fn user_rows(sql: &mut Sql, user: &str, served: &[(i64, i64)], days: 
     sql.push(" FROM ")
         .push(HOURS)
         .push(" WHERE user_id = ")
-        .text(user);
+        .text(&user);
     slots(sql, HOUR_US);
     sql.push(") h GROUP BY d, service, model");
 
@@ -401,7 +403,7 @@ pub(crate) fn user_rows(sql: &mut Sql, user: &str, served: &[(i64, i64)], days: 
     sql.push(" FROM ")
         .push(HIST)
         .push(" WHERE user_id = ")
-        .text(user);
+        .text(&user);
     slots(sql, DAY_US);
     sql.push(" GROUP BY kind, bucket");
 }
