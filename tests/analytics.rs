@@ -1245,6 +1245,72 @@ async fn an_over_long_user_id_is_never_another_users_prefix() {
     }
 }
 
+/// One batch larger than a round of rollup statements, with a key of its own for almost
+/// every record and three weeks of time, so that later rounds seal the blocks of
+/// earlier ones: written in several rounds of one transaction, it answers as the
+/// reference does on every backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_many_distinct_keys_is_written_in_rounds() {
+    let start = micros(20_500 * DAY);
+    let records: Vec<UsageRecord> = (0..7_000i64)
+        .map(|i| {
+            UsageRecord::builder()
+                .started_at(start + chrono::Duration::seconds(i * 259 % (21 * 86_400)))
+                .user(format!("user {}", i % 3_000))
+                .service(format!("service {i}"))
+                .model(format!("model {}", i % 5))
+                .duration(Duration::from_millis(1 + (i as u64 % 97)))
+                .tokens(TokenUsage::new(i as u64, 1))
+                .build()
+        })
+        .collect();
+    for db in fresh("many_keys").await {
+        let store = DieselStore::builder(&db.url)
+            .user_detail_min_records(2)
+            .connect()
+            .await
+            .unwrap();
+        store.write_batch(&records).await.unwrap();
+        assert_eq!(store.count().await.unwrap(), 7_000, "{}", db.backend);
+        let f = Filter::new(TimeRange::between(
+            start,
+            start + chrono::Duration::days(21),
+        ));
+        let part = Filter::new(TimeRange::between(
+            start + chrono::Duration::hours(30),
+            start + chrono::Duration::days(16),
+        ));
+        for f in [&f, &part] {
+            reference::assert_same(
+                &json(store.metrics(f).await.unwrap()),
+                &reference::metrics(&records, f),
+                &format!("{} metrics", db.backend),
+            );
+            for rank in [RankBy::Requests, RankBy::Tokens] {
+                reference::assert_same(
+                    &json(store.top_users(f, rank, 25).await.unwrap()),
+                    &reference::top_users(&records, f, rank, 25),
+                    &format!("{} top users", db.backend),
+                );
+            }
+            reference::assert_same(
+                &json(store.breakdown(f, Dimension::Model, 10).await.unwrap()),
+                &reference::breakdown(&records, f, Dimension::Model, 10),
+                &format!("{} models", db.backend),
+            );
+        }
+        let tz: Tz = "UTC".parse().unwrap();
+        for user in ["user 0", "user 1234", "user 2999"] {
+            reference::assert_same(
+                &json(store.user_usage(user, &f, tz).await.unwrap()),
+                &user_usage_reference(&records, &f, user, tz),
+                &format!("{} user usage {user}", db.backend),
+            );
+        }
+        db.cleanup().await;
+    }
+}
+
 /// `user_usage` finds each record's day with a binary search written into the statement:
 /// ten years of days (3,650 of them, in a zone with daylight saving) still make a
 /// statement every backend takes, with the record on the right day.

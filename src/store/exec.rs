@@ -83,28 +83,32 @@ where
         + LoadQuery<'static, C, super::rollup::Stored>
         + LoadQuery<'static, C, super::seal::Block>,
 {
-    use super::rollup::{steps, upsert, Step};
+    use super::rollup::{steps, upsert, Step, ROWS_PER_STEP};
     async move {
         let mut sealed = Vec::new();
-        for step in steps(dialect, new) {
-            match step {
-                Step::Execute(sql) => {
-                    execute(conn, sql).await?;
-                }
-                Step::Select(rollup, sql, cells) => {
-                    let stored = load(conn, sql).await?;
-                    let sql = upsert(dialect, rollup, cells, stored).map_err(corrupt)?;
-                    execute(conn, sql).await?;
-                }
-                Step::Blocks(sql) => {
-                    let locked = load(conn, sql).await?;
-                    for sql in super::seal::statements(dialect, new, &locked) {
+        for new in new.chunks(ROWS_PER_STEP) {
+            for step in steps(dialect, new) {
+                match step {
+                    Step::Execute(sql) => {
                         execute(conn, sql).await?;
                     }
-                    sealed = super::seal::sealing(new, &locked);
+                    Step::Select(rollup, sql, cells) => {
+                        let stored = load(conn, sql).await?;
+                        let sql = upsert(dialect, rollup, cells, stored).map_err(corrupt)?;
+                        execute(conn, sql).await?;
+                    }
+                    Step::Blocks(sql) => {
+                        let locked = load(conn, sql).await?;
+                        for sql in super::seal::statements(dialect, new, &locked) {
+                            execute(conn, sql).await?;
+                        }
+                        sealed.extend(super::seal::sealing(new, &locked));
+                    }
                 }
             }
         }
+        sealed.sort_unstable();
+        sealed.dedup();
         Ok(sealed)
     }
     .boxed()

@@ -443,7 +443,14 @@ pub(crate) enum Step {
     Blocks(Sql),
 }
 
-/// The steps for `new`, in order.
+/// The most rows whose rollups one round of [`steps`] writes; a batch with more is
+/// written in several rounds, in its one transaction. A statement binds at most a dozen
+/// values per row (six for a cell of each dimension rollup, chained into one statement
+/// on PostgreSQL), so this many rows stay under SQLite's 32,766 parameters, the
+/// smallest limit of the three backends.
+pub(crate) const ROWS_PER_STEP: usize = 2_000;
+
+/// The steps for `new` (at most [`ROWS_PER_STEP`] rows), in order.
 pub(crate) fn steps(dialect: Dialect, new: &[Row]) -> Vec<Step> {
     let mut steps = Vec::new();
     if new.is_empty() {
@@ -507,4 +514,64 @@ pub(crate) fn existing(dialect: Dialect, rows: &[Row], lock: bool) -> Sql {
         sql.push(" FOR UPDATE");
     }
     sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The largest parameter count each backend takes in one statement.
+    fn max_binds(dialect: Dialect) -> usize {
+        match dialect {
+            Dialect::Sqlite => 32_766,
+            Dialect::Postgres | Dialect::Mysql => 65_535,
+        }
+    }
+
+    /// Rows that share nothing: every row its own cell in every rollup and its own user.
+    fn distinct_rows(n: usize) -> Vec<Row> {
+        (0..n)
+            .map(|i| {
+                let mut row = Row::from(&crate::UsageRecord::builder().build());
+                row.started_at_us = i as i64 * 1_000;
+                row.service = Some(format!("service {i}"));
+                row.model = Some(format!("model {i}"));
+                row.provider = Some(format!("provider {i}"));
+                row.user_id = Some(format!("user {i}"));
+                row
+            })
+            .collect()
+    }
+
+    /// The most values one statement of the steps for `rows` binds.
+    fn most_binds(dialect: Dialect, rows: &[Row]) -> usize {
+        let mut most = 0;
+        for step in steps(dialect, rows) {
+            let binds = match step {
+                Step::Execute(sql) | Step::Blocks(sql) => sql.binds.len(),
+                Step::Select(rollup, sql, cells) => {
+                    let upsert = upsert(dialect, rollup, cells, Vec::new()).unwrap();
+                    sql.binds.len().max(upsert.binds.len())
+                }
+            };
+            most = most.max(binds);
+        }
+        most
+    }
+
+    #[test]
+    fn a_round_of_steps_stays_under_every_bind_limit() {
+        let rows = distinct_rows(ROWS_PER_STEP);
+        for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::Mysql] {
+            let most = most_binds(dialect, &rows);
+            assert!(most <= max_binds(dialect), "{dialect:?}: {most} binds");
+            assert!(
+                most >= 6 * ROWS_PER_STEP,
+                "{dialect:?}: the test binds little"
+            );
+        }
+        // What the writers split: a batch of 6,000 such rows in one round would not do.
+        let most = most_binds(Dialect::Sqlite, &distinct_rows(3 * ROWS_PER_STEP));
+        assert!(most > max_binds(Dialect::Sqlite), "{most}");
+    }
 }

@@ -162,26 +162,30 @@ fn build_details(c: &mut SqliteConnection, sealed: &[i64], min: i64) -> QueryRes
 /// [`exec::maintain_rollups`](super::exec::maintain_rollups) on the blocking side.
 fn maintain_rollups(c: &mut SqliteConnection, new: &[Row]) -> QueryResult<Vec<i64>> {
     let mut sealed = Vec::new();
-    for step in rollup::steps(Dialect::Sqlite, new) {
-        match step {
-            Step::Execute(sql) => {
-                sql.boxed().execute(c)?;
-            }
-            Step::Select(table, sql, cells) => {
-                let stored = sql.boxed().load(c)?;
-                let sql = rollup::upsert(Dialect::Sqlite, table, cells, stored)
-                    .map_err(super::exec::corrupt)?;
-                sql.boxed().execute(c)?;
-            }
-            Step::Blocks(sql) => {
-                let locked: Vec<super::seal::Block> = sql.boxed().load(c)?;
-                for sql in super::seal::statements(Dialect::Sqlite, new, &locked) {
+    for new in new.chunks(rollup::ROWS_PER_STEP) {
+        for step in rollup::steps(Dialect::Sqlite, new) {
+            match step {
+                Step::Execute(sql) => {
                     sql.boxed().execute(c)?;
                 }
-                sealed = super::seal::sealing(new, &locked);
+                Step::Select(table, sql, cells) => {
+                    let stored = sql.boxed().load(c)?;
+                    let sql = rollup::upsert(Dialect::Sqlite, table, cells, stored)
+                        .map_err(super::exec::corrupt)?;
+                    sql.boxed().execute(c)?;
+                }
+                Step::Blocks(sql) => {
+                    let locked: Vec<super::seal::Block> = sql.boxed().load(c)?;
+                    for sql in super::seal::statements(Dialect::Sqlite, new, &locked) {
+                        sql.boxed().execute(c)?;
+                    }
+                    sealed.extend(super::seal::sealing(new, &locked));
+                }
             }
         }
     }
+    sealed.sort_unstable();
+    sealed.dedup();
     Ok(sealed)
 }
 
