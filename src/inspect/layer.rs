@@ -170,16 +170,7 @@ impl<B: std::fmt::Debug> std::fmt::Debug for InspectBody<B> {
 
 /// Feeds every contiguous piece of `data` to the scanner.
 fn scan(scanner: &mut Scanner, data: &impl Buf) {
-    let chunk = data.chunk();
-    if chunk.len() == data.remaining() {
-        scanner.feed(chunk);
-        return;
-    }
-    let mut slices = [std::io::IoSlice::new(&[]); 64];
-    let n = data.chunks_vectored(&mut slices);
-    for slice in &slices[..n] {
-        scanner.feed(slice);
-    }
+    super::for_each_chunk(data, |chunk| scanner.feed(chunk));
 }
 
 impl<B: Body> Body for InspectBody<B> {

@@ -41,5 +41,24 @@ mod scanner;
 mod usage;
 
 pub(crate) use content::{body_kind, BodyKind};
+
+/// Hands every contiguous piece of `data` to `f`, in order, without consuming it; false
+/// when the buffer does not show all of its bytes that way (a `Buf` whose
+/// `chunks_vectored` shows only part), and `f` then saw only a prefix.
+pub(crate) fn for_each_chunk(data: &impl bytes::Buf, mut f: impl FnMut(&[u8])) -> bool {
+    let chunk = data.chunk();
+    if chunk.len() == data.remaining() {
+        f(chunk);
+        return true;
+    }
+    let mut slices = [std::io::IoSlice::new(&[]); 64];
+    let n = data.chunks_vectored(&mut slices);
+    let mut seen = 0;
+    for slice in &slices[..n] {
+        f(slice);
+        seen += slice.len();
+    }
+    seen == data.remaining()
+}
 pub use layer::{Inspect, InspectBody, InspectLayer, ResponseFuture};
 pub use request::{RequestBody, RequestModel, RequestModelLayer};

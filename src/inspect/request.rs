@@ -4,7 +4,6 @@
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::Buf;
 use http::Request;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -156,11 +155,11 @@ impl<B: Body> Body for RequestBody<B> {
         let done = match &frame {
             Some(Ok(frame)) => match frame.data_ref() {
                 Some(data) => {
-                    // A data frame that is not contiguous is searched in its first piece.
-                    let chunk = data.chunk();
-                    let take = chunk.len().min(watch.left);
-                    watch.scanner.feed(&chunk[..take]);
-                    watch.left -= take;
+                    super::for_each_chunk(data, |chunk| {
+                        let take = chunk.len().min(watch.left);
+                        watch.scanner.feed(&chunk[..take]);
+                        watch.left -= take;
+                    });
                     watch.left == 0 || watch.scanner.seen.model.is_some()
                 }
                 None => true,

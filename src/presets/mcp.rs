@@ -12,13 +12,16 @@ use pin_project_lite::pin_project;
 use serde_json::Value;
 use tower::{Layer, Service};
 
-use crate::inspect::{body_kind, BodyKind};
+use crate::inspect::{body_kind, for_each_chunk, BodyKind};
 use crate::{Outcome, UsageHandle};
 
 /// The most of a request body kept to read its method (MCP requests are small).
 const REQUEST_CAP: usize = 64 * 1024;
 /// The most of one response message (a JSON body, or one server-sent event) kept.
 const MESSAGE_CAP: usize = 1024 * 1024;
+/// A frame is read in pieces of at most this, so that a huge frame never grows the
+/// buffer past the cap by more than one piece.
+const PIECE: usize = 64 * 1024;
 
 /// Reads MCP traffic for the record; goes inside [`mcp`](super::mcp)'s usage layer.
 ///
@@ -145,7 +148,10 @@ impl<B: Body> Body for McpRequestBody<B> {
                     false
                 }
                 Some(data) => {
-                    buf.extend_from_slice(data.chunk());
+                    if !for_each_chunk(data, |chunk| buf.extend_from_slice(chunk)) {
+                        // Bytes it cannot see: the request cannot be read whole.
+                        *this.watch = None;
+                    }
                     this.inner.is_end_stream()
                 }
                 None => true,
@@ -201,6 +207,7 @@ where
                 handle,
                 events,
                 buf: Vec::new(),
+                searched: 0,
                 done: false,
             })
         });
@@ -213,31 +220,65 @@ struct Watch {
     handle: UsageHandle,
     /// Server-sent events (else one JSON body).
     events: bool,
+    /// The unfinished message (or event).
     buf: Vec<u8>,
-    /// An error was found: nothing more to read.
+    /// How much of `buf` is known to hold no event's end: the next search starts there
+    /// (less the three bytes where an end may begin), so a slow stream is searched once.
+    searched: usize,
+    /// An error was found, or the message is too large or cannot be seen: nothing more
+    /// to read.
     done: bool,
 }
 
 impl Watch {
-    fn feed(&mut self, bytes: &[u8]) {
+    /// Reads a frame's data, every contiguous piece of it.
+    fn feed_buf(&mut self, data: &impl bytes::Buf) {
         if self.done {
             return;
         }
-        self.buf.extend_from_slice(bytes);
-        if self.events {
-            // Complete events are read and dropped; only the unfinished one is kept.
-            while let Some(end) = event_end(&self.buf) {
-                let event: Vec<u8> = self.buf.drain(..end).collect();
-                self.message(&event_data(&event));
-                if self.done {
-                    return;
-                }
+        if !for_each_chunk(data, |chunk| self.feed(chunk)) {
+            self.give_up();
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for piece in bytes.chunks(PIECE) {
+            if self.done {
+                return;
+            }
+            if !self.events && self.buf.len() + piece.len() > MESSAGE_CAP {
+                return self.give_up();
+            }
+            self.buf.extend_from_slice(piece);
+            if self.events {
+                self.read_events();
+            }
+            if self.buf.len() > MESSAGE_CAP {
+                return self.give_up();
             }
         }
-        if self.buf.len() > MESSAGE_CAP {
-            self.done = true;
-            self.buf = Vec::new();
+    }
+
+    /// Reads the complete events in `buf`, keeping only the unfinished one.
+    fn read_events(&mut self) {
+        let mut start = 0;
+        let mut from = self.searched.saturating_sub(3);
+        while let Some(end) = event_end(&self.buf[from..]).map(|end| from + end) {
+            let data = event_data(&self.buf[start..end]);
+            self.message(&data);
+            if self.done {
+                return;
+            }
+            (start, from) = (end, end);
         }
+        self.buf.drain(..start);
+        self.searched = self.buf.len();
+    }
+
+    fn give_up(&mut self) {
+        self.done = true;
+        self.buf = Vec::new();
+        self.searched = 0;
     }
 
     fn finish(mut self) {
@@ -273,21 +314,19 @@ impl Watch {
             };
             self.handle.mark_failed(outcome);
             self.handle.insert_metadata("jsonrpc_error_code", code);
-            self.done = true;
-            self.buf = Vec::new();
-            return;
+            return self.give_up();
         }
     }
 }
 
-/// Where the first complete event in `buf` ends (after its blank line).
+/// Where the first complete event in `buf` ends (after its blank line: a line end
+/// followed by `\n` or `\r\n`). It looks no further than that end.
 fn event_end(buf: &[u8]) -> Option<usize> {
-    let lf = memchr::memmem::find(buf, b"\n\n").map(|i| i + 2);
-    let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|i| i + 4);
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    memchr::memchr_iter(b'\n', buf).find_map(|i| match &buf[i + 1..] {
+        [b'\n', ..] => Some(i + 2),
+        [b'\r', b'\n', ..] => Some(i + 3),
+        _ => None,
+    })
 }
 
 /// The `data:` lines of one event, joined by newlines, as the event's payload.
@@ -344,7 +383,7 @@ impl<B: Body> Body for McpResponseBody<B> {
         let ended = match &frame {
             Some(Ok(frame)) => match frame.data_ref() {
                 Some(data) => {
-                    watch.feed(data.chunk());
+                    watch.feed_buf(data);
                     this.inner.is_end_stream()
                 }
                 None => true,
@@ -365,5 +404,84 @@ impl<B: Body> Body for McpResponseBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{Buf, Bytes};
+
+    fn watch(events: bool) -> Watch {
+        Watch {
+            handle: UsageHandle::detached(),
+            events,
+            buf: Vec::new(),
+            searched: 0,
+            done: false,
+        }
+    }
+
+    fn error_code(watch: &Watch) -> Option<Value> {
+        watch.handle.metadata().get("jsonrpc_error_code").cloned()
+    }
+
+    const ERROR: &str = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#;
+
+    #[test]
+    fn an_event_sent_a_byte_at_a_time_is_read() {
+        let mut w = watch(true);
+        let padding = format!("data: {{\"pad\":\"{}\"}}\n\n", "x".repeat(10_000));
+        let stream = format!("{padding}data: {ERROR}\n\n");
+        for byte in stream.as_bytes() {
+            w.feed(std::slice::from_ref(byte));
+            // Only the unfinished event is kept, and it is searched once.
+            assert!(w.buf.len() <= padding.len() && w.searched == w.buf.len());
+        }
+        assert_eq!(error_code(&w), Some(Value::from(-32601)));
+    }
+
+    #[test]
+    fn many_events_in_one_frame_are_all_read() {
+        let mut w = watch(true);
+        let mut stream = "data: {\"jsonrpc\":\"2.0\",\"result\":{}}\n\n".repeat(50_000);
+        stream.push_str(&format!("data: {ERROR}\r\n\r\n"));
+        w.feed(stream.as_bytes());
+        assert_eq!(error_code(&w), Some(Value::from(-32601)));
+    }
+
+    #[test]
+    fn a_huge_frame_never_grows_the_buffer_past_the_cap() {
+        let huge = vec![b' '; 5 * MESSAGE_CAP];
+        for events in [false, true] {
+            let mut w = watch(events);
+            w.feed(&huge);
+            assert!(w.done && w.buf.capacity() == 0, "events: {events}");
+            let mut w = watch(events);
+            for piece in huge.chunks(100_000) {
+                w.feed(piece);
+                assert!(
+                    w.buf.capacity() <= MESSAGE_CAP + 2 * PIECE,
+                    "events: {events}"
+                );
+            }
+            assert!(w.done);
+        }
+    }
+
+    #[test]
+    fn a_frame_in_several_pieces_is_read_whole() {
+        let (a, b) = ERROR.split_at(20);
+        let data = Bytes::from_static(a.as_bytes()).chain(Bytes::from_static(b.as_bytes()));
+        let mut w = watch(false);
+        w.feed_buf(&data);
+        let handle = w.handle.clone();
+        w.finish();
+        let code = handle.metadata().get("jsonrpc_error_code").cloned();
+        assert_eq!(code, Some(Value::from(-32601)));
+        let mut w = watch(true);
+        let (a, b) = ("data: ", format!("{ERROR}\n\n"));
+        w.feed_buf(&Bytes::from_static(a.as_bytes()).chain(Bytes::from(b)));
+        assert_eq!(error_code(&w), Some(Value::from(-32601)));
     }
 }
