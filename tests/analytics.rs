@@ -1311,6 +1311,53 @@ async fn a_batch_with_many_distinct_keys_is_written_in_rounds() {
     }
 }
 
+/// Records with a megabyte of metadata each are exported in pages cut by their bytes:
+/// every one comes out once, in order, whole, on every backend.
+#[tokio::test]
+async fn large_records_export_in_pages_of_bounded_bytes() {
+    let start = micros(20_600 * DAY);
+    let big = |i: i64| serde_json::json!({"i": i, "blob": "é".repeat(1 << 19)});
+    let records: Vec<UsageRecord> = (0..12)
+        .map(|i| {
+            UsageRecord::builder()
+                .started_at(start + chrono::Duration::seconds(i / 2))
+                .metadata(big(i))
+                .build()
+        })
+        .collect();
+    for db in fresh("big_export").await {
+        let store = DieselStore::connect(&db.url).await.unwrap();
+        store.write_batch(&records).await.unwrap();
+        let f = Filter::new(TimeRange::between(
+            start,
+            start + chrono::Duration::hours(1),
+        ));
+        let mut out = Vec::new();
+        assert_eq!(
+            store.export_json_lines(&f, &mut out).await.unwrap(),
+            12,
+            "{}",
+            db.backend
+        );
+        let mut read: Vec<UsageRecord> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        let mut want = records.clone();
+        for list in [&mut read, &mut want] {
+            list.sort_by_key(|r| (r.started_at, r.id));
+        }
+        let ids = |l: &[UsageRecord]| {
+            l.iter()
+                .map(|r| (r.id, r.metadata.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert!(ids(&read) == ids(&want), "{}", db.backend);
+        db.cleanup().await;
+    }
+}
+
 /// `user_usage` finds each record's day with a binary search written into the statement:
 /// ten years of days (3,650 of them, in a zone with daylight saving) still make a
 /// statement every backend takes, with the record on the right day.

@@ -1,5 +1,7 @@
 //! Exports: every record a filter selects, oldest first, read a page at a time by key
-//! (start time, id) so memory stays flat however many rows there are.
+//! (start time, id) so memory stays flat however many rows there are: a page holds at
+//! most [`PAGE`] rows and, past its first row, about [`PAGE_BYTES`]; what is written
+//! goes out whenever [`OUT_BYTES`] have gathered.
 
 use chrono::SecondsFormat;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -10,8 +12,15 @@ use super::{exec, plan, DieselStore, StoreError};
 use crate::query::Filter;
 use crate::UsageRecord;
 
-/// Rows read per query.
+/// Rows read per query, at most.
 const PAGE: i64 = 5_000;
+/// About the most bytes of rows a page holds past its first row: metadata has no size
+/// limit, so a page of large records is cut short by the database.
+const PAGE_BYTES: i64 = 8 << 20;
+/// A row's columns other than the metadata, counted generously (they are bounded).
+const ROW_BYTES: i64 = 1_024;
+/// The most bytes of output gathered before they are written out.
+const OUT_BYTES: usize = 1 << 20;
 
 /// The CSV columns, in order.
 const HEADER: [&str; 23] = [
@@ -99,7 +108,7 @@ impl DieselStore {
         let (from, to) = filter.range.micros(self.inner.limits.max_range)?;
         let mut after: Option<(i64, Vec<u8>)> = None;
         let mut written = 0u64;
-        let mut buf = Vec::with_capacity(1 << 20);
+        let mut buf = Vec::with_capacity(OUT_BYTES + ROW_BYTES as usize);
         if let Format::Csv = format {
             let mut csv = csv::Writer::from_writer(&mut buf);
             csv.write_record(HEADER).map_err(csv_error)?;
@@ -112,8 +121,9 @@ impl DieselStore {
                     .await
                     .map_err(self.query_error())?
             });
-            let full = rows.len() as i64 == PAGE;
-            after = rows.last().map(|r| (r.started_at_us, r.id.clone()));
+            // A page cut short by its bytes holds fewer rows: only an empty one ends.
+            let Some(last) = rows.last() else { break };
+            after = Some((last.started_at_us, last.id.clone()));
             for row in rows {
                 let record = UsageRecord::try_from(row)?;
                 match format {
@@ -125,19 +135,21 @@ impl DieselStore {
                     }
                 }
                 written += 1;
-            }
-            writer.write_all(&buf).await.map_err(StoreError::Write)?;
-            buf.clear();
-            if !full {
-                break;
+                if buf.len() >= OUT_BYTES {
+                    writer.write_all(&buf).await.map_err(StoreError::Write)?;
+                    buf.clear();
+                }
             }
         }
+        writer.write_all(&buf).await.map_err(StoreError::Write)?;
         writer.flush().await.map_err(StoreError::Write)?;
         Ok(written)
     }
 }
 
-/// The next page after `after`, in key order.
+/// The next page after `after`, in key order: at most [`PAGE`] rows, and only as many
+/// of them as fit in [`PAGE_BYTES`] (at least one), counted by the database so that
+/// large rows are never read past the budget.
 fn page(
     dialect: Dialect,
     filter: &Filter,
@@ -145,14 +157,27 @@ fn page(
     to: i64,
     after: Option<&(i64, Vec<u8>)>,
 ) -> Sql {
+    let metadata_bytes = match dialect {
+        Dialect::Sqlite => "LENGTH(CAST(metadata AS BLOB))",
+        Dialect::Postgres => "octet_length(CAST(metadata AS TEXT))",
+        Dialect::Mysql => "LENGTH(metadata)",
+    };
+    let size = format!("({ROW_BYTES} + COALESCE({metadata_bytes}, 0))");
     let mut sql = Sql::new(dialect);
-    let columns = row_columns(dialect);
-    sql.push("SELECT ")
-        .push(columns)
-        .push(" FROM usage_records");
+    sql.push("SELECT * FROM (SELECT ")
+        .push(row_columns(dialect))
+        .push(", ")
+        .push(&size)
+        .push(" AS row_bytes, SUM(")
+        .push(&size)
+        .push(") OVER (ORDER BY started_at_us, id) AS page_bytes");
+    sql.push(" FROM (SELECT * FROM usage_records");
     plan::raw_where(&mut sql, filter, from, to);
     keyset(&mut sql, after);
     sql.push(" ORDER BY started_at_us, id LIMIT ").int(PAGE);
+    sql.push(") r) t WHERE page_bytes - row_bytes < ")
+        .int(PAGE_BYTES)
+        .push(" ORDER BY started_at_us, id");
     sql
 }
 
@@ -241,6 +266,47 @@ fn write_csv(buf: &mut Vec<u8>, r: &UsageRecord) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records with 1 MiB of metadata each: a page holds only as many as fit in its
+    /// byte budget (and at least one), and the export still writes every record.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn a_page_of_large_records_is_cut_by_its_bytes() -> Result<(), StoreError> {
+        use crate::sink::UsageSink;
+        let store = DieselStore::connect("sqlite::memory:").await.unwrap();
+        let start = chrono::Utc::now() - chrono::Duration::hours(1);
+        let big = serde_json::json!({"blob": "x".repeat(1 << 20)});
+        let records: Vec<UsageRecord> = (0..20)
+            .map(|i| {
+                UsageRecord::builder()
+                    .started_at(start + chrono::Duration::seconds(i))
+                    .metadata(big.clone())
+                    .build()
+            })
+            .collect();
+        store.write_batch(&records).await.unwrap();
+        let filter = Filter::new(crate::query::TimeRange::last_hours(2));
+        let (from, to) = filter.range.micros(std::time::Duration::MAX).unwrap();
+        let sql = page(Dialect::Sqlite, &filter, from, to, None);
+        let rows: Vec<Row> = with_conn!(store, store.connect_error(), |conn, backend| {
+            exec::load::<_, Row>(&mut *conn, sql).await.unwrap()
+        });
+        let fit = (PAGE_BYTES >> 20) as usize;
+        assert!((1..=fit + 1).contains(&rows.len()), "{} rows", rows.len());
+        let mut out = Vec::new();
+        assert_eq!(
+            store.export_json_lines(&filter, &mut out).await.unwrap(),
+            20
+        );
+        let lines: Vec<&[u8]> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(lines.len(), 20);
+        let first: UsageRecord = serde_json::from_slice(lines[0]).unwrap();
+        assert_eq!(first.metadata, big);
+        Ok(())
+    }
 
     #[test]
     fn formula_cells_are_neutralized() {
