@@ -54,7 +54,7 @@ fn recorder_for(store: DieselStore) -> Recorder {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_loses_nothing_and_counts_nothing_twice() {
     let Some((db, proxy, proxied_url)) = postgres_behind_proxy("outage").await else {
-        eprintln!("TOWER_USAGE_POSTGRES_URL is not set: nothing to take away");
+        // `fresh` fails under CI without the server, and says the skip otherwise.
         return;
     };
     let store = DieselStore::connect(&proxied_url).await.unwrap();
@@ -102,7 +102,7 @@ async fn an_outage_loses_nothing_and_counts_nothing_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_whose_answer_is_lost_is_retried_without_double_counting() {
     let Some((db, proxy, proxied_url)) = postgres_behind_proxy("lostcommit").await else {
-        eprintln!("TOWER_USAGE_POSTGRES_URL is not set: nothing to take away");
+        // `fresh` fails under CI without the server, and says the skip otherwise.
         return;
     };
     let store = DieselStore::connect(&proxied_url).await.unwrap();

@@ -1,6 +1,8 @@
 //! Fresh databases for the store tests: SQLite always; PostgreSQL and MySQL/MariaDB when
 //! `TOWER_USAGE_POSTGRES_URL` / `TOWER_USAGE_MYSQL_URL` name a server. A URL that is set
-//! but unreachable fails the test: it never skips.
+//! but unreachable fails the test: it never skips. When `CI` is set, a missing URL (or a
+//! URL whose backend feature is off) fails the test too; otherwise the skip is written
+//! to the terminal, past the test harness's capture, once per backend and test binary.
 
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
@@ -44,6 +46,48 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// Says on the terminal, once per process and `what`, that tests were skipped: written to
+/// stderr directly, which the test harness does not capture.
+pub fn skipped(what: &'static str) {
+    use std::io::Write;
+    static SAID: std::sync::Mutex<Vec<&str>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if !said.contains(&what) {
+        said.push(what);
+        let _ = writeln!(std::io::stderr(), "note: {what}: tests on it skipped");
+    }
+}
+
+/// The server URL in `var` for a backend whose feature is `compiled` in: `None` (said
+/// aloud) when the tests cannot use it; a panic under CI, where every backend must run.
+pub fn server_url(var: &'static str, compiled: bool) -> Option<String> {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    match (std::env::var(var), compiled) {
+        (Ok(url), true) => Some(url),
+        (Ok(_), false) if ci => panic!("{var} is set but its backend feature is off"),
+        (Ok(_), false) => {
+            skipped(match var {
+                "TOWER_USAGE_POSTGRES_URL" => {
+                    "TOWER_USAGE_POSTGRES_URL is set but the `postgres` feature is off"
+                }
+                _ => "TOWER_USAGE_MYSQL_URL is set but the `mysql` feature is off",
+            });
+            None
+        }
+        (Err(_), true) if ci => {
+            panic!("CI is set but {var} is not: its backend's tests would not run")
+        }
+        (Err(_), true) => {
+            skipped(match var {
+                "TOWER_USAGE_POSTGRES_URL" => "TOWER_USAGE_POSTGRES_URL is not set",
+                _ => "TOWER_USAGE_MYSQL_URL is not set",
+            });
+            None
+        }
+        (Err(_), false) => None,
+    }
+}
+
 /// A database of each configured backend, made for `test`.
 pub async fn fresh(test: &str) -> Vec<TestDb> {
     let mut dbs = Vec::new();
@@ -55,8 +99,9 @@ pub async fn fresh(test: &str) -> Vec<TestDb> {
         url: format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
         admin: None,
     });
+    let postgres = server_url("TOWER_USAGE_POSTGRES_URL", cfg!(feature = "postgres"));
     #[cfg(feature = "postgres")]
-    if let Ok(admin) = std::env::var("TOWER_USAGE_POSTGRES_URL") {
+    if let Some(admin) = postgres {
         let mut conn = diesel_async::AsyncPgConnection::establish(&admin)
             .await
             .unwrap_or_else(|e| panic!("TOWER_USAGE_POSTGRES_URL is set but unreachable: {e}"));
@@ -70,8 +115,9 @@ pub async fn fresh(test: &str) -> Vec<TestDb> {
             admin: Some((admin, name.clone())),
         });
     }
+    let mysql = server_url("TOWER_USAGE_MYSQL_URL", cfg!(feature = "mysql"));
     #[cfg(feature = "mysql")]
-    if let Ok(admin) = std::env::var("TOWER_USAGE_MYSQL_URL") {
+    if let Some(admin) = mysql {
         let mut conn = diesel_async::AsyncMysqlConnection::establish(&admin)
             .await
             .unwrap_or_else(|e| panic!("TOWER_USAGE_MYSQL_URL is set but unreachable: {e}"));
