@@ -172,22 +172,17 @@ impl Sql {
     }
 
     /// `SUM(expr)` as a `BIGINT`, 0 for no rows, saturating at ±`i64::MAX` instead of
-    /// failing: PostgreSQL and MySQL sum integers as decimals, clamped before the cast;
-    /// SQLite's `SUM` stops the statement on overflow, so it sums the high and low 32
-    /// bits of each value apart (neither sum can overflow below 2^31 rows) and joins
-    /// them. The bound is symmetric so that a stored sum can always be negated.
+    /// failing: PostgreSQL and MySQL sum integers as decimals, clamped before the cast.
+    /// SQLite's `SUM` stops the statement on overflow; its `TOTAL` (the same sum, read
+    /// as a float) does not, is exact while the sum stays below 2^53 (it adds integers
+    /// as integers and converts once), and its cast to an integer saturates. Past 2^53
+    /// SQLite's sums are therefore rounded to a float's precision (1 part in 2^53)
+    /// before they saturate. The bound is symmetric so that a stored sum can always be
+    /// negated.
     pub(crate) fn sum(&self, expr: &str) -> String {
         let (max, neg_max) = (i64::MAX, -i64::MAX);
         match self.dialect {
-            Dialect::Sqlite => {
-                let low = format!("COALESCE(SUM(({expr}) & 4294967295), 0)");
-                let high = format!("(COALESCE(SUM(({expr}) >> 32), 0) + ({low} >> 32))");
-                format!(
-                    "(CASE WHEN {high} >= 2147483648 THEN {max} \
-                     WHEN {high} < -2147483648 THEN {neg_max} \
-                     ELSE max({high} * 4294967296 + ({low} & 4294967295), {neg_max}) END)"
-                )
-            }
+            Dialect::Sqlite => format!("max(CAST(TOTAL({expr}) AS INTEGER), {neg_max})"),
             Dialect::Postgres => format!(
                 "CAST(LEAST(GREATEST(COALESCE(SUM({expr}), 0), {neg_max}), {max}) AS BIGINT)"
             ),
