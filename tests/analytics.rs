@@ -949,7 +949,7 @@ async fn names_that_differ_only_in_padding_case_or_form_stay_apart() {
 #[tokio::test]
 async fn migrating_a_padded_mysql_database_splits_merged_names() {
     let down = include_str!(
-        "../src/store/migrations/mysql/2026-12-04-000000_compare_text_without_padding/down.sql"
+        "../src/store/schema/migrations/mysql/2026-12-04-000000_compare_text_without_padding/down.sql"
     );
     for db in fresh("padded_upgrade").await {
         if db.backend != "mysql" {

@@ -1,4 +1,4 @@
-use super::url::mask;
+use super::backend::url::mask;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 

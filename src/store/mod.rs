@@ -75,6 +75,26 @@
 //! use today; for an offset that is not a whole quarter hour the series is read from raw
 //! rows by the second.
 //!
+//! # Layout
+//!
+//! For those who work on the store (none of these modules is public), one folder a
+//! concern; imports run down this table and never back:
+//!
+//! | module | holds |
+//! |---|---|
+//! | `read/` | `analytics` (the queries above), `export`, `plan` (a range cut into rollup and raw parts, and the statements reading them), `detail` (reading heavy users' detail rows) |
+//! | `write/` | `steps` (a batch's rollup statements, in rounds), `cells` (dimension rollups), `users` (per-user sums), `totals`, `seal` (7-day blocks), `detail` (heavy users' rows), `apply` (running them on a connection) |
+//! | `backend/` | `sqlite`, `postgres`, `mysql` (pool, migrations, a batch's insert), `exec` (running a statement on any of them), `url` |
+//! | `sql` | the statement builder both paths share, and the row types statements read |
+//! | `schema/` | the registry of tables, columns and measures, `slots` (slot widths), `row` (a record as stored), `migrations/<backend>/` |
+//!
+//! A batch: `write_batch` → `write` (one transaction; rows one by one if the server
+//! refuses some) → the backend's writer inserts the rows not yet stored and runs
+//! `write::steps` on them (dimension cells, per-user days, blocks, totals) → after the
+//! commit, `write::detail` builds the blocks the batch sealed. A query: `read::analytics`
+//! → `read::plan` cuts the range into parts → one statement → rows merged into the
+//! [`query`](crate::query) types.
+//!
 //! # Migrations
 //!
 //! The schema ships inside the crate, one migration set per backend.
@@ -95,24 +115,10 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 mod error;
-mod exec;
-#[cfg(feature = "mysql")]
-mod mysql;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-mod native;
-mod plan;
-#[cfg(feature = "postgres")]
-mod postgres;
-mod rollup;
-mod row;
 mod schema;
-mod seal;
 mod sql;
-#[cfg(feature = "sqlite")]
-mod sqlite;
-mod url;
-mod user_detail;
 mod write;
 
 pub use error::StoreError;
@@ -125,8 +131,15 @@ use diesel_async::pooled_connection::deadpool::Pool;
 
 use crate::record::UsageRecord;
 use crate::sink::{SinkError, UsageSink};
-use row::Row;
-use url::{mask, Target};
+use backend::exec;
+#[cfg(feature = "mysql")]
+use backend::mysql;
+#[cfg(feature = "postgres")]
+use backend::postgres;
+#[cfg(feature = "sqlite")]
+use backend::sqlite;
+use backend::url::{mask, Target};
+use schema::row::Row;
 
 /// Usage records in a SQL database, behind one type whatever the backend.
 ///
@@ -162,7 +175,7 @@ impl Default for Limits {
             max_buckets: 10_000,
             max_limit: 10_000,
             read_rollups: true,
-            detail_min_records: user_detail::MIN_RECORDS,
+            detail_min_records: write::detail::MIN_RECORDS,
         }
     }
 }
@@ -329,7 +342,7 @@ macro_rules! with_conn {
             #[cfg(feature = "sqlite")]
             $crate::store::Backend::Sqlite(pool) => {
                 #[allow(unused_imports)]
-                use $crate::store::sqlite as $module;
+                use $crate::store::backend::sqlite as $module;
                 #[allow(unused_mut)]
                 let mut $conn = pool.get().await.map_err($err)?;
                 $body
@@ -337,7 +350,7 @@ macro_rules! with_conn {
             #[cfg(feature = "postgres")]
             $crate::store::Backend::Postgres(pool) => {
                 #[allow(unused_imports)]
-                use $crate::store::postgres as $module;
+                use $crate::store::backend::postgres as $module;
                 #[allow(unused_mut)]
                 let mut $conn = pool.get().await.map_err($err)?;
                 $body
@@ -345,7 +358,7 @@ macro_rules! with_conn {
             #[cfg(feature = "mysql")]
             $crate::store::Backend::Mysql(pool) => {
                 #[allow(unused_imports)]
-                use $crate::store::mysql as $module;
+                use $crate::store::backend::mysql as $module;
                 #[allow(unused_mut)]
                 let mut $conn = pool.get().await.map_err($err)?;
                 $body
@@ -355,9 +368,8 @@ macro_rules! with_conn {
 }
 
 // After the macro: these modules use it.
-mod analytics;
 mod audit;
-mod export;
+mod read;
 
 pub use audit::AuditSink;
 
@@ -473,14 +485,14 @@ impl DieselStore {
             use diesel_async::AsyncConnection;
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 for table in [
-                    "usage_rollup_15m",
-                    "usage_rollup_1d",
-                    "usage_user_1d",
-                    "usage_user_7d",
-                    "usage_totals_15m",
-                    user_detail::HOURS,
-                    user_detail::HIST,
-                    seal::BLOCKS,
+                    schema::Rollup::Quarter.table(),
+                    schema::Rollup::Day.table(),
+                    schema::UserRollup::Day.table(),
+                    schema::UserRollup::Week.table(),
+                    schema::TOTALS,
+                    schema::HOURS,
+                    schema::HIST,
+                    schema::BLOCKS,
                 ] {
                     let mut sql = sql::Sql::new(dialect);
                     sql.push("DELETE FROM ").push(table);
@@ -489,13 +501,13 @@ impl DieselStore {
                 let mut after: Option<(i64, Vec<u8>)> = None;
                 let mut read = 0u64;
                 loop {
-                    let sql = export::all_after(dialect, after.as_ref());
+                    let sql = read::export::all_after(dialect, after.as_ref());
                     let rows: Vec<Row> = exec::load(conn, sql).await?;
                     let Some(last) = rows.last() else { break };
                     after = Some((last.started_at_us, last.id.clone()));
                     read += rows.len() as u64;
-                    let sealed = exec::maintain_rollups(conn, dialect, &rows).await?;
-                    exec::build_details(conn, dialect, &sealed, detail_min, false).await?;
+                    let sealed = write::apply::maintain_rollups(conn, dialect, &rows).await?;
+                    write::apply::build_details(conn, dialect, &sealed, detail_min, false).await?;
                 }
                 Ok(read)
             })

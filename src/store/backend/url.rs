@@ -1,6 +1,6 @@
 //! Database URLs: which backend they name, and how to show them without the password.
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// The backend a URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]

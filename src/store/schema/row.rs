@@ -6,9 +6,10 @@ use chrono::DateTime;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::schema::usage_records;
-use super::StoreError;
+use super::usage_records;
+use crate::query::Totals;
 use crate::record::{TokenUsage, UsageRecord};
+use crate::store::StoreError;
 
 /// The longest text each column keeps, in characters. Longer values are cut on a
 /// character boundary (the record is kept), but for user ids: see [`stored_user`]. MySQL enforces these as `VARCHAR` sizes; the
@@ -147,6 +148,23 @@ impl From<&UsageRecord> for Row {
             requested_model: cut_opt(r.requested_model.as_deref(), limits::MODEL),
             unpriced: i16::from(r.metadata.get("unpriced") == Some(&serde_json::Value::Bool(true))),
         }
+    }
+}
+
+/// One record's contribution to the sums.
+pub(crate) fn row_totals(row: &Row) -> Totals {
+    Totals {
+        requests: 1,
+        errors: i64::from(row.outcome != "success"),
+        tokens_in: row.tokens_in,
+        tokens_out: row.tokens_out,
+        tokens_cached: row.tokens_cached_in,
+        cost_micros: row.cost_micros.unwrap_or(0),
+        response_bytes: row.response_bytes,
+        duration_sum_us: row.duration_us,
+        ttfb_sum_us: row.ttfb_us.unwrap_or(0),
+        ttfb_count: i64::from(row.ttfb_us.is_some()),
+        unpriced: i64::from(row.unpriced),
     }
 }
 

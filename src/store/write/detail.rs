@@ -1,5 +1,5 @@
 //! A heavy user's usage without their raw rows, for
-//! [`DieselStore::user_usage`](super::DieselStore::user_usage): sums per user, UTC hour,
+//! [`DieselStore::user_usage`](crate::store::DieselStore::user_usage): sums per user, UTC hour,
 //! service and model (`usage_user_hours`), and latency histograms per user and UTC day,
 //! one row per bucket (`usage_user_hist`).
 //!
@@ -16,7 +16,7 @@
 //! The build reads thousands of records a heavy user, so it runs in a transaction of
 //! its own, after the batch that sealed the block committed: however long it takes, it
 //! cannot hold back or roll back a batch. If it fails, the block is read raw until the
-//! next build of it ([`DieselStore::rebuild_rollups`](super::DieselStore::rebuild_rollups)).
+//! next build of it ([`DieselStore::rebuild_rollups`](crate::store::DieselStore::rebuild_rollups)).
 //!
 //! Hours serve a daily series in every zone whose days start on the hour; zones with a
 //! half-hour offset read raw rows. Histograms are kept per day, not per hour: a heavy
@@ -24,44 +24,17 @@
 
 use std::collections::BTreeMap;
 
-use diesel::sql_types::BigInt;
-use diesel::QueryableByName;
-
-use super::rollup::{row_totals, DAY_US, WEEK_US};
-use super::row::Row;
-use super::sql::{Dialect, Sql, MEASURES};
 use crate::query::{bucket, Totals};
+use crate::store::schema::row::{row_totals, Row};
+use crate::store::schema::slots::{DAY_US, HOUR_US, WEEK_US};
+use crate::store::schema::{BLOCKS, HIST, HOURS, MEASURES, RAW_COLUMNS, RAW_MEASURES};
+use crate::store::sql::{Dialect, Sql};
 
-/// The per-user hourly sums.
-pub(crate) const HOURS: &str = "usage_user_hours";
-/// The per-user daily histograms.
-pub(crate) const HIST: &str = "usage_user_hist";
-/// Microseconds in an hour.
-pub(crate) const HOUR_US: i64 = 3_600_000_000;
 /// How many records a user needs in a block to get detail rows for it, unless the
 /// store is told otherwise: below that, reading the raw rows costs a few milliseconds,
 /// and the rows would barely compress them (a heavy user's hour and day still spread
 /// over many services, models and buckets).
 pub(crate) const MIN_RECORDS: i64 = 1_024;
-
-/// Each measure of [`MEASURES`] as an expression over one raw row's columns.
-pub(crate) const RAW_MEASURES: [&str; 11] = [
-    "1",
-    "CASE WHEN outcome <> 'success' THEN 1 ELSE 0 END",
-    "tokens_in",
-    "tokens_out",
-    "tokens_cached_in",
-    "COALESCE(cost_micros, 0)",
-    "response_bytes",
-    "duration_us",
-    "COALESCE(ttfb_us, 0)",
-    "CASE WHEN ttfb_us IS NULL THEN 0 ELSE 1 END",
-    "unpriced",
-];
-
-/// The raw columns [`RAW_MEASURES`] read.
-pub(crate) const RAW_COLUMNS: &str = "outcome, duration_us, ttfb_us, tokens_in, tokens_out, \
-     tokens_cached_in, cost_micros, response_bytes, unpriced";
 
 /// Whether a block can have detail rows: the builders' integer division rounds toward
 /// zero, which is the floor only from the epoch on.
@@ -81,7 +54,7 @@ pub(crate) fn build(dialect: Dialect, block: i64, min: i64, buckets: &[i64]) -> 
         return Vec::new();
     }
     let mut lock = Sql::new(dialect);
-    lock.push("UPDATE ").push(super::seal::BLOCKS);
+    lock.push("UPDATE ").push(BLOCKS);
     lock.push(" SET sealed = 1 WHERE block = ").int(block);
     let mut statements = vec![lock];
     if dialect == Dialect::Postgres {
@@ -166,7 +139,7 @@ fn insert_rows(dialect: Dialect, block: i64, buckets: &[i64]) -> [Sql; 2] {
         hist.push(", b, COUNT(*) FROM (SELECT user_id, ")
             .push(&day)
             .push(" AS d, ");
-        super::plan::step_index(&mut hist, column, buckets);
+        hist.step_index(column, buckets);
         hist.push(" AS b");
         block_rows(&mut hist);
         hist.push(" AND ").push(column).push(" IS NOT NULL");
@@ -293,150 +266,12 @@ fn only_detailed<'a>(
     sql
 }
 
-/// Reads which of `blocks` have detail rows of `user`, as rows of [`DetailedBlock`].
-pub(crate) fn user_blocks(dialect: Dialect, user: &str, blocks: &[i64]) -> Sql {
-    let user = super::row::stored_user(user);
-    let mut sql = Sql::new(dialect);
-    sql.push("SELECT slot AS block FROM usage_user_7d WHERE slot IN (");
-    sql.list(blocks, ", ", |sql, block| {
-        sql.int(*block);
-    });
-    sql.push(") AND user_id = ").text(&user);
-    sql.push(" AND detailed = 1 ORDER BY slot");
-    sql
-}
-
-/// A block with detail rows of a user.
-#[derive(Debug, Clone, QueryableByName)]
-pub(crate) struct DetailedBlock {
-    #[diesel(sql_type = BigInt)]
-    pub(crate) block: i64,
-}
-
-/// The parts of `[from, to)` that detail rows serve, given the blocks that have them
-/// (ascending): the whole UTC days within those blocks, as merged ranges.
-pub(crate) fn served(from: i64, to: i64, detailed: &[i64]) -> Vec<(i64, i64)> {
-    let mut ranges: Vec<(i64, i64)> = Vec::new();
-    for &block in detailed {
-        // Saturating: a stored block past the end of time lies outside every range.
-        let start = block.saturating_mul(WEEK_US).max(from);
-        let end = block.saturating_add(1).saturating_mul(WEEK_US).min(to);
-        // Whole days only: the histograms are kept per day.
-        let start = super::plan::ceil_div(start, DAY_US) * DAY_US;
-        let end = end.div_euclid(DAY_US) * DAY_US;
-        if start >= end {
-            continue;
-        }
-        match ranges.last_mut() {
-            Some(last) if last.1 == start => last.1 = end,
-            _ => ranges.push((start, end)),
-        }
-    }
-    ranges
-}
-
-/// What is left of `[from, to)` outside `served` (ascending, within it).
-pub(crate) fn rest(from: i64, to: i64, served: &[(i64, i64)]) -> Vec<(i64, i64)> {
-    let mut rest = Vec::new();
-    let mut at = from;
-    for &(start, end) in served {
-        if start > at {
-            rest.push((at, start));
-        }
-        at = at.max(end);
-    }
-    if at < to {
-        rest.push((at, to));
-    }
-    rest
-}
-
-/// The detail rows' share of one user's usage over `served` (ranges of whole UTC days),
-/// as rows of [`UserAgg`](super::sql::UserAgg): sums per day (the index into `days`,
-/// which must all start on the hour), service and model, then histogram buckets.
-pub(crate) fn user_rows(sql: &mut Sql, user: &str, served: &[(i64, i64)], days: &[i64]) {
-    let user = super::row::stored_user(user);
-    let slots = |sql: &mut Sql, width: i64| {
-        sql.push(" AND (");
-        sql.list(served, " OR ", |sql, &(from, to)| {
-            sql.push("slot >= ").int(from / width);
-            sql.push(" AND slot < ").int(to / width);
-        });
-        sql.push(")");
-    };
-    let (kind0, day) = (sql.bigint(0), sql.as_bigint("d"));
-    sql.push("SELECT ")
-        .push(&kind0)
-        .push(" AS kind, ")
-        .push(&day);
-    sql.push(" AS k, NULLIF(service, '') AS service, NULLIF(model, '') AS model");
-    for m in MEASURES {
-        let sum = sql.sum(m);
-        sql.push(", ").push(&sum).push(" AS ").push(m);
-    }
-    sql.push(" FROM (SELECT ");
-    super::plan::step_index(sql, &format!("slot * {HOUR_US}"), days);
-    sql.push(" AS d, service, model, ")
-        .push(&MEASURES.join(", "));
-    sql.push(" FROM ")
-        .push(HOURS)
-        .push(" WHERE user_id = ")
-        .text(&user);
-    slots(sql, HOUR_US);
-    sql.push(") h GROUP BY d, service, model");
-
-    let (kind, b, count) = (sql.as_bigint("kind"), sql.as_bigint("bucket"), sql.sum("n"));
-    let (zero, null) = (sql.bigint(0), sql.null_text());
-    sql.push(" UNION ALL SELECT ")
-        .push(&kind)
-        .push(" AS kind, ")
-        .push(&b);
-    sql.push(" AS k, ")
-        .push(null)
-        .push(", ")
-        .push(null)
-        .push(", ")
-        .push(&count);
-    for _ in &MEASURES[1..] {
-        sql.push(", ").push(&zero);
-    }
-    sql.push(" FROM ")
-        .push(HIST)
-        .push(" WHERE user_id = ")
-        .text(&user);
-    slots(sql, DAY_US);
-    sql.push(" GROUP BY kind, bucket");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::schema::slots::{HOUR_US, WEEK_US};
 
-    const D: i64 = DAY_US;
     const W: i64 = WEEK_US;
-
-    #[test]
-    fn only_whole_days_of_detailed_blocks_are_served() {
-        // Blocks 1 and 2 are detailed; the range starts mid-day in block 1 and ends
-        // mid-day in block 3.
-        let (from, to) = (W + 2 * D + 5, 3 * W + D + 7);
-        let served = served(from, to, &[1, 2]);
-        assert_eq!(served, vec![(W + 3 * D, 3 * W)]);
-        assert_eq!(
-            rest(from, to, &served),
-            vec![(from, W + 3 * D), (3 * W, to)]
-        );
-        // A gap between detailed blocks is read raw.
-        let served = super::served(0, 5 * W, &[1, 3]);
-        assert_eq!(served, vec![(W, 2 * W), (3 * W, 4 * W)]);
-        assert_eq!(
-            rest(0, 5 * W, &served),
-            vec![(0, W), (2 * W, 3 * W), (4 * W, 5 * W)]
-        );
-        // Less than a whole day: nothing served.
-        assert!(super::served(W + 5, W + D, &[1]).is_empty());
-        assert_eq!(rest(W + 5, W + D, &[]), vec![(W + 5, W + D)]);
-    }
 
     #[test]
     fn a_build_marks_the_users_then_reads_only_theirs() {

@@ -7,15 +7,16 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use super::detail;
 use super::plan::{self, Group, Part, UserPart};
-use super::rollup::{QUARTER_US, WEEK_US};
-use super::sql::{AggRow, Dialect, HistPair, Sql, UserAgg, UserSums, ValueCount};
-use super::{exec, user_detail, Backend, DieselStore, StoreError};
 use crate::query::{
     lower_bounds, weekday_hour, Breakdown, Dashboard, Dimension, Filter, Granularity, Histogram,
     Metrics, PeakHours, Point, QueryError, RankBy, Series, SeriesKey, TimeSeries, Totals, UserRank,
     UserUsage,
 };
+use crate::store::schema::slots::{HOUR_US, QUARTER_US, WEEK_US};
+use crate::store::sql::{AggRow, Dialect, HistPair, Sql, UserAgg, UserSums, ValueCount};
+use crate::store::{exec, Backend, DieselStore, StoreError};
 
 /// Runs `$sql` on a pooled connection and reads rows of `$ty`; with `rollups` true, as
 /// a statement over the rollups only (see [`exec::load_rollups`]).
@@ -49,7 +50,7 @@ struct Span {
 }
 
 impl DieselStore {
-    pub(super) fn dialect(&self) -> Dialect {
+    pub(crate) fn dialect(&self) -> Dialect {
         match &self.inner.backend {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(_) => Dialect::Sqlite,
@@ -72,7 +73,7 @@ impl DieselStore {
         Ok(Span { from, to })
     }
 
-    pub(super) fn check_limit(&self, limit: usize) -> Result<(), QueryError> {
+    pub(crate) fn check_limit(&self, limit: usize) -> Result<(), QueryError> {
         let max = self.inner.limits.max_limit;
         match limit {
             0 => Err(QueryError::ZeroLimit),
@@ -459,7 +460,7 @@ impl DieselStore {
         // pass over the user's raw rows (through the user index) elsewhere.
         let days: Vec<i64> = starts.iter().map(DateTime::timestamp_micros).collect();
         let detail = self.user_detail_served(&filter, &span, &days).await?;
-        let raw = user_detail::rest(span.from, span.to, &detail);
+        let raw = detail::rest(span.from, span.to, &detail);
         let mut sql = Sql::new(self.dialect());
         let buckets = self.inner.buckets.get_or_init(lower_bounds);
         plan::user_usage(&mut sql, &filter, &raw, &detail, &days, buckets);
@@ -510,7 +511,7 @@ impl DieselStore {
         })
     }
 
-    /// The parts of the span that the user's [`user_detail`] rows serve for `filter` (one
+    /// The parts of the span that the user's [`detail`] rows serve for `filter` (one
     /// user's records and nothing else) with daily buckets starting at `days`: none when
     /// the filter names anything besides the user, or a day starts off the hour.
     async fn user_detail_served(
@@ -525,7 +526,7 @@ impl DieselStore {
         };
         let serves = self.inner.limits.read_rollups
             && plan::time_only(&only_user)
-            && days.iter().all(|d| d.rem_euclid(user_detail::HOUR_US) == 0);
+            && days.iter().all(|d| d.rem_euclid(HOUR_US) == 0);
         if !serves {
             return Ok(Vec::new());
         }
@@ -540,12 +541,12 @@ impl DieselStore {
         if blocks.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = user_detail::user_blocks(self.dialect(), user, &blocks);
-        let blocks: Vec<i64> = load!(self, sql, user_detail::DetailedBlock)?
+        let sql = detail::user_blocks(self.dialect(), user, &blocks);
+        let blocks: Vec<i64> = load!(self, sql, detail::DetailedBlock)?
             .into_iter()
             .map(|b| b.block)
             .collect();
-        Ok(user_detail::served(span.from, span.to, &blocks))
+        Ok(detail::served(span.from, span.to, &blocks))
     }
 
     /// Metrics, the top services, models and users, a daily series and peak hours, in

@@ -12,15 +12,14 @@ use diesel_async::pooled_connection::{
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
-use super::rollup;
-use super::row::Row;
-use super::schema::usage_records;
-use super::sql::{Dialect, KeyRow};
-use super::write::Insert;
+use crate::store::schema::row::Row;
+use crate::store::schema::usage_records;
+use crate::store::sql::{Dialect, KeyRow};
+use crate::store::write::{apply, detail, steps, Insert};
 
 pub(crate) type Conn = AsyncMysqlConnection;
 
-const MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/store/migrations/mysql");
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/store/schema/migrations/mysql");
 
 /// MySQL allows 65,535 bound parameters per statement; 24 columns a row.
 const ROWS_PER_STATEMENT: usize = 2_000;
@@ -52,25 +51,24 @@ impl Insert for Writer {
             .transaction::<_, diesel::result::Error, _>(async |conn| {
                 // A locking read: it waits for a transaction writing the same keys, and
                 // keeps others from inserting them until this one ends.
-                let sql = rollup::existing(Dialect::Mysql, &rows, true);
+                let sql = steps::existing(Dialect::Mysql, &rows, true);
                 let stored: Vec<KeyRow> = super::exec::load(conn, sql).await?;
                 let stored: Vec<_> = stored
                     .into_iter()
                     .map(|k| (k.started_at_us, k.id))
                     .collect();
-                let new = rollup::only_new(&rows, &stored);
+                let new = steps::only_new(&rows, &stored);
                 for chunk in new.chunks(ROWS_PER_STATEMENT) {
                     diesel::insert_or_ignore_into(usage_records::table)
                         .values(chunk)
                         .execute(conn)
                         .await?;
                 }
-                super::exec::maintain_rollups(conn, Dialect::Mysql, &new).await
+                apply::maintain_rollups(conn, Dialect::Mysql, &new).await
             })
             .await?;
-        let built =
-            super::exec::build_details(&mut *self.0, Dialect::Mysql, &sealed, self.1, true).await;
-        super::user_detail::report(built);
+        let built = apply::build_details(&mut *self.0, Dialect::Mysql, &sealed, self.1, true).await;
+        detail::report(built);
         Ok(())
     }
 

@@ -14,15 +14,12 @@ use std::collections::BTreeSet;
 use diesel::sql_types::BigInt;
 use diesel::QueryableByName;
 
-use super::rollup::{users, UserRollup, DAY_US, USER_MEASURES, WEEK_US};
-use super::row::Row;
-use super::sql::{Dialect, Sql};
-use super::user_detail;
-
-/// The table of blocks.
-pub(crate) const BLOCKS: &str = "usage_user_blocks";
-/// Days in a block.
-pub(crate) const DAYS: i64 = WEEK_US / DAY_US;
+use super::detail;
+use super::users::users;
+use crate::store::schema::row::Row;
+use crate::store::schema::slots::{DAYS, WEEK_US};
+use crate::store::schema::{UserRollup, BLOCKS, USER_MEASURES};
+use crate::store::sql::{Dialect, Sql};
 
 /// A locked block's row.
 #[derive(Debug, Clone, QueryableByName)]
@@ -102,9 +99,9 @@ pub(crate) fn sealing(rows: &[Row], locked: &[Block]) -> Vec<i64> {
 /// What the batch does with the locked blocks, after its records were added to the
 /// daily sums: seals the blocks of [`sealing`] (from the days, which now hold this
 /// batch's records too), and adds its records of blocks sealed before it to the
-/// blocks' sums and to the [`user_detail`] rows of the users who have them. The sealed
+/// blocks' sums and to the [`detail`] rows of the users who have them. The sealed
 /// blocks' detail rows are built afterwards, in a transaction of their own
-/// ([`user_detail::build`]).
+/// ([`detail::build`]).
 pub(crate) fn statements(dialect: Dialect, rows: &[Row], locked: &[Block]) -> Vec<Sql> {
     let mut statements = Vec::new();
     for block in sealing(rows, locked) {
@@ -127,7 +124,7 @@ pub(crate) fn statements(dialect: Dialect, rows: &[Row], locked: &[Block]) -> Ve
         .cloned()
         .collect();
     statements.extend(users(dialect, UserRollup::Week, &late));
-    statements.extend(user_detail::add(dialect, &late));
+    statements.extend(detail::add(dialect, &late));
     statements
 }
 
@@ -156,6 +153,7 @@ fn seal(dialect: Dialect, block: i64) -> Sql {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::schema::slots::DAY_US;
 
     fn row(day: i64, user: Option<&str>) -> Row {
         let mut row = Row::from(&crate::UsageRecord::builder().build());

@@ -14,15 +14,15 @@ use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use futures_util::FutureExt;
 
-use super::rollup::{self, Step};
-use super::row::Row;
-use super::schema::usage_records;
-use super::sql::{Dialect, KeyRow};
-use super::write::Insert;
+use crate::store::schema::row::Row;
+use crate::store::schema::usage_records;
+use crate::store::sql::{Dialect, KeyRow};
+use crate::store::write::steps::{self, Step, ROWS_PER_STEP};
+use crate::store::write::{cells, detail, seal, Insert};
 
 pub(crate) type Conn = SyncConnectionWrapper<SqliteConnection>;
 
-const MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/store/migrations/sqlite");
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/store/schema/migrations/sqlite");
 
 /// Rows per INSERT: 24 columns a row stays far under SQLite's 32,766 parameters, and a
 /// fixed count lets diesel prepare the statement once and reuse it (a statement built for
@@ -98,18 +98,18 @@ impl Insert for Writer {
                 let sealed = c.immediate_transaction(|c| {
                     // SQLite runs one writing transaction at a time: what this finds
                     // stored cannot change before the insert.
-                    let stored: Vec<KeyRow> = rollup::existing(Dialect::Sqlite, &rows, false)
+                    let stored: Vec<KeyRow> = steps::existing(Dialect::Sqlite, &rows, false)
                         .boxed()
                         .load(c)?;
                     let stored: Vec<_> = stored
                         .into_iter()
                         .map(|k| (k.started_at_us, k.id))
                         .collect();
-                    let new = rollup::only_new(&rows, &stored);
+                    let new = steps::only_new(&rows, &stored);
                     insert_rows(c, &new)?;
                     maintain_rollups(c, &new)
                 })?;
-                super::user_detail::report(build_details(c, &sealed, detail_min));
+                detail::report(build_details(c, &sealed, detail_min));
                 Ok(())
             })
             .await
@@ -141,7 +141,7 @@ fn insert_rows(c: &mut SqliteConnection, rows: &[Row]) -> QueryResult<()> {
     Ok(())
 }
 
-/// [`exec::build_details`](super::exec::build_details) on the blocking side, each block
+/// [`apply::build_details`](crate::store::write::apply::build_details) on the blocking side, each block
 /// in a transaction of its own.
 fn build_details(c: &mut SqliteConnection, sealed: &[i64], min: i64) -> QueryResult<()> {
     if sealed.is_empty() {
@@ -150,7 +150,7 @@ fn build_details(c: &mut SqliteConnection, sealed: &[i64], min: i64) -> QueryRes
     let buckets = crate::query::lower_bounds();
     for &block in sealed {
         c.immediate_transaction(|c| {
-            for sql in super::user_detail::build(Dialect::Sqlite, block, min, &buckets) {
+            for sql in detail::build(Dialect::Sqlite, block, min, &buckets) {
                 sql.boxed().execute(c)?;
             }
             Ok::<_, diesel::result::Error>(())
@@ -159,27 +159,27 @@ fn build_details(c: &mut SqliteConnection, sealed: &[i64], min: i64) -> QueryRes
     Ok(())
 }
 
-/// [`exec::maintain_rollups`](super::exec::maintain_rollups) on the blocking side.
+/// [`apply::maintain_rollups`](crate::store::write::apply::maintain_rollups) on the blocking side.
 fn maintain_rollups(c: &mut SqliteConnection, new: &[Row]) -> QueryResult<Vec<i64>> {
     let mut sealed = Vec::new();
-    for new in new.chunks(rollup::ROWS_PER_STEP) {
-        for step in rollup::steps(Dialect::Sqlite, new) {
+    for new in new.chunks(ROWS_PER_STEP) {
+        for step in steps::steps(Dialect::Sqlite, new) {
             match step {
                 Step::Execute(sql) => {
                     sql.boxed().execute(c)?;
                 }
                 Step::Select(table, sql, cells) => {
                     let stored = sql.boxed().load(c)?;
-                    let sql = rollup::upsert(Dialect::Sqlite, table, cells, stored)
+                    let sql = cells::upsert(Dialect::Sqlite, table, cells, stored)
                         .map_err(super::exec::corrupt)?;
                     sql.boxed().execute(c)?;
                 }
                 Step::Blocks(sql) => {
-                    let locked: Vec<super::seal::Block> = sql.boxed().load(c)?;
-                    for sql in super::seal::statements(Dialect::Sqlite, new, &locked) {
+                    let locked: Vec<seal::Block> = sql.boxed().load(c)?;
+                    for sql in seal::statements(Dialect::Sqlite, new, &locked) {
                         sql.boxed().execute(c)?;
                     }
-                    sealed.extend(super::seal::sealing(new, &locked));
+                    sealed.extend(seal::sealing(new, &locked));
                 }
             }
         }

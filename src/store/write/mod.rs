@@ -1,11 +1,30 @@
-//! Writing a batch: all rows in one transaction, and when that fails on bad data, the
-//! good rows one by one, so one bad record does not cost the others.
+//! The write path: a batch's rows in one transaction with the rollups it changes, and
+//! when that fails on bad data, the good rows one by one, so one bad record does not
+//! cost the others.
+//!
+//! | module | what it writes |
+//! |---|---|
+//! | [`steps`] | the sequence of a batch's rollup statements, in rounds |
+//! | [`cells`] | the dimension rollups: sums and histograms per slot and key |
+//! | [`users`] | the per-user daily (and late 7-day) sums |
+//! | [`totals`] | the per-slot totals |
+//! | [`seal`] | the 7-day per-user blocks, written once |
+//! | [`detail`] | the heavy users' hourly sums and daily histograms |
+//! | [`apply`] | the steps and the detail builds, run on an async connection |
+
+pub(crate) mod apply;
+pub(crate) mod cells;
+pub(crate) mod detail;
+pub(crate) mod seal;
+pub(crate) mod steps;
+pub(crate) mod totals;
+pub(crate) mod users;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::row::Row;
+use super::schema::row::Row;
 use crate::sink::SinkError;
 
 /// One backend's way of inserting rows on one connection.
@@ -13,7 +32,7 @@ use crate::sink::SinkError;
 pub(crate) trait Insert: Send {
     /// Inserts `rows` in one transaction, ignoring rows whose key is already stored;
     /// then builds the per-user detail rows of the blocks that transaction sealed, in
-    /// one of their own (see [`user_detail`](super::user_detail)).
+    /// one of their own (see [`detail`](detail)).
     async fn insert(&mut self, rows: Arc<[Row]>) -> diesel::QueryResult<()>;
 
     /// Whether the connection still answers; tells a bad row from a lost server.

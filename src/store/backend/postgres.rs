@@ -12,13 +12,13 @@ use diesel_async::pooled_connection::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
-use super::row::{Row, PG_COLUMNS};
-use super::sql::{Dialect, KeyRow};
-use super::write::Insert;
+use crate::store::schema::row::{Row, PG_COLUMNS};
+use crate::store::sql::{Dialect, KeyRow};
+use crate::store::write::{apply, detail, Insert};
 
 pub(crate) type Conn = AsyncPgConnection;
 
-const MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/store/migrations/postgres");
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/store/schema/migrations/postgres");
 
 /// Rows per statement. Each column is bound as one array, so the parameter limit does not
 /// apply; this only bounds the size of one message.
@@ -75,7 +75,7 @@ impl Insert for Writer {
                 }
                 if added.len() == rows.len() {
                     // Every row was new, and so none was there twice.
-                    return super::exec::maintain_rollups(conn, Dialect::Postgres, &rows).await;
+                    return apply::maintain_rollups(conn, Dialect::Postgres, &rows).await;
                 }
                 let mut added: HashSet<(i64, &[u8])> = added
                     .iter()
@@ -87,13 +87,12 @@ impl Insert for Writer {
                     .filter(|r| added.remove(&(r.started_at_us, r.id.as_slice())))
                     .cloned()
                     .collect();
-                super::exec::maintain_rollups(conn, Dialect::Postgres, &new).await
+                apply::maintain_rollups(conn, Dialect::Postgres, &new).await
             })
             .await?;
         let built =
-            super::exec::build_details(&mut *self.0, Dialect::Postgres, &sealed, self.1, true)
-                .await;
-        super::user_detail::report(built);
+            apply::build_details(&mut *self.0, Dialect::Postgres, &sealed, self.1, true).await;
+        detail::report(built);
         Ok(())
     }
 
@@ -146,6 +145,6 @@ pub(crate) async fn recent(conn: &mut Conn, limit: i64) -> diesel::QueryResult<V
 
 pub(crate) async fn count(conn: &mut Conn) -> diesel::QueryResult<i64> {
     use diesel::QueryDsl;
-    let query = super::schema::usage_records::table.count();
+    let query = crate::store::schema::usage_records::table.count();
     diesel_async::RunQueryDsl::get_result(query, conn).await
 }

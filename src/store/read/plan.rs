@@ -6,10 +6,13 @@
 //! whole days, and back down at the other end. Every part yields the same columns, so one
 //! `UNION ALL` sums them; whichever parts answer, the sums are the same.
 
-use super::rollup::{Rollup, UserRollup, DAY_US, QUARTER_US, USER_MEASURES};
-use super::seal;
-use super::sql::{Sql, MEASURES};
+use super::detail;
 use crate::query::{Dimension, Filter, RankBy};
+use crate::store::schema::slots::{ceil_div, DAYS, DAY_US, QUARTER_US};
+use crate::store::schema::{
+    Rollup, UserRollup, BLOCKS, MEASURES, RAW_COLUMNS, RAW_MEASURES, USER_MEASURES,
+};
+use crate::store::sql::Sql;
 
 /// Where one part of a range is read from. Bounds are microseconds for raw rows and
 /// slot numbers for a rollup; both half-open.
@@ -122,10 +125,6 @@ fn push_raw(parts: &mut Vec<Part>, from: i64, to: i64) {
     }
 }
 
-pub(crate) fn ceil_div(n: i64, d: i64) -> i64 {
-    n.div_euclid(d) + i64::from(n.rem_euclid(d) != 0)
-}
-
 /// Whether the dimension rollups hold what `filter` filters on.
 pub(crate) fn rollups_serve(filter: &Filter) -> bool {
     filter.user.is_none() && filter.client.is_none() && filter.country.is_none()
@@ -219,7 +218,10 @@ fn slots_where(sql: &mut Sql, column: &str, from: i64, to: i64) {
 /// The filter's equality conditions on service, model, provider and outcome, and with
 /// `raw` on user and country, which only raw rows keep.
 fn equal_names(sql: &mut Sql, filter: &Filter, raw: bool) {
-    let user = filter.user.as_deref().map(super::row::stored_user);
+    let user = filter
+        .user
+        .as_deref()
+        .map(crate::store::schema::row::stored_user);
     let names = [
         ("service", filter.service.as_deref(), true),
         ("model", filter.model.as_deref(), true),
@@ -310,7 +312,7 @@ fn part_select(sql: &mut Sql, filter: &Filter, group: Group, part: Part) {
     }
 }
 
-/// Sums over `parts`, grouped by `group`; rows of [`AggRow`](super::sql::AggRow).
+/// Sums over `parts`, grouped by `group`; rows of [`AggRow`](crate::store::sql::AggRow).
 pub(crate) fn aggregate(sql: &mut Sql, filter: &Filter, group: Group, parts: &[Part]) {
     // Grouped by their own 15-minute slot, the per-slot totals' rows are whole groups
     // already (no other part reads those slots): only the other parts need summing,
@@ -343,7 +345,7 @@ pub(crate) fn aggregate(sql: &mut Sql, filter: &Filter, group: Group, parts: &[P
 }
 
 /// Exact durations and their counts from the raw parts, for the histograms; rows of
-/// [`ValueCount`](super::sql::ValueCount).
+/// [`ValueCount`](crate::store::sql::ValueCount).
 pub(crate) fn raw_values(sql: &mut Sql, filter: &Filter, parts: &[(i64, i64)]) {
     let kinds = [
         (0, "duration_us", ""),
@@ -364,7 +366,7 @@ pub(crate) fn raw_values(sql: &mut Sql, filter: &Filter, parts: &[(i64, i64)]) {
     });
 }
 
-/// The stored histograms of the rollup parts; rows of [`HistPair`](super::sql::HistPair).
+/// The stored histograms of the rollup parts; rows of [`HistPair`](crate::store::sql::HistPair).
 pub(crate) fn rollup_histograms(sql: &mut Sql, filter: &Filter, parts: &[(Rollup, i64, i64)]) {
     sql.list(parts, " UNION ALL ", |sql, &(rollup, from, to)| {
         sql.push("SELECT latency_hist, ttfb_hist FROM ")
@@ -373,43 +375,12 @@ pub(crate) fn rollup_histograms(sql: &mut Sql, filter: &Filter, parts: &[(Rollup
     });
 }
 
-/// The index of the last of `lower` (ascending) at most `column`'s value: a binary
-/// search of about log₂(n) integer comparisons a row, written as nested `CASE`s where
-/// the backend has no such function. Values below `lower[0]` count as 0.
-pub(crate) fn step_index(sql: &mut Sql, column: &str, lower: &[i64]) {
-    if sql.dialect == super::sql::Dialect::Postgres {
-        // The same binary search, built in: one array constant to parse instead of a
-        // tree of a thousand comparisons, which took PostgreSQL tens of milliseconds
-        // to plan. `width_bucket` counts the bounds at most the value.
-        sql.push("GREATEST(width_bucket(").push(column).push(", ");
-        sql.int_array(lower.iter().copied()).push(") - 1, 0)");
-        return;
-    }
-    fn tree(sql: &mut Sql, column: &str, lower: &[i64], lo: usize, hi: usize) {
-        if hi - lo <= 1 {
-            sql.int(i64::try_from(lo).unwrap_or(i64::MAX));
-            return;
-        }
-        let mid = lo + (hi - lo) / 2;
-        sql.push("CASE WHEN ")
-            .push(column)
-            .push(" < ")
-            .int(lower[mid])
-            .push(" THEN ");
-        tree(sql, column, lower, lo, mid);
-        sql.push(" ELSE ");
-        tree(sql, column, lower, mid, hi);
-        sql.push(" END");
-    }
-    tree(sql, column, lower, 0, lower.len());
-}
-
-/// One user's records summed in the database: rows of [`UserAgg`](super::sql::UserAgg)
+/// One user's records summed in the database: rows of [`UserAgg`](crate::store::sql::UserAgg)
 /// of three kinds. Kind 0: sums per day (the index into `days`, the days' starts in
 /// microseconds), service and model. Kinds 1 and 2: counts per latency and
 /// time-to-first-byte histogram bucket, bucketed with `buckets` (the histogram's bucket
-/// bounds). The ranges in `detail` are read from the [`user_detail`](super::user_detail)
-/// rows (see [`user_detail::user_rows`](super::user_detail::user_rows) for what they
+/// bounds). The ranges in `detail` are read from the [`detail`](super::detail)
+/// rows (see [`detail::user_rows`](super::detail::user_rows) for what they
 /// need), the ranges in `raw` from the user's records, in one pass over their rows
 /// through the user index.
 pub(crate) fn user_usage(
@@ -427,7 +398,7 @@ pub(crate) fn user_usage(
         }
     }
     if let (false, Some(user)) = (detail.is_empty(), filter.user.as_deref()) {
-        super::user_detail::user_rows(sql, user, detail, days);
+        detail::user_rows(sql, user, detail, days);
     }
 }
 
@@ -439,23 +410,19 @@ fn raw_user_usage(
     days: &[i64],
     buckets: &[i64],
 ) {
-    let sums: Vec<(&str, &str)> = super::user_detail::RAW_MEASURES
-        .into_iter()
-        .zip(MEASURES)
-        .collect();
+    let sums: Vec<(&str, &str)> = RAW_MEASURES.into_iter().zip(MEASURES).collect();
     let user_rows = |sql: &mut Sql| {
         sql.push("SELECT ");
-        step_index(sql, "started_at_us", days);
+        sql.step_index("started_at_us", days);
         sql.push(" AS d, ");
-        step_index(sql, "duration_us", buckets);
+        sql.step_index("duration_us", buckets);
         sql.push(" AS lb, CASE WHEN ttfb_us IS NULL THEN NULL ELSE ");
-        step_index(sql, "ttfb_us", buckets);
+        sql.step_index("ttfb_us", buckets);
         sql.push(" END AS tb, service, model, ");
-        sql.push(super::user_detail::RAW_COLUMNS)
-            .push(" FROM usage_records");
+        sql.push(RAW_COLUMNS).push(" FROM usage_records");
         raw_where_any(sql, filter, ranges);
     };
-    if sql.dialect == super::sql::Dialect::Postgres {
+    if sql.dialect == crate::store::sql::Dialect::Postgres {
         // Grouping sets: the three sums in one pass, nothing written aside.
         let kind = "CASE WHEN GROUPING(d) = 0 THEN 0 WHEN GROUPING(lb) = 0 THEN 1 ELSE 2 END";
         let (kind, k) = (sql.as_bigint(kind), sql.as_bigint("COALESCE(d, lb, tb)"));
@@ -474,7 +441,7 @@ fn raw_user_usage(
     }
     // Read once into a table of its own (where the backend lets us say so), then summed
     // three ways.
-    let materialized = if sql.dialect == super::sql::Dialect::Mysql {
+    let materialized = if sql.dialect == crate::store::sql::Dialect::Mysql {
         ""
     } else {
         "MATERIALIZED "
@@ -618,12 +585,12 @@ fn user_part_rows(
     }
     sql.push(and);
     if rollup == UserRollup::Week {
-        let days = seal::DAYS;
+        let days = DAYS;
         sql.push(" UNION ALL ");
         select(sql);
         // The few blocks first, then each one's days by key.
         let join = sql.join_in_order();
-        sql.push(" FROM ").push(seal::BLOCKS).push(join);
+        sql.push(" FROM ").push(BLOCKS).push(join);
         sql.push(UserRollup::Day.table());
         sql.push(" ON slot >= block * ").int(days);
         sql.push(" AND slot < block * ")

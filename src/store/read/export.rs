@@ -6,10 +6,11 @@
 use chrono::SecondsFormat;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::row::{Row, PG_COLUMNS};
-use super::sql::{Dialect, Sql};
-use super::{exec, plan, DieselStore, StoreError};
+use super::plan;
 use crate::query::Filter;
+use crate::store::schema::row::{Row, PG_COLUMNS};
+use crate::store::sql::{Dialect, Sql};
+use crate::store::{exec, DieselStore, StoreError};
 use crate::UsageRecord;
 
 /// Rows read per query, at most.
@@ -182,7 +183,7 @@ fn page(
 }
 
 /// The next page of all records after `after`, for rebuilding the rollups.
-pub(super) fn all_after(dialect: Dialect, after: Option<&(i64, Vec<u8>)>) -> Sql {
+pub(crate) fn all_after(dialect: Dialect, after: Option<&(i64, Vec<u8>)>) -> Sql {
     let columns = row_columns(dialect);
     let mut sql = Sql::new(dialect);
     sql.push("SELECT ")
