@@ -85,7 +85,23 @@ mod handle;
 mod id;
 mod record;
 
-#[cfg(feature = "api")]
+// `store` (and `api`, which needs it) hold the machinery shared by the backends: alone,
+// there is no database to keep anything in.
+#[cfg(all(
+    feature = "store",
+    not(any(feature = "sqlite", feature = "postgres", feature = "mysql"))
+))]
+compile_error!(
+    "tower-usage: the `store` and `api` features need a database: \
+     enable `sqlite`, `postgres` or `mysql` as well"
+);
+
+// Without a database the compile error above is the only one: the modules that need
+// one are left out.
+#[cfg(all(
+    feature = "api",
+    any(feature = "sqlite", feature = "postgres", feature = "mysql")
+))]
 #[cfg_attr(docsrs, doc(cfg(feature = "api")))]
 pub mod api;
 pub mod extract;
@@ -96,7 +112,10 @@ pub mod pricing;
 pub mod query;
 pub mod recorder;
 pub mod sink;
-#[cfg(feature = "store")]
+#[cfg(all(
+    feature = "store",
+    any(feature = "sqlite", feature = "postgres", feature = "mysql")
+))]
 #[cfg_attr(
     docsrs,
     doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql")))
