@@ -118,41 +118,9 @@ impl Histogram {
         self.counts.keys().next_back().map(|&b| representative(b))
     }
 
-    /// `bucket:count` pairs joined by commas, as the rollup tables keep them.
-    pub(crate) fn encode(&self) -> String {
-        let mut out = String::with_capacity(self.counts.len() * 8);
-        for (i, (b, n)) in self.counts.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&b.to_string());
-            out.push(':');
-            out.push_str(&n.to_string());
-        }
-        out
-    }
-
-    /// Reads [`encode`](Self::encode)'s form; `None` for text it did not write.
-    pub(crate) fn decode(text: &str) -> Option<Histogram> {
-        let mut histogram = Histogram::default();
-        histogram.merge_encoded(text)?;
-        Some(histogram)
-    }
-
-    /// Adds the counts of [`encode`](Self::encode)'s form, without building a histogram
-    /// of them first (a dashboard merges thousands). `None` for text it did not write;
-    /// `self` may then hold part of it.
-    pub(crate) fn merge_encoded(&mut self, text: &str) -> Option<()> {
-        for pair in text.split(',').filter(|p| !p.is_empty()) {
-            let (b, n) = pair.split_once(':')?;
-            let (b, n): (u16, i64) = (b.parse().ok()?, n.parse().ok()?);
-            if n < 0 {
-                return None;
-            }
-            let slot = self.counts.entry(b).or_default();
-            *slot = slot.saturating_add(n);
-        }
-        Some(())
+    /// The non-empty buckets and their counts, in bucket order.
+    pub(crate) fn counts(&self) -> impl Iterator<Item = (u16, i64)> + '_ {
+        self.counts.iter().map(|(&b, &n)| (b, n))
     }
 }
 
@@ -192,7 +160,9 @@ mod tests {
 
     #[test]
     fn counts_saturate_instead_of_overflowing() {
-        let mut h = Histogram::decode(&format!("1:{},2:{}", i64::MAX, i64::MAX)).unwrap();
+        let mut h = Histogram::default();
+        h.add_bucket(1, i64::MAX);
+        h.add_bucket(2, i64::MAX);
         assert_eq!(h.total(), i64::MAX);
         h.add_bucket(2, i64::MAX);
         assert_eq!(h.total(), i64::MAX);
@@ -209,17 +179,5 @@ mod tests {
         assert_eq!(h.percentile(990), Some(quantize_micros(99_000)));
         assert_eq!(h.percentile(1000), Some(quantize_micros(100_000)));
         assert_eq!(Histogram::default().percentile(500), None);
-    }
-
-    #[test]
-    fn the_encoding_round_trips_and_refuses_garbage() {
-        let mut h = Histogram::default();
-        h.add(0, 2);
-        h.add(123_456, 7);
-        assert_eq!(Histogram::decode(&h.encode()), Some(h));
-        assert_eq!(Histogram::decode(""), Some(Histogram::default()));
-        assert_eq!(Histogram::decode("x:1"), None);
-        assert_eq!(Histogram::decode("3:-1"), None);
-        assert_eq!(Histogram::decode("3:99999999999999999999"), None);
     }
 }

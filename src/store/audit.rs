@@ -80,7 +80,7 @@ impl DieselStore {
         .push(" AND at_us < ")
         .int(to);
         if let Some(subject) = &query.subject {
-            sql.push(" AND subject = ").text(subject);
+            sql.push(" AND subject = ").bind_text(subject);
         }
         if query.refused_only {
             sql.push(" AND (status IS NULL OR status >= 400)");
@@ -124,7 +124,7 @@ fn insert(dialect: Dialect, records: &[UsageRecord]) -> Sql {
         let method = record.method.as_ref().map_or("", http::Method::as_str);
         let endpoint = record.route.as_deref().unwrap_or("");
         sql.push("(")
-            .bytes(record.id.as_bytes())
+            .bind_bytes(record.id.as_bytes())
             .push(", ")
             .int(record.started_at.timestamp_micros())
             .push(", ");
@@ -132,16 +132,16 @@ fn insert(dialect: Dialect, records: &[UsageRecord]) -> Sql {
         sql.push(", ");
         optional(sql, meta("role"), width::ROLE);
         sql.push(", ")
-            .text(&clean(method, width::METHOD))
+            .bind_text(&clean(method, width::METHOD))
             .push(", ");
-        sql.text(&clean(endpoint, width::ENDPOINT)).push(", ");
+        sql.bind_text(&clean(endpoint, width::ENDPOINT)).push(", ");
         optional(sql, meta("query"), width::QUERY);
         sql.push(", ");
         match record.status {
             Some(status) => sql.int(i64::from(status.as_u16())),
             None => sql.push("NULL"),
         };
-        sql.push(", ").text(record.outcome.as_str()).push(", ");
+        sql.push(", ").bind_text(record.outcome.as_str()).push(", ");
         sql.int(i64::try_from(record.duration.as_micros()).unwrap_or(i64::MAX))
             .push(", ");
         optional(sql, meta("reason"), width::REASON);
@@ -156,7 +156,7 @@ fn insert(dialect: Dialect, records: &[UsageRecord]) -> Sql {
 
 fn optional(sql: &mut Sql, value: Option<&str>, max: usize) {
     match value {
-        Some(value) => sql.text(&clean(value, max)),
+        Some(value) => sql.bind_text(&clean(value, max)),
         None => sql.push("NULL"),
     };
 }

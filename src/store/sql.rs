@@ -1,6 +1,12 @@
 //! Hand-built SQL for the analytics and the rollups: one text per statement with the
 //! differences between backends (placeholders, integer division, casts, upserts) kept
-//! here. Integers are written into the text; text and bytes are always bound.
+//! here.
+//!
+//! Two kinds of call build a statement, named apart: [`Sql::push`] and [`Sql::int`]
+//! write trusted SQL text (the crate's own text, and integers, which cannot carry
+//! anything else), and the `bind_*` calls bind a value, which never enters the text.
+//! A bind's placeholder is recorded where it stands and numbered when the statement is
+//! rendered ([`Sql::text`]), so statements can be joined without reading their text.
 
 use diesel::backend::Backend;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
@@ -30,7 +36,10 @@ pub(crate) enum Bind {
 #[derive(Debug, Clone)]
 pub(crate) struct Sql {
     pub(crate) dialect: Dialect,
-    pub(crate) text: String,
+    /// The statement without its placeholders.
+    text: String,
+    /// Where each bind's placeholder goes in `text`, in bind order (so ascending).
+    marks: Vec<usize>,
     pub(crate) binds: Vec<Bind>,
 }
 
@@ -39,40 +48,64 @@ impl Sql {
         Sql {
             dialect,
             text: String::with_capacity(512),
+            marks: Vec::new(),
             binds: Vec::new(),
         }
     }
 
+    /// Writes trusted SQL text: the crate's own, never a value from outside.
     pub(crate) fn push(&mut self, text: &str) -> &mut Self {
         self.text.push_str(text);
         self
     }
 
+    /// Writes an integer into the text (an integer is safe to write, and a literal lets
+    /// the planner see it).
     pub(crate) fn int(&mut self, n: i64) -> &mut Self {
         self.text.push_str(&n.to_string());
         self
     }
 
-    fn placeholder(&mut self) {
-        match self.dialect {
-            Dialect::Postgres => {
-                self.text.push('$');
-                self.text.push_str(&(self.binds.len()).to_string());
+    fn bind(&mut self, value: Bind) {
+        self.marks.push(self.text.len());
+        self.binds.push(value);
+    }
+
+    /// Whether nothing was written yet.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.text.is_empty() && self.binds.is_empty()
+    }
+
+    /// Binds a text value.
+    pub(crate) fn bind_text(&mut self, value: &str) -> &mut Self {
+        self.bind(Bind::Text(value.to_owned()));
+        self
+    }
+
+    /// Binds a byte string.
+    pub(crate) fn bind_bytes(&mut self, value: &[u8]) -> &mut Self {
+        self.bind(Bind::Bytes(value.to_owned()));
+        self
+    }
+
+    /// The statement's text, its placeholders numbered in bind order (`$1`, `$2`, … on
+    /// PostgreSQL, `?` elsewhere).
+    pub(crate) fn text(&self) -> String {
+        let mut out = String::with_capacity(self.text.len() + 4 * self.marks.len());
+        let mut from = 0;
+        for (i, &at) in self.marks.iter().enumerate() {
+            out.push_str(&self.text[from..at]);
+            match self.dialect {
+                Dialect::Postgres => {
+                    out.push('$');
+                    out.push_str(&(i + 1).to_string());
+                }
+                Dialect::Sqlite | Dialect::Mysql => out.push('?'),
             }
-            Dialect::Sqlite | Dialect::Mysql => self.text.push('?'),
+            from = at;
         }
-    }
-
-    pub(crate) fn text(&mut self, value: &str) -> &mut Self {
-        self.binds.push(Bind::Text(value.to_owned()));
-        self.placeholder();
-        self
-    }
-
-    pub(crate) fn bytes(&mut self, value: &[u8]) -> &mut Self {
-        self.binds.push(Bind::Bytes(value.to_owned()));
-        self.placeholder();
-        self
+        out.push_str(&self.text[from..]);
+        out
     }
 
     /// A PostgreSQL `BIGINT[]` of `values`, written into the text as one literal: parsed
@@ -89,7 +122,7 @@ impl Sql {
 
     /// A PostgreSQL `TEXT[]` of `values`, bound as one array literal (every element
     /// quoted, backslashes and quotes escaped).
-    pub(crate) fn text_array<'a>(
+    pub(crate) fn bind_text_array<'a>(
         &mut self,
         values: impl IntoIterator<Item = &'a str>,
     ) -> &mut Self {
@@ -108,8 +141,7 @@ impl Sql {
             literal.push('"');
         }
         literal.push('}');
-        self.binds.push(Bind::Text(literal));
-        self.placeholder();
+        self.bind(Bind::Text(literal));
         self.text.push_str("::text[]");
         self
     }
@@ -135,23 +167,12 @@ impl Sql {
         Some(sql)
     }
 
-    /// Appends `other`, numbering its placeholders after this statement's. A `$` before
-    /// digits is always a placeholder: texts and bytes are always bound, and the
-    /// statements' own literals hold none (a regular expression's `$` ends it).
+    /// Appends `other`: its binds follow this statement's, and so do its placeholders.
     fn append(&mut self, other: Sql) {
-        debug_assert_eq!(other.dialect, Dialect::Postgres);
-        let offset = self.binds.len();
-        let mut rest = other.text.as_str();
-        while let Some(at) = rest.find('$') {
-            self.text.push_str(&rest[..=at]);
-            rest = &rest[at + 1..];
-            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-            if let Ok(n) = rest[..digits].parse::<usize>() {
-                self.text.push_str(&(n + offset).to_string());
-                rest = &rest[digits..];
-            }
-        }
-        self.text.push_str(rest);
+        debug_assert_eq!(other.dialect, self.dialect);
+        let offset = self.text.len();
+        self.text.push_str(&other.text);
+        self.marks.extend(other.marks.iter().map(|at| at + offset));
         self.binds.extend(other.binds);
     }
 
@@ -329,7 +350,7 @@ impl Sql {
         String: ToSql<Text, DB>,
         Vec<u8>: ToSql<Binary, DB>,
     {
-        let mut query = diesel::sql_query(self.text).into_boxed::<DB>();
+        let mut query = diesel::sql_query(self.text()).into_boxed::<DB>();
         for bind in self.binds {
             query = match bind {
                 Bind::Text(text) => query.bind::<Text, _>(text),
@@ -480,7 +501,7 @@ mod tests {
         let mut sql = Sql::new(Dialect::Postgres);
         sql.push("INSERT INTO ").push(table).push(" VALUES ");
         sql.list(values, ", ", |sql, v| {
-            sql.push("(").text(v).push(", '{1,2}'::int8[])");
+            sql.push("(").bind_text(v).push(", '{1,2}'::int8[])");
         });
         sql
     }
@@ -494,7 +515,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            sql.text,
+            sql.text(),
             "WITH w0 AS (INSERT INTO a VALUES ($1, '{1,2}'::int8[]), ($2, '{1,2}'::int8[])), \
              w1 AS (INSERT INTO b VALUES ($3, '{1,2}'::int8[])) \
              INSERT INTO c VALUES ($4, '{1,2}'::int8[]), ($5, '{1,2}'::int8[])"
@@ -509,7 +530,7 @@ mod tests {
             .collect();
         assert_eq!(binds, ["x", "y", "z", "w", "v"]);
         let one = Sql::chain(vec![statement("a", &["x"])]).unwrap();
-        assert_eq!(one.text, statement("a", &["x"]).text);
+        assert_eq!(one.text(), statement("a", &["x"]).text());
         assert!(Sql::chain(Vec::new()).is_none());
     }
 }

@@ -14,6 +14,7 @@ use crate::query::{
     Metrics, PeakHours, Point, QueryError, RankBy, Series, SeriesKey, TimeSeries, Totals, UserRank,
     UserUsage,
 };
+use crate::store::schema::histogram;
 use crate::store::schema::slots::{HOUR_US, QUARTER_US, WEEK_US};
 use crate::store::sql::{AggRow, Dialect, HistPair, Sql, UserAgg, UserSums, ValueCount};
 use crate::store::{exec, Backend, DieselStore, StoreError};
@@ -187,9 +188,8 @@ impl DieselStore {
             let mut sql = Sql::new(self.dialect());
             plan::rollup_histograms(&mut sql, filter, &rolled);
             for row in load!(self, sql, HistPair)? {
-                let read = latency
-                    .merge_encoded(&row.latency_hist)
-                    .and(ttfb.merge_encoded(&row.ttfb_hist));
+                let read = histogram::merge_into(&mut latency, &row.latency_hist)
+                    .and(histogram::merge_into(&mut ttfb, &row.ttfb_hist));
                 read.ok_or_else(|| StoreError::Corrupt("an unreadable rollup histogram".into()))?;
             }
         }
@@ -464,7 +464,7 @@ impl DieselStore {
         let mut sql = Sql::new(self.dialect());
         let buckets = self.inner.buckets.get_or_init(lower_bounds);
         plan::user_usage(&mut sql, &filter, &raw, &detail, &days, buckets);
-        let rows = if sql.text.is_empty() {
+        let rows = if sql.is_empty() {
             Vec::new()
         } else {
             load!(self, sql, UserAgg, raw.is_empty())?

@@ -18,7 +18,7 @@ pub(crate) fn user_blocks(dialect: Dialect, user: &str, blocks: &[i64]) -> Sql {
     sql.list(blocks, ", ", |sql, block| {
         sql.int(*block);
     });
-    sql.push(") AND user_id = ").text(&user);
+    sql.push(") AND user_id = ").bind_text(&user);
     sql.push(" AND detailed = 1 ORDER BY slot");
     sql
 }
@@ -98,7 +98,7 @@ pub(crate) fn user_rows(sql: &mut Sql, user: &str, served: &[(i64, i64)], days: 
     sql.push(" FROM ")
         .push(HOURS)
         .push(" WHERE user_id = ")
-        .text(&user);
+        .bind_text(&user);
     slots(sql, HOUR_US);
     sql.push(") h GROUP BY d, service, model");
 
@@ -120,7 +120,7 @@ pub(crate) fn user_rows(sql: &mut Sql, user: &str, served: &[(i64, i64)], days: 
     sql.push(" FROM ")
         .push(HIST)
         .push(" WHERE user_id = ")
-        .text(&user);
+        .bind_text(&user);
     slots(sql, DAY_US);
     sql.push(" GROUP BY kind, bucket");
 }

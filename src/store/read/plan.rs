@@ -231,7 +231,7 @@ fn equal_names(sql: &mut Sql, filter: &Filter, raw: bool) {
     ];
     for (column, value, kept) in names {
         if let (Some(value), true) = (value, kept) {
-            sql.push(" AND ").push(column).push(" = ").text(value);
+            sql.push(" AND ").push(column).push(" = ").bind_text(value);
         }
     }
     if let Some(outcome) = filter.outcome {

@@ -16,6 +16,7 @@
 //! | `usage_user_hist` | UTC day | heavy user, histogram bucket | one user's percentiles |
 //! | `usage_audit` | | time, id | the API's audit trail |
 
+pub(crate) mod histogram;
 pub(crate) mod row;
 pub(crate) mod slots;
 

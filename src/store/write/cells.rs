@@ -14,6 +14,7 @@ use diesel::sql_types::{BigInt, Integer, Text};
 use diesel::QueryableByName;
 
 use crate::query::{Histogram, Totals};
+use crate::store::schema::histogram;
 use crate::store::schema::row::{row_totals, Row};
 use crate::store::schema::{Rollup, HISTOGRAMS, KEY, MEASURES};
 use crate::store::sql::{Dialect, Measures, Sql};
@@ -144,10 +145,10 @@ fn push_columns(sql: &mut Sql) {
 
 fn push_key(sql: &mut Sql, key: &Key) {
     sql.push("(").int(key.slot).push(", ");
-    sql.text(&key.service).push(", ");
-    sql.text(&key.model).push(", ");
-    sql.text(&key.provider).push(", ");
-    sql.text(&key.outcome).push(", ");
+    sql.bind_text(&key.service).push(", ");
+    sql.bind_text(&key.model).push(", ");
+    sql.bind_text(&key.provider).push(", ");
+    sql.bind_text(&key.outcome).push(", ");
     sql.int(i64::from(key.status_class));
 }
 
@@ -189,8 +190,8 @@ pub(crate) fn upsert(
         let bad = || format!("unreadable histogram in {}", rollup.table());
         let old = Cell {
             totals: row.totals.totals(),
-            latency: Histogram::decode(&row.latency_hist).ok_or_else(bad)?,
-            ttfb: Histogram::decode(&row.ttfb_hist).ok_or_else(bad)?,
+            latency: histogram::decode(&row.latency_hist).ok_or_else(bad)?,
+            ttfb: histogram::decode(&row.ttfb_hist).ok_or_else(bad)?,
         };
         cell.merge(&old);
     }
@@ -211,8 +212,10 @@ fn insert_cells(dialect: Dialect, rollup: Rollup, cells: &BTreeMap<Key, Cell>) -
         for n in cell.totals.values() {
             sql.push(", ").int(n);
         }
-        sql.push(", ").text(&cell.latency.encode());
-        sql.push(", ").text(&cell.ttfb.encode()).push(")");
+        sql.push(", ").bind_text(&histogram::encode(&cell.latency));
+        sql.push(", ")
+            .bind_text(&histogram::encode(&cell.ttfb))
+            .push(")");
     });
     sql
 }
@@ -226,29 +229,10 @@ pub(crate) fn add(rollup: Rollup, cells: &BTreeMap<Key, Cell>) -> Sql {
     sql.on_conflict(&KEY, &MEASURES, table, true);
     for column in HISTOGRAMS {
         sql.push(", ").push(column).push(" = ");
-        sql.push(&merged_histograms(
+        sql.push(&histogram::merged_sql(
             &format!("{table}.{column}"),
             &format!("excluded.{column}"),
         ));
     }
     sql
-}
-
-/// The SQL of the [`Histogram`] that merges the encoded histograms `a` and `b`, in the
-/// form [`Histogram::encode`] writes (counts saturate as [`Histogram::merge`]'s do).
-/// Text it did not write stops the statement with an error naming it, as
-/// [`Histogram::decode`] refuses it.
-fn merged_histograms(a: &str, b: &str) -> String {
-    let pair = "'^[0-9]{1,5}:[0-9]{1,19}$'";
-    let part = |n: u8| {
-        format!("CAST(CASE WHEN p ~ {pair} THEN split_part(p, ':', {n}) ELSE 'unreadable histogram ' || p END AS NUMERIC)")
-    };
-    format!(
-        "(SELECT COALESCE(string_agg(CAST(b AS TEXT) || ':' || CAST(n AS TEXT), ',' ORDER BY b), '') \
-         FROM (SELECT {} AS b, CAST(LEAST(SUM({}), {}) AS BIGINT) AS n \
-         FROM unnest(string_to_array({a} || ',' || {b}, ',')) AS p WHERE p <> '' GROUP BY 1) AS h)",
-        part(1),
-        part(2),
-        i64::MAX
-    )
 }

@@ -249,7 +249,7 @@ fn only_detailed<'a>(
                 sql.push(", ");
             }
             match value {
-                Value::Text(text) => sql.text(text),
+                Value::Text(text) => sql.bind_text(text),
                 Value::Int(n) => sql.int(n),
             };
             if i == 0 {
@@ -277,7 +277,7 @@ mod tests {
     fn a_build_marks_the_users_then_reads_only_theirs() {
         let sql: Vec<String> = build(Dialect::Sqlite, 1, 256, &[i64::MIN, 1])
             .into_iter()
-            .map(|s| s.text)
+            .map(|s| s.text())
             .collect();
         assert_eq!(sql.len(), 5, "{sql:?}");
         assert!(sql[0].starts_with("UPDATE usage_user_blocks SET sealed = 1 WHERE block = 1"));
@@ -299,22 +299,22 @@ mod tests {
         row.ttfb_us = None;
         let sql = add(Dialect::Sqlite, &[row.clone()]);
         assert_eq!(sql.len(), 2);
-        assert!(sql[0].text.starts_with("INSERT INTO usage_user_hours"));
+        assert!(sql[0].text().starts_with("INSERT INTO usage_user_hours"));
         assert!(sql[0]
-            .text
+            .text()
             .contains(&format!(", {} AS v1, ", W / HOUR_US + 3)));
         assert!(sql[0]
-            .text
+            .text()
             .contains("w.slot = (v.v1 / 168) AND w.detailed = 1"));
         // No time to first byte: one latency count only.
         assert_eq!(
-            sql[1].text.matches("SELECT ?").count(),
+            sql[1].text().matches("SELECT ?").count(),
             1,
             "{}",
-            sql[1].text
+            sql[1].text()
         );
         assert!(sql[1]
-            .text
+            .text()
             .contains("w.slot = (v.v1 / 7) AND w.detailed = 1"));
         row.user_id = None;
         assert!(add(Dialect::Sqlite, &[row]).is_empty());

@@ -178,7 +178,7 @@ mod tests {
             .collect();
         statements(Dialect::Sqlite, rows, &locked)
             .into_iter()
-            .map(|s| s.text)
+            .map(|s| s.text())
             .collect()
     }
 

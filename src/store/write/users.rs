@@ -35,7 +35,7 @@ pub(crate) fn users(dialect: Dialect, rollup: UserRollup, rows: &[Row]) -> Optio
         sql.push("SELECT * FROM UNNEST(");
         sql.int_array(sums.keys().map(|(slot, _)| *slot));
         sql.push(", ")
-            .text_array(sums.keys().map(|(_, user)| *user));
+            .bind_text_array(sums.keys().map(|(_, user)| *user));
         for i in 0..columns.len() {
             sql.push(", ")
                 .int_array(sums.values().map(|t| t.values()[i]));
@@ -44,7 +44,7 @@ pub(crate) fn users(dialect: Dialect, rollup: UserRollup, rows: &[Row]) -> Optio
     } else {
         sql.push("VALUES ");
         sql.list(&sums, ", ", |sql, ((slot, user), t)| {
-            sql.push("(").int(*slot).push(", ").text(user);
+            sql.push("(").int(*slot).push(", ").bind_text(user);
             for n in &t.values()[..columns.len()] {
                 sql.push(", ").int(*n);
             }
