@@ -370,6 +370,8 @@ macro_rules! with_conn {
 // After the macro: these modules use it.
 mod audit;
 mod read;
+#[cfg(test)]
+mod snapshots;
 
 pub use audit::AuditSink;
 

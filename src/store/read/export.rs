@@ -151,7 +151,7 @@ impl DieselStore {
 /// The next page after `after`, in key order: at most [`PAGE`] rows, and only as many
 /// of them as fit in [`PAGE_BYTES`] (at least one), counted by the database so that
 /// large rows are never read past the budget.
-fn page(
+pub(crate) fn page(
     dialect: Dialect,
     filter: &Filter,
     from: i64,
@@ -208,7 +208,7 @@ fn keyset(sql: &mut Sql, after: Option<&(i64, Vec<u8>)>) {
         sql.push(" OR (started_at_us = ")
             .int(*at)
             .push(" AND id > ")
-            .bytes(id)
+            .bind_bytes(id)
             .push("))");
     }
 }

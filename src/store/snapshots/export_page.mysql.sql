@@ -1,0 +1,2 @@
+SELECT * FROM (SELECT *, (1024 + COALESCE(LENGTH(metadata), 0)) AS row_bytes, SUM((1024 + COALESCE(LENGTH(metadata), 0))) OVER (ORDER BY started_at_us, id) AS page_bytes FROM (SELECT * FROM usage_records WHERE started_at_us >= 1728018420000000 AND started_at_us < 1728788400000000 AND service = ? ORDER BY started_at_us, id LIMIT 5000) r) t WHERE page_bytes - row_bytes < 8388608 ORDER BY started_at_us, id
+-- bind 1: "chat"
