@@ -12,7 +12,8 @@ use diesel_async::pooled_connection::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
-use crate::store::schema::row::{Row, PG_COLUMNS};
+use crate::store::schema::row::Row;
+use crate::store::schema::{PG_COLUMNS, RECORD_COLUMNS};
 use crate::store::sql::{Dialect, KeyRow};
 use crate::store::write::{apply, detail, Insert};
 
@@ -26,21 +27,21 @@ const ROWS_PER_STATEMENT: usize = 10_000;
 
 /// One array bound per column, unnested into rows: far fewer parameters and much less
 /// parsing than a multi-row `VALUES` list.
-const INSERT: &str = "INSERT INTO usage_records (id, started_at_us, method, route, status, outcome, \
-     ttfb_us, duration_us, request_bytes, response_bytes, user_id, service, model, provider, client, \
-     country, tokens_in, tokens_out, tokens_cached_in, tokens_cache_write_in, cost_micros, metadata, \
-     requested_model, unpriced) \
-     SELECT id, started_at_us, method, route, status, outcome, ttfb_us, duration_us, request_bytes, \
-     response_bytes, user_id, service, model, provider, client, country, tokens_in, tokens_out, \
-     tokens_cached_in, tokens_cache_write_in, cost_micros, metadata::jsonb, requested_model, unpriced \
-     FROM UNNEST($1::bytea[], $2::int8[], $3::text[], $4::text[], $5::int2[], $6::text[], $7::int8[], \
-     $8::int8[], $9::int8[], $10::int8[], $11::text[], $12::text[], $13::text[], $14::text[], \
-     $15::text[], $16::text[], $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::int8[], \
-     $22::text[], $23::text[], $24::int2[]) \
-     AS t(id, started_at_us, method, route, status, outcome, ttfb_us, duration_us, request_bytes, \
-     response_bytes, user_id, service, model, provider, client, country, tokens_in, tokens_out, \
-     tokens_cached_in, tokens_cache_write_in, cost_micros, metadata, requested_model, unpriced) \
-     ON CONFLICT DO NOTHING RETURNING started_at_us, id";
+static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let names: Vec<&str> = RECORD_COLUMNS.iter().map(|&(name, _)| name).collect();
+    let names = names.join(", ");
+    let arrays: Vec<String> = RECORD_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, kind))| format!("${}::{kind}[]", i + 1))
+        .collect();
+    let selected = names.replace("metadata", "metadata::jsonb");
+    format!(
+        "INSERT INTO usage_records ({names}) SELECT {selected} FROM UNNEST({}) AS t({names}) \
+         ON CONFLICT DO NOTHING RETURNING started_at_us, id",
+        arrays.join(", ")
+    )
+});
 
 /// Connections are checked with a query before reuse, so one the server dropped is
 /// replaced instead of failing the next batch.
@@ -105,7 +106,7 @@ async fn insert_chunk(conn: &mut Conn, rows: &[Row]) -> diesel::QueryResult<Vec<
     fn column<T>(rows: &[Row], f: impl Fn(&Row) -> T) -> Vec<T> {
         rows.iter().map(f).collect()
     }
-    diesel::sql_query(INSERT)
+    diesel::sql_query(INSERT.as_str())
         .bind::<Array<Binary>, _>(column(rows, |r| r.id.clone()))
         .bind::<Array<BigInt>, _>(column(rows, |r| r.started_at_us))
         .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.method.clone()))
@@ -136,7 +137,8 @@ async fn insert_chunk(conn: &mut Conn, rows: &[Row]) -> diesel::QueryResult<Vec<
 
 pub(crate) async fn recent(conn: &mut Conn, limit: i64) -> diesel::QueryResult<Vec<Row>> {
     diesel::sql_query(format!(
-        "SELECT {PG_COLUMNS} FROM usage_records ORDER BY started_at_us DESC, id DESC LIMIT $1"
+        "SELECT {} FROM usage_records ORDER BY started_at_us DESC, id DESC LIMIT $1",
+        *PG_COLUMNS
     ))
     .bind::<BigInt, _>(limit)
     .load(conn)

@@ -8,7 +8,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::plan;
 use crate::query::Filter;
-use crate::store::schema::row::{Row, PG_COLUMNS};
+use crate::store::schema::row::Row;
+use crate::store::schema::PG_COLUMNS;
 use crate::store::sql::{Dialect, Sql};
 use crate::store::{exec, DieselStore, StoreError};
 use crate::UsageRecord;
@@ -197,7 +198,7 @@ pub(crate) fn all_after(dialect: Dialect, after: Option<&(i64, Vec<u8>)>) -> Sql
 /// The columns that read as a [`Row`]: PostgreSQL keeps `metadata` as JSONB.
 fn row_columns(dialect: Dialect) -> &'static str {
     match dialect {
-        Dialect::Postgres => PG_COLUMNS,
+        Dialect::Postgres => PG_COLUMNS.as_str(),
         Dialect::Sqlite | Dialect::Mysql => "*",
     }
 }

@@ -79,6 +79,47 @@ impl UserRollup {
     }
 }
 
+/// The records' columns, in the order of the `table!` below and of
+/// [`Row`](row::Row)'s fields, each with its PostgreSQL type (the writer binds one
+/// array of that type per column).
+pub(crate) const RECORD_COLUMNS: [(&str, &str); 24] = [
+    ("id", "bytea"),
+    ("started_at_us", "int8"),
+    ("method", "text"),
+    ("route", "text"),
+    ("status", "int2"),
+    ("outcome", "text"),
+    ("ttfb_us", "int8"),
+    ("duration_us", "int8"),
+    ("request_bytes", "int8"),
+    ("response_bytes", "int8"),
+    ("user_id", "text"),
+    ("service", "text"),
+    ("model", "text"),
+    ("provider", "text"),
+    ("client", "text"),
+    ("country", "text"),
+    ("tokens_in", "int8"),
+    ("tokens_out", "int8"),
+    ("tokens_cached_in", "int8"),
+    ("tokens_cache_write_in", "int8"),
+    ("cost_micros", "int8"),
+    // JSONB on PostgreSQL: bound and read as text.
+    ("metadata", "text"),
+    ("requested_model", "text"),
+    ("unpriced", "int2"),
+];
+
+/// The records' columns as PostgreSQL must select them for a [`Row`](row::Row):
+/// `metadata` is JSONB there, read back as text.
+pub(crate) static PG_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns = RECORD_COLUMNS.iter().map(|&(name, _)| match name {
+        "metadata" => "metadata::text AS metadata",
+        name => name,
+    });
+    columns.collect::<Vec<_>>().join(", ")
+});
+
 /// The key columns of the dimension rollups.
 pub(crate) const KEY: [&str; 6] = [
     "slot",

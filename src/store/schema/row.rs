@@ -24,13 +24,6 @@ pub(crate) mod limits {
     pub(crate) const COUNTRY: usize = 64;
 }
 
-/// The table's columns as PostgreSQL must select them for a [`Row`]: `metadata` is JSONB
-/// there, read back as text.
-pub(crate) const PG_COLUMNS: &str = "id, started_at_us, method, route, status, outcome, ttfb_us, \
-     duration_us, request_bytes, response_bytes, user_id, service, model, provider, client, country, \
-     tokens_in, tokens_out, tokens_cached_in, tokens_cache_write_in, cost_micros, \
-     metadata::text AS metadata, requested_model, unpriced";
-
 #[derive(Debug, Clone, PartialEq, Insertable, Queryable, QueryableByName)]
 #[diesel(table_name = usage_records)]
 // Without this, SQLite turns a multi-row insert with `None`s into one INSERT per row.
