@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::layer::{Anchor, Extracted};
+use crate::inflight::{Anchor, Base, Extracted, InFlight, Measured, Slot};
 use crate::record::{Outcome, TokenUsage, UsageRecord};
 
 /// A handle to the usage record of the request being served.
@@ -37,150 +37,6 @@ pub struct UsageHandle {
     inner: Arc<Mutex<InFlight>>,
 }
 
-/// The shared state of one request, reusable once its record is taken.
-pub(crate) type Slot = Arc<Mutex<InFlight>>;
-
-/// The record of a request in flight, and what the handle said about it.
-///
-/// A request writes only what it measured and what it read from the request head; the
-/// whole [`UsageRecord`] is assembled by the recorder's worker. The state then stays a
-/// few cache lines long, which matters because it is written on one core and read on
-/// another for every request.
-#[derive(Debug)]
-pub(crate) struct InFlight {
-    /// `None` once the recorder's worker has taken the record.
-    measured: Option<Measured>,
-    /// The request-side values, not yet turned into the record's text fields.
-    extracted: Option<Extracted>,
-    /// A record begun before the request ended (see [`Base`]).
-    base: Base,
-    /// Boxed, and only once a value is set: most requests set none. Kept, emptied,
-    /// when the state is reused.
-    overrides: Option<Box<Overrides>>,
-    /// Set when the request ended: from then on the handle changes nothing.
-    finished: bool,
-}
-
-/// What the layer measured of a request: the record's fields known on the request path.
-#[derive(Debug, Clone)]
-pub(crate) struct Measured {
-    pub(crate) method: Option<http::Method>,
-    pub(crate) request_bytes: Option<u64>,
-    pub(crate) status: Option<http::StatusCode>,
-    pub(crate) ttfb: Option<std::time::Duration>,
-    pub(crate) outcome: Outcome,
-    pub(crate) duration: std::time::Duration,
-    pub(crate) response_bytes: u64,
-}
-
-impl Measured {
-    /// A request that has just arrived.
-    pub(crate) fn arrived(method: http::Method, request_bytes: Option<u64>) -> Self {
-        Measured {
-            method: Some(method),
-            request_bytes,
-            status: None,
-            ttfb: None,
-            outcome: Outcome::Success,
-            duration: std::time::Duration::ZERO,
-            response_bytes: 0,
-        }
-    }
-
-    fn of(record: &UsageRecord) -> Self {
-        Measured {
-            method: record.method.clone(),
-            request_bytes: record.request_bytes,
-            status: record.status,
-            ttfb: record.ttfb,
-            outcome: record.outcome,
-            duration: record.duration,
-            response_bytes: record.response_bytes,
-        }
-    }
-
-    fn apply(self, record: &mut UsageRecord) {
-        record.method = self.method;
-        record.request_bytes = self.request_bytes;
-        record.status = self.status;
-        record.ttfb = self.ttfb;
-        record.outcome = self.outcome;
-        record.duration = self.duration;
-        record.response_bytes = self.response_bytes;
-    }
-}
-
-/// A whole record written into before the request ended: by a response hook, or the
-/// record a detached handle starts from. Most requests need none; the allocation of one
-/// that did is kept for the state's next request.
-#[derive(Debug)]
-enum Base {
-    None,
-    /// An allocation to reuse, holding a blank record.
-    Spare(Box<UsageRecord>),
-    /// This request's record so far.
-    Used(Box<UsageRecord>),
-}
-
-/// Values set through the handle; applied over the record when it is finished.
-#[derive(Debug, Default, Clone)]
-struct Overrides {
-    user: Option<String>,
-    service: Option<String>,
-    model: Option<String>,
-    requested_model: Option<String>,
-    provider: Option<String>,
-    tokens: Option<TokenUsage>,
-    cost_micros: Option<i64>,
-    metadata: Option<serde_json::Map<String, serde_json::Value>>,
-    failed: Option<Outcome>,
-}
-
-impl Overrides {
-    fn apply(self, record: &mut UsageRecord) {
-        let Overrides {
-            user,
-            service,
-            model,
-            requested_model,
-            provider,
-            tokens,
-            cost_micros,
-            metadata,
-            failed,
-        } = self;
-        for (field, value) in [
-            (&mut record.user, user),
-            (&mut record.service, service),
-            (&mut record.model, model),
-            (&mut record.requested_model, requested_model),
-            (&mut record.provider, provider),
-        ] {
-            if value.is_some() {
-                *field = value;
-            }
-        }
-        // A response that named no model: the one asked for is the best known.
-        if record.model.is_none() {
-            record.model.clone_from(&record.requested_model);
-        }
-        if let Some(tokens) = tokens {
-            record.tokens = tokens;
-        }
-        if cost_micros.is_some() {
-            record.cost_micros = cost_micros;
-        }
-        for (key, value) in metadata.into_iter().flatten() {
-            record.insert_metadata(key, value);
-        }
-        // An application-level failure only replaces a success: a cancelled or failed
-        // transfer says more.
-        if let (Some(outcome), Outcome::Success) = (failed, record.outcome) {
-            record.outcome = outcome;
-        }
-    }
-}
-
 impl Default for UsageHandle {
     fn default() -> Self {
         Self::detached()
@@ -211,13 +67,7 @@ impl UsageHandle {
 
     fn new_state(measured: Measured, extracted: Extracted, base: Base) -> Self {
         UsageHandle {
-            inner: Arc::new(Mutex::new(InFlight {
-                measured: Some(measured),
-                extracted: Some(extracted),
-                base,
-                overrides: None,
-                finished: false,
-            })),
+            inner: Arc::new(Mutex::new(InFlight::new(measured, extracted, base))),
         }
     }
 
@@ -231,11 +81,8 @@ impl UsageHandle {
         if let Some(mut slot) = slot {
             if let Some(mutex) = Arc::get_mut(&mut slot) {
                 mutex.clear_poison();
-                // The overrides and the base were emptied when the record was taken.
                 let reused = mutex.get_mut().unwrap_or_else(PoisonError::into_inner);
-                reused.measured = Some(measured);
-                reused.extracted = Some(extracted);
-                reused.finished = false;
+                reused.reuse(measured, extracted);
                 return UsageHandle { inner: slot };
             }
         }
@@ -259,80 +106,29 @@ impl UsageHandle {
     /// Lets `f` write into the whole record before the request ends (a response hook).
     /// `None` once the record is finished.
     pub(crate) fn with_record<T>(&self, f: impl FnOnce(&mut UsageRecord) -> T) -> Option<T> {
-        let mut in_flight = self.lock();
-        let in_flight = &mut *in_flight;
-        if in_flight.finished {
-            return None;
-        }
-        let measured = in_flight.measured.as_mut()?;
-        let mut record = match std::mem::replace(&mut in_flight.base, Base::None) {
-            Base::Used(record) => record,
-            Base::Spare(record) => record,
-            Base::None => Box::new(UsageRecord::unstarted()),
-        };
-        // What the request measured so far is the record's; what `f` changes of it wins.
-        record.method.clone_from(&measured.method);
-        record.request_bytes = measured.request_bytes;
-        let result = f(&mut record);
-        measured.method.clone_from(&record.method);
-        measured.request_bytes = record.request_bytes;
-        in_flight.base = Base::Used(record);
-        Some(result)
+        self.lock().with_record(f)
     }
 
     /// Marks the request as ended and lets `f` complete what was measured. Returns
     /// `false` (and does nothing) if it had already ended.
     pub(crate) fn finish(&self, f: impl FnOnce(&mut Measured)) -> bool {
-        let mut in_flight = self.lock();
-        if in_flight.finished {
-            return false;
-        }
-        in_flight.finished = true;
-        if let Some(measured) = in_flight.measured.as_mut() {
-            f(measured);
-        }
-        true
+        self.lock().finish(f)
     }
 
-    /// Takes the record out, completed: what the response hook set wins over the
-    /// extractors' values, and the handle's values win over both. `None` if already taken.
+    /// Takes the record out, completed (see [`InFlight::take_record`]). `None` if
+    /// already taken.
     pub(crate) fn take_record(&self, anchor: &Anchor) -> Option<UsageRecord> {
-        let mut in_flight = self.lock();
-        let in_flight = &mut *in_flight;
-        // `take` leaves only a tag behind: the request's core keeps the rest of the state.
-        let measured = in_flight.measured.take()?;
-        let mut record = match std::mem::replace(&mut in_flight.base, Base::None) {
-            Base::Used(mut boxed) => {
-                let record = std::mem::replace(&mut *boxed, UsageRecord::unstarted());
-                in_flight.base = Base::Spare(boxed);
-                record
-            }
-            spare => {
-                in_flight.base = spare;
-                UsageRecord::unstarted()
-            }
-        };
-        measured.apply(&mut record);
-        if let Some(extracted) = in_flight.extracted.take() {
-            extracted.fill(&mut record, anchor);
-        }
-        if let Some(overrides) = in_flight.overrides.as_deref_mut() {
-            std::mem::take(overrides).apply(&mut record);
-        }
-        Some(record)
+        self.lock().take_record(anchor)
     }
 
-    fn with_overrides(&self, f: impl FnOnce(&mut Overrides)) {
-        let mut in_flight = self.lock();
-        if !in_flight.finished {
-            f(in_flight.overrides.get_or_insert_with(Box::default));
-        }
+    fn with_overrides(&self, f: impl FnOnce(&mut crate::inflight::Overrides)) {
+        self.lock().with_overrides(f);
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Overrides) -> T) -> T {
-        match self.lock().overrides.as_deref() {
+    fn read<T>(&self, f: impl FnOnce(&crate::inflight::Overrides) -> T) -> T {
+        match self.lock().overrides() {
             Some(overrides) => f(overrides),
-            None => f(&Overrides::default()),
+            None => f(&Default::default()),
         }
     }
 
@@ -466,7 +262,7 @@ impl UsageHandle {
 
     /// Whether the record has been finished (further calls are ignored).
     pub fn is_finished(&self) -> bool {
-        self.lock().finished
+        self.lock().is_finished()
     }
 }
 

@@ -83,6 +83,7 @@
 mod client;
 mod handle;
 mod id;
+mod inflight;
 mod record;
 
 // `store` (and `api`, which needs it) hold the machinery shared by the backends: alone,

@@ -24,7 +24,6 @@
 //! the body wrapper forwards `size_hint` and `is_end_stream` so `Content-Length` is kept.
 
 mod body;
-mod extracted;
 mod future;
 mod guard;
 #[allow(clippy::module_inception)]
@@ -32,7 +31,6 @@ mod layer;
 mod service;
 
 pub use body::ResponseBody;
-pub(crate) use extracted::{Anchor, Extracted};
 pub use future::ResponseFuture;
 pub use layer::{Extractors, UsageLayer};
 pub use service::Usage;

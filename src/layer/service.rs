@@ -6,12 +6,12 @@ use std::task::{Context, Poll};
 use http::{request::Parts, Request, Response};
 use tower::Service;
 
-use super::extracted::{Extracted, Route};
 use super::future::ResponseFuture;
 use super::guard::RecordGuard;
 use super::layer::Extractors;
 use crate::extract::{Extract, OnResponse, Value};
-use crate::handle::{Measured, UsageHandle};
+use crate::handle::UsageHandle;
+use crate::inflight::{Extracted, Measured, Route};
 use crate::recorder::stats::Counters;
 use crate::recorder::Recorder;
 

@@ -109,8 +109,8 @@ impl Queued {
     /// The record, and the request's emptied state when nothing else holds it.
     pub(crate) fn into_record(
         self,
-        anchor: &crate::layer::Anchor,
-    ) -> (Option<UsageRecord>, Option<crate::handle::Slot>) {
+        anchor: &crate::inflight::Anchor,
+    ) -> (Option<UsageRecord>, Option<crate::inflight::Slot>) {
         match self {
             Queued::Record(record) => (Some(*record), None),
             Queued::Request(handle) => {
@@ -148,7 +148,7 @@ impl Recorder {
     }
 
     /// An emptied request state to reuse, if the worker has handed one back.
-    pub(crate) fn spare_slot(&self) -> Option<crate::handle::Slot> {
+    pub(crate) fn spare_slot(&self) -> Option<crate::inflight::Slot> {
         self.shared.control.spares.take()
     }
 

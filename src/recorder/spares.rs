@@ -7,7 +7,7 @@
 
 use std::sync::Mutex;
 
-use crate::handle::Slot;
+use crate::inflight::Slot;
 
 /// Spare slots kept at most: a few batches' worth (about 1 KiB each).
 const KEEP: usize = 1_024;

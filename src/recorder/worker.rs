@@ -8,7 +8,7 @@ use super::config::Config;
 use super::queue::Queue;
 use super::stats::Counters;
 use super::{Control, Queued};
-use crate::layer::Anchor;
+use crate::inflight::Anchor;
 use crate::record::UsageRecord;
 use crate::sink::{SinkError, UsageSink};
 
@@ -30,7 +30,7 @@ pub struct RecorderWorker {
     /// Set once shutdown has been asked for: retries stop at this instant.
     shutdown_deadline: Option<Instant>,
     /// Emptied request states, handed back after each batch.
-    spares: Vec<crate::handle::Slot>,
+    spares: Vec<crate::inflight::Slot>,
 }
 
 impl RecorderWorker {
