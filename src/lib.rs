@@ -105,6 +105,7 @@ compile_error!(
 ))]
 #[cfg_attr(docsrs, doc(cfg(feature = "api")))]
 pub mod api;
+pub mod body;
 pub mod extract;
 pub mod inspect;
 pub mod layer;

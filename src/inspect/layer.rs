@@ -7,12 +7,13 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Buf;
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::scanner::Scanner;
 use super::{body_kind, BodyKind};
+use crate::body::{Observed, Observer};
 use crate::UsageHandle;
 
 /// Reads token usage and the model from response bodies; see the [module docs](super).
@@ -95,11 +96,16 @@ where
             .handle
             .take()
             .filter(|_| body_kind(response.headers()) != BodyKind::Other);
-        Poll::Ready(Ok(response.map(|body| InspectBody::new(body, handle))))
+        Poll::Ready(Ok(response.map(|body| inspect_body(body, handle))))
     }
 }
 
-/// What a body being inspected needs: the scanner and where its findings go.
+/// What the inspector's body does with the frames it passes: scans them, and tells
+/// the handle what it found, once, when the body ends, fails or is dropped (before the
+/// usage layer around it finishes the record). `None` when there is nothing to inspect.
+#[derive(Debug)]
+pub struct Inspection(Option<Watch>);
+
 #[derive(Debug)]
 struct Watch {
     scanner: Box<Scanner>,
@@ -108,110 +114,46 @@ struct Watch {
     exact_len: Option<u64>,
 }
 
-impl Watch {
+/// The response body of [`Inspect`]: the inner body, unchanged, scanned as it goes.
+///
+/// Reports to the request's [`UsageHandle`] when the body ends, fails, or is dropped
+/// early, always before the usage layer around it finishes the record.
+pub type InspectBody<B> = Observed<B, Inspection>;
+
+fn inspect_body<B: Body>(inner: B, handle: Option<UsageHandle>) -> InspectBody<B> {
+    let exact_len = inner.size_hint().exact();
+    let watch = handle.map(|handle| Watch {
+        scanner: Box::default(),
+        handle,
+        sent: 0,
+        exact_len,
+    });
+    Observed::new(inner, Inspection(watch))
+}
+
+impl Observer for Inspection {
+    fn watching(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn data<D: Buf>(&mut self, data: &D) -> bool {
+        let Some(watch) = self.0.as_mut() else {
+            return false;
+        };
+        super::for_each_chunk(data, |chunk| watch.scanner.feed(chunk));
+        watch.sent = watch.sent.saturating_add(data.remaining() as u64);
+        // The same end as the usage layer's body: report before it finishes the record.
+        watch.exact_len.is_some_and(|len| watch.sent >= len)
+    }
+
     /// Tells the handle what was found, once.
-    fn report(self) {
-        let seen = &self.scanner.seen;
-        let tokens = seen.has_usage().then(|| seen.usage_tokens());
-        if tokens.is_some() || seen.model.is_some() {
-            self.handle.fill_from_response(tokens, seen.model.clone());
-        }
-    }
-}
-
-pin_project! {
-    /// The response body of [`Inspect`]: the inner body, unchanged, scanned as it goes.
-    ///
-    /// Reports to the request's [`UsageHandle`] when the body ends, fails, or is
-    /// dropped early, always before the usage layer around it finishes the record.
-    pub struct InspectBody<B> {
-        #[pin]
-        inner: B,
-        watch: Option<Watch>,
-    }
-
-    impl<B> PinnedDrop for InspectBody<B> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(watch) = this.project().watch.take() {
-                watch.report();
+    fn end(&mut self) {
+        if let Some(watch) = self.0.take() {
+            let seen = &watch.scanner.seen;
+            let tokens = seen.has_usage().then(|| seen.usage_tokens());
+            if tokens.is_some() || seen.model.is_some() {
+                watch.handle.fill_from_response(tokens, seen.model.clone());
             }
         }
-    }
-}
-
-impl<B: Body> InspectBody<B> {
-    fn new(inner: B, handle: Option<UsageHandle>) -> Self {
-        let exact_len = inner.size_hint().exact();
-        let watch = handle.map(|handle| Watch {
-            scanner: Box::default(),
-            handle,
-            sent: 0,
-            exact_len,
-        });
-        InspectBody { inner, watch }
-    }
-}
-
-impl<B> InspectBody<B> {
-    /// The wrapped body.
-    pub fn get_ref(&self) -> &B {
-        &self.inner
-    }
-}
-
-impl<B: std::fmt::Debug> std::fmt::Debug for InspectBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InspectBody")
-            .field("inner", &self.inner)
-            .field("inspecting", &self.watch.is_some())
-            .finish()
-    }
-}
-
-/// Feeds every contiguous piece of `data` to the scanner.
-fn scan(scanner: &mut Scanner, data: &impl Buf) {
-    super::for_each_chunk(data, |chunk| scanner.feed(chunk));
-}
-
-impl<B: Body> Body for InspectBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        let Some(watch) = this.watch.as_mut() else {
-            return Poll::Ready(frame);
-        };
-        // The same ends as the usage layer's body: report before it finishes the record.
-        let ended = match &frame {
-            None | Some(Err(_)) => true,
-            Some(Ok(frame)) => match frame.data_ref() {
-                Some(data) => {
-                    scan(&mut watch.scanner, data);
-                    watch.sent = watch.sent.saturating_add(data.remaining() as u64);
-                    watch.exact_len.is_some_and(|len| watch.sent >= len)
-                        || this.inner.is_end_stream()
-                }
-                None => true,
-            },
-        };
-        if ended {
-            if let Some(watch) = this.watch.take() {
-                watch.report();
-            }
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -60,5 +60,5 @@ pub(crate) fn for_each_chunk(data: &impl bytes::Buf, mut f: impl FnMut(&[u8])) -
     }
     seen == data.remaining()
 }
-pub use layer::{Inspect, InspectBody, InspectLayer, ResponseFuture};
-pub use request::{RequestBody, RequestModel, RequestModelLayer};
+pub use layer::{Inspect, InspectBody, InspectLayer, Inspection, ResponseFuture};
+pub use request::{ModelSearch, RequestBody, RequestModel, RequestModelLayer};

@@ -1,16 +1,15 @@
 //! [`RequestModelLayer`]: the model a JSON request body asks for, read as the body
 //! streams to the service.
 
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
+use bytes::Buf;
 use http::Request;
-use http_body::{Body, Frame, SizeHint};
-use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::scanner::Scanner;
 use super::{body_kind, BodyKind};
+use crate::body::{Observed, Observer};
 use crate::UsageHandle;
 
 /// How much of a request body is searched by default.
@@ -109,7 +108,7 @@ where
             _ => None,
         };
         self.inner
-            .call(request.map(|inner| RequestBody { inner, watch }))
+            .call(request.map(|inner| Observed::new(inner, ModelSearch(watch))))
     }
 }
 
@@ -120,67 +119,38 @@ struct Watch {
     left: usize,
 }
 
-pin_project! {
-    /// The request body of [`RequestModel`]: the inner body, unchanged, searched for the
-    /// model as it is read.
-    pub struct RequestBody<B> {
-        #[pin]
-        inner: B,
-        watch: Option<Box<Watch>>,
+/// What [`RequestBody`] does with the frames it passes: searches the first bytes for
+/// the model, and tells the handle once it is found or the search ends. `None` when
+/// there is nothing to search.
+#[derive(Debug)]
+pub struct ModelSearch(Option<Box<Watch>>);
+
+/// The request body of [`RequestModel`]: the inner body, unchanged, searched for the
+/// model as it is read.
+pub type RequestBody<B> = Observed<B, ModelSearch>;
+
+impl Observer for ModelSearch {
+    fn watching(&self) -> bool {
+        self.0.is_some()
     }
-}
 
-impl<B: std::fmt::Debug> std::fmt::Debug for RequestBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestBody")
-            .field("inner", &self.inner)
-            .field("searching", &self.watch.is_some())
-            .finish()
+    fn data<D: Buf>(&mut self, data: &D) -> bool {
+        let Some(watch) = self.0.as_mut() else {
+            return false;
+        };
+        super::for_each_chunk(data, |chunk| {
+            let take = chunk.len().min(watch.left);
+            watch.scanner.feed(&chunk[..take]);
+            watch.left -= take;
+        });
+        watch.left == 0 || watch.scanner.seen.model.is_some()
     }
-}
 
-impl<B: Body> Body for RequestBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        let Some(watch) = this.watch.as_mut() else {
-            return Poll::Ready(frame);
-        };
-        let done = match &frame {
-            Some(Ok(frame)) => match frame.data_ref() {
-                Some(data) => {
-                    super::for_each_chunk(data, |chunk| {
-                        let take = chunk.len().min(watch.left);
-                        watch.scanner.feed(&chunk[..take]);
-                        watch.left -= take;
-                    });
-                    watch.left == 0 || watch.scanner.seen.model.is_some()
-                }
-                None => true,
-            },
-            None | Some(Err(_)) => true,
-        };
-        if done {
-            if let Some(watch) = this.watch.take() {
-                if let Some(model) = watch.scanner.seen.model {
-                    watch.handle.set_requested_model(model);
-                }
+    fn end(&mut self) {
+        if let Some(watch) = self.0.take() {
+            if let Some(model) = watch.scanner.seen.model {
+                watch.handle.set_requested_model(model);
             }
         }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

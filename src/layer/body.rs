@@ -1,95 +1,63 @@
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+//! The usage layer's response body: an [`Observed`] body whose observer counts the
+//! data bytes and finishes the record at the body's end.
 
 use bytes::Buf;
-use http_body::{Body, Frame, SizeHint};
-use pin_project_lite::pin_project;
 
 use super::guard::RecordGuard;
+use crate::body::{Observed, Observer};
 use crate::record::Outcome;
 
-pin_project! {
-    /// The response body of [`Usage`](super::Usage): the inner body, unchanged, with its
-    /// data bytes counted and its end noticed.
-    ///
-    /// Dropped before its end (the client went away), it finishes the record as
-    /// [`Cancelled`](Outcome::Cancelled) with the bytes sent so far.
-    pub struct ResponseBody<B> {
-        #[pin]
-        inner: B,
-        guard: RecordGuard,
-        // The outcome if the body ends normally, from the status.
-        complete: Outcome,
-        // The body's exact length when it declared one: reaching it is the end.
-        exact_len: Option<u64>,
-    }
+/// The response body of [`Usage`](super::Usage): the inner body, unchanged, with its
+/// data bytes counted and its end noticed.
+///
+/// Dropped before its end (the client went away), it finishes the record as
+/// [`Cancelled`](Outcome::Cancelled) with the bytes sent so far.
+pub type ResponseBody<B> = Observed<B, Metering>;
+
+/// What the usage layer's [`ResponseBody`] does with the frames it passes: counts their
+/// bytes and finishes the record when the body ends.
+#[derive(Debug)]
+pub struct Metering {
+    guard: RecordGuard,
+    // The outcome if the body ends normally, from the status.
+    complete: Outcome,
+    // The body's exact length when it declared one: reaching it is the end.
+    exact_len: Option<u64>,
 }
 
-impl<B: Body> ResponseBody<B> {
-    pub(crate) fn new(inner: B, guard: RecordGuard, complete: Outcome) -> Self {
-        let exact_len = inner.size_hint().exact();
-        ResponseBody {
-            inner,
-            guard,
-            complete,
-            exact_len,
-        }
-    }
+/// `inner` metered by `guard`, ending as `complete` unless it fails or is dropped.
+pub(crate) fn response_body<B: http_body::Body>(
+    inner: B,
+    guard: RecordGuard,
+    complete: Outcome,
+) -> ResponseBody<B> {
+    let exact_len = inner.size_hint().exact();
+    let metering = Metering {
+        guard,
+        complete,
+        exact_len,
+    };
+    Observed::new(inner, metering)
 }
 
-impl<B> ResponseBody<B> {
-    /// The wrapped body.
-    pub fn get_ref(&self) -> &B {
-        &self.inner
-    }
-}
-
-impl<B: std::fmt::Debug> std::fmt::Debug for ResponseBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseBody")
-            .field("inner", &self.inner)
-            .field("metering", &self.guard.is_pending())
-            .finish()
-    }
-}
-
-impl<B: Body> Body for ResponseBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        if !this.guard.is_pending() {
-            return Poll::Ready(frame);
-        }
-        match &frame {
-            None => this.guard.finish(*this.complete),
-            Some(Err(_)) => this.guard.finish(Outcome::BodyError),
-            Some(Ok(frame)) => {
-                let ended = match frame.data_ref() {
-                    Some(data) => {
-                        let sent = this.guard.add_bytes(data.remaining() as u64);
-                        this.exact_len.is_some_and(|len| sent >= len)
-                    }
-                    None => frame.is_trailers(),
-                };
-                if ended || this.inner.is_end_stream() {
-                    this.guard.finish(*this.complete);
-                }
-            }
-        }
-        Poll::Ready(frame)
+impl Observer for Metering {
+    fn watching(&self) -> bool {
+        self.guard.is_pending()
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+    fn data<D: Buf>(&mut self, data: &D) -> bool {
+        let sent = self.guard.add_bytes(data.remaining() as u64);
+        self.exact_len.is_some_and(|len| sent >= len)
     }
 
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    fn end(&mut self) {
+        self.guard.finish(self.complete);
     }
+
+    fn error(&mut self) {
+        self.guard.finish(Outcome::BodyError);
+    }
+
+    /// The guard's own drop finishes the record as cancelled.
+    fn dropped(&mut self) {}
 }

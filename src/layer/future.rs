@@ -77,7 +77,7 @@ where
         if has_no_body(parts.status, *this.is_head) || body.is_end_stream() {
             guard.finish(complete);
         }
-        let body = ResponseBody::new(body, guard, complete);
+        let body = super::body::response_body(body, guard, complete);
         Poll::Ready(Ok(Response::from_parts(parts, body)))
     }
 }

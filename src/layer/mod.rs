@@ -30,7 +30,7 @@ mod guard;
 mod layer;
 mod service;
 
-pub use body::ResponseBody;
+pub use body::{Metering, ResponseBody};
 pub use future::ResponseFuture;
 pub use layer::{Extractors, UsageLayer};
 pub use service::Usage;

@@ -5,13 +5,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::Buf;
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use serde_json::Value;
 use tower::{Layer, Service};
 
+use crate::body::{Observed, Observer};
 use crate::inspect::{body_kind, for_each_chunk, BodyKind};
 use crate::{Outcome, UsageHandle};
 
@@ -82,25 +82,46 @@ where
         McpFuture {
             inner: self
                 .inner
-                .call(request.map(|inner| McpRequestBody { inner, watch })),
+                .call(request.map(|inner| Observed::new(inner, McpRequestRead(watch)))),
             handle,
         }
     }
 }
 
-pin_project! {
-    /// The request body of [`Mcp`]: unchanged, its first 64 KiB kept to read the method.
-    pub struct McpRequestBody<B> {
-        #[pin]
-        inner: B,
-        watch: Option<(UsageHandle, Vec<u8>)>,
-    }
-}
+/// What [`McpRequestBody`] does with the frames it passes: keeps the first 64 KiB of
+/// a JSON request, and reads its method at the body's end. `None` when there is
+/// nothing to read, or the body is too large to be an MCP request worth reading.
+#[derive(Debug)]
+pub struct McpRequestRead(Option<(UsageHandle, Vec<u8>)>);
 
-impl<B> std::fmt::Debug for McpRequestBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("McpRequestBody").finish_non_exhaustive()
+/// The request body of [`Mcp`]: unchanged, its first 64 KiB kept to read the method.
+pub type McpRequestBody<B> = Observed<B, McpRequestRead>;
+
+impl Observer for McpRequestRead {
+    fn watching(&self) -> bool {
+        self.0.is_some()
     }
+
+    fn data<D: bytes::Buf>(&mut self, data: &D) -> bool {
+        let Some((_, buf)) = self.0.as_mut() else {
+            return false;
+        };
+        let fits = buf.len() + data.remaining() <= REQUEST_CAP;
+        // Too large to be an MCP request worth reading, or bytes it cannot see.
+        if !fits || !for_each_chunk(data, |chunk| buf.extend_from_slice(chunk)) {
+            self.0 = None;
+        }
+        false
+    }
+
+    fn end(&mut self) {
+        if let Some((handle, buf)) = self.0.take() {
+            read_request(&handle, &buf);
+        }
+    }
+
+    /// A request dropped unread says nothing.
+    fn dropped(&mut self) {}
 }
 
 /// Records the method (and tool) of the JSON-RPC request in `body`.
@@ -125,54 +146,6 @@ fn read_request(handle: &UsageHandle, body: &[u8]) {
 
 fn cut(text: &str) -> String {
     text.chars().take(128).collect()
-}
-
-impl<B: Body> Body for McpRequestBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        let Some((_, buf)) = this.watch.as_mut() else {
-            return Poll::Ready(frame);
-        };
-        let ended = match &frame {
-            Some(Ok(f)) => match f.data_ref() {
-                Some(data) if buf.len() + data.remaining() > REQUEST_CAP => {
-                    // Too large to be an MCP request worth reading.
-                    *this.watch = None;
-                    false
-                }
-                Some(data) => {
-                    if !for_each_chunk(data, |chunk| buf.extend_from_slice(chunk)) {
-                        // Bytes it cannot see: the request cannot be read whole.
-                        *this.watch = None;
-                    }
-                    this.inner.is_end_stream()
-                }
-                None => true,
-            },
-            None | Some(Err(_)) => true,
-        };
-        if ended {
-            if let Some((handle, buf)) = this.watch.take() {
-                read_request(&handle, &buf);
-            }
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 pin_project! {
@@ -211,7 +184,9 @@ where
                 done: false,
             })
         });
-        Poll::Ready(Ok(response.map(|inner| McpResponseBody { inner, watch })))
+        Poll::Ready(Ok(
+            response.map(|inner| Observed::new(inner, McpResponseRead(watch)))
+        ))
     }
 }
 
@@ -344,66 +319,30 @@ fn event_data(event: &[u8]) -> Vec<u8> {
     data
 }
 
-pin_project! {
-    /// The response body of [`Mcp`]: unchanged, read for JSON-RPC errors.
-    pub struct McpResponseBody<B> {
-        #[pin]
-        inner: B,
-        watch: Option<Watch>,
+/// What [`McpResponseBody`] does with the frames it passes: reads JSON-RPC errors
+/// (see [`McpLayer`]). `None` when the answer is neither JSON nor events.
+#[derive(Debug)]
+pub struct McpResponseRead(Option<Watch>);
+
+/// The response body of [`Mcp`]: unchanged, read for JSON-RPC errors.
+pub type McpResponseBody<B> = Observed<B, McpResponseRead>;
+
+impl Observer for McpResponseRead {
+    fn watching(&self) -> bool {
+        self.0.is_some()
     }
 
-    impl<B> PinnedDrop for McpResponseBody<B> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(watch) = this.project().watch.take() {
-                watch.finish();
-            }
+    fn data<D: bytes::Buf>(&mut self, data: &D) -> bool {
+        if let Some(watch) = self.0.as_mut() {
+            watch.feed_buf(data);
         }
+        false
     }
-}
 
-impl<B> std::fmt::Debug for McpResponseBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("McpResponseBody").finish_non_exhaustive()
-    }
-}
-
-impl<B: Body> Body for McpResponseBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        let Some(watch) = this.watch.as_mut() else {
-            return Poll::Ready(frame);
-        };
-        let ended = match &frame {
-            Some(Ok(frame)) => match frame.data_ref() {
-                Some(data) => {
-                    watch.feed_buf(data);
-                    this.inner.is_end_stream()
-                }
-                None => true,
-            },
-            None | Some(Err(_)) => true,
-        };
-        if ended {
-            if let Some(watch) = this.watch.take() {
-                watch.finish();
-            }
+    fn end(&mut self) {
+        if let Some(watch) = self.0.take() {
+            watch.finish();
         }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

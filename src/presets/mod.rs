@@ -9,7 +9,9 @@
 
 mod mcp;
 
-pub use mcp::{Mcp, McpFuture, McpLayer, McpRequestBody, McpResponseBody};
+pub use mcp::{
+    Mcp, McpFuture, McpLayer, McpRequestBody, McpRequestRead, McpResponseBody, McpResponseRead,
+};
 
 use http::header::HeaderName;
 use http::response::Parts;
