@@ -7,7 +7,6 @@ use diesel::sql_types::{BigInt, Binary, Nullable, SmallInt, Text};
 use diesel::QueryableByName;
 use uuid::Uuid;
 
-use super::exec;
 use super::sql::{Dialect, Sql};
 use super::{DieselStore, StoreError};
 use crate::query::{AuditEntry, AuditQuery};
@@ -87,11 +86,7 @@ impl DieselStore {
         }
         sql.push(" ORDER BY at_us DESC, id DESC LIMIT ")
             .int(i64::try_from(query.limit).unwrap_or(i64::MAX));
-        let rows = with_conn!(self, self.connect_error(), |conn, backend| {
-            exec::load::<_, AuditRow>(&mut *conn, sql)
-                .await
-                .map_err(self.query_error())
-        })?;
+        let rows: Vec<AuditRow> = self.load(sql).await?;
         rows.into_iter().map(AuditRow::entry).collect()
     }
 }
@@ -100,15 +95,15 @@ impl DieselStore {
 impl UsageSink for AuditSink {
     async fn write_batch(&self, records: &[UsageRecord]) -> Result<(), SinkError> {
         let store = &self.store;
-        for chunk in records.chunks(ROWS_PER_STATEMENT) {
-            let sql = insert(store.dialect(), chunk);
-            with_conn!(store, SinkError::transient, |conn, backend| {
-                exec::execute(&mut *conn, sql)
-                    .await
-                    .map_err(SinkError::transient)
-            })?;
-        }
-        Ok(())
+        let statements = records
+            .chunks(ROWS_PER_STATEMENT)
+            .map(|chunk| insert(store.dialect(), chunk))
+            .collect();
+        store
+            .execute(statements)
+            .await
+            .map(drop)
+            .map_err(SinkError::transient)
     }
 }
 

@@ -83,17 +83,24 @@
 //! | module | holds |
 //! |---|---|
 //! | `read/` | `analytics` (the queries above), `export`, `plan` (a range cut into rollup and raw parts, and the statements reading them), `detail` (reading heavy users' detail rows) |
-//! | `write/` | `steps` (a batch's rollup statements, in rounds), `cells` (dimension rollups), `users` (per-user sums), `totals`, `seal` (7-day blocks), `detail` (heavy users' rows), `apply` (running them on a connection) |
-//! | `backend/` | `sqlite`, `postgres`, `mysql` (pool, migrations, a batch's insert), `exec` (running a statement on any of them), `url` |
+//! | `write/` | `steps` (a batch's rollup statements, in rounds), `cells` (dimension rollups), `users` (per-user sums), `totals`, `seal` (7-day blocks), `detail` (heavy users' rows), `apply` (running them on a connection), `rebuild` |
+//! | `backend/` | `run` (what every backend's connection does: the `Run` trait, and the jobs a pool runs), `sqlite`, `postgres`, `mysql` (pool, migrations, `Run` on its connection), `url`; the pool of whichever backend in `mod` |
 //! | `sql` | the statement builder both paths share, and the row types statements read |
-//! | `schema/` | the registry of tables, columns and measures, `slots` (slot widths), `row` (a record as stored), `migrations/<backend>/` |
+//! | `records` | the statements that read records in key order (exports, rebuilds, `recent`) |
+//! | `schema/` | the registry of tables, columns and measures, `slots` (slot widths), `row` (a record as stored), `histogram` (the stored histogram format), `migrations/<backend>/` |
 //!
-//! A batch: `write_batch` → `write` (one transaction; rows one by one if the server
-//! refuses some) → the backend's writer inserts the rows not yet stored and runs
-//! `write::steps` on them (dimension cells, per-user days, blocks, totals) → after the
-//! commit, `write::detail` builds the blocks the batch sealed. A query: `read::analytics`
-//! → `read::plan` cuts the range into parts → one statement → rows merged into the
-//! [`query`](crate::query) types.
+//! The write and read sequences are written once, generic over `Run`; a backend is a
+//! module implementing it (SQLite on its blocking connection, so that a whole job runs
+//! in one hop to the blocking thread) and a variant of the pool.
+//!
+//! A batch: `write_batch` → `write::write_rows` takes one connection → a `Batch` job:
+//! one transaction in which the backend's `insert_new` adds the rows not yet stored and
+//! `write::apply` runs `write::steps` on them (dimension cells, per-user days, blocks,
+//! totals) → after the commit, `write::detail` builds the blocks the batch sealed. If
+//! the batch fails and the connection still answers, the rows are written one by one
+//! and the refused ones reported. A query: `read::analytics` → `read::plan` cuts the
+//! range into parts and writes one statement → a `Load` job on a pooled connection →
+//! rows merged into the [`query`](crate::query) types.
 //!
 //! # Migrations
 //!
@@ -115,31 +122,32 @@
 //! # Ok(()) }
 //! ```
 
+mod audit;
 mod backend;
 mod error;
+mod read;
+mod records;
 mod schema;
+#[cfg(test)]
+mod snapshots;
 mod sql;
 mod write;
 
+pub use audit::AuditSink;
 pub use error::StoreError;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use diesel_async::pooled_connection::deadpool::Pool;
 
 use crate::record::UsageRecord;
 use crate::sink::{SinkError, UsageSink};
-use backend::exec;
-#[cfg(feature = "mysql")]
-use backend::mysql;
-#[cfg(feature = "postgres")]
-use backend::postgres;
-#[cfg(feature = "sqlite")]
-use backend::sqlite;
-use backend::url::{mask, Target};
+use backend::run::{Execute, Job, Load, Readable};
+use backend::{Failure, Pool};
+use error::mask;
 use schema::row::Row;
+use sql::{Count, Sql};
 
 /// Usage records in a SQL database, behind one type whatever the backend.
 ///
@@ -152,7 +160,7 @@ pub struct DieselStore {
 struct Inner {
     /// The URL as given, for the migration runner's own connection.
     url: String,
-    backend: Backend,
+    pool: Pool,
     limits: Limits,
     /// The latency histogram's bucket bounds, for bucketing in SQL; made on first use.
     buckets: std::sync::OnceLock<Vec<i64>>,
@@ -187,15 +195,6 @@ impl std::fmt::Debug for DieselStore {
             .field("url", &mask(&self.inner.url))
             .finish()
     }
-}
-
-enum Backend {
-    #[cfg(feature = "sqlite")]
-    Sqlite(Pool<sqlite::Conn>),
-    #[cfg(feature = "postgres")]
-    Postgres(Pool<postgres::Conn>),
-    #[cfg(feature = "mysql")]
-    Mysql(Pool<mysql::Conn>),
 }
 
 /// Configures a [`DieselStore`]; made by [`DieselStore::builder`].
@@ -278,11 +277,11 @@ impl DieselStoreBuilder {
     /// told not to.
     pub async fn connect(self) -> Result<DieselStore, StoreError> {
         let url = self.url.clone();
-        let backend = backend(&url, self.pool_size)?;
+        let pool = Pool::open(&url, self.pool_size)?;
         let store = DieselStore {
             inner: Arc::new(Inner {
                 url,
-                backend,
+                pool,
                 limits: self.limits,
                 buckets: std::sync::OnceLock::new(),
             }),
@@ -304,77 +303,6 @@ impl DieselStoreBuilder {
     }
 }
 
-fn backend(url: &str, pool_size: usize) -> Result<Backend, StoreError> {
-    // Only used for backends whose feature is off.
-    #[allow(unused_variables)]
-    let not_enabled = |feature| StoreError::BackendNotEnabled {
-        url: mask(url),
-        feature,
-    };
-    let pool_error = |e: String| StoreError::connect(url, e);
-    match Target::parse(url)? {
-        #[cfg(feature = "sqlite")]
-        Target::Sqlite(path) => sqlite::pool(path.as_deref(), pool_size)
-            .map(Backend::Sqlite)
-            .map_err(pool_error),
-        #[cfg(not(feature = "sqlite"))]
-        Target::Sqlite(_) => Err(not_enabled("sqlite")),
-        #[cfg(feature = "postgres")]
-        Target::Postgres(url) => postgres::pool(&url, pool_size)
-            .map(Backend::Postgres)
-            .map_err(pool_error),
-        #[cfg(not(feature = "postgres"))]
-        Target::Postgres(_) => Err(not_enabled("postgres")),
-        #[cfg(feature = "mysql")]
-        Target::Mysql(url) => mysql::pool(&url, pool_size)
-            .map(Backend::Mysql)
-            .map_err(pool_error),
-        #[cfg(not(feature = "mysql"))]
-        Target::Mysql(_) => Err(not_enabled("mysql")),
-    }
-}
-
-/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend, and
-/// `$module` to that backend's module.
-macro_rules! with_conn {
-    ($self:expr, $err:expr, |$conn:ident, $module:ident| $body:expr) => {
-        match &$self.inner.backend {
-            #[cfg(feature = "sqlite")]
-            $crate::store::Backend::Sqlite(pool) => {
-                #[allow(unused_imports)]
-                use $crate::store::backend::sqlite as $module;
-                #[allow(unused_mut)]
-                let mut $conn = pool.get().await.map_err($err)?;
-                $body
-            }
-            #[cfg(feature = "postgres")]
-            $crate::store::Backend::Postgres(pool) => {
-                #[allow(unused_imports)]
-                use $crate::store::backend::postgres as $module;
-                #[allow(unused_mut)]
-                let mut $conn = pool.get().await.map_err($err)?;
-                $body
-            }
-            #[cfg(feature = "mysql")]
-            $crate::store::Backend::Mysql(pool) => {
-                #[allow(unused_imports)]
-                use $crate::store::backend::mysql as $module;
-                #[allow(unused_mut)]
-                let mut $conn = pool.get().await.map_err($err)?;
-                $body
-            }
-        }
-    };
-}
-
-// After the macro: these modules use it.
-mod audit;
-mod read;
-#[cfg(test)]
-mod snapshots;
-
-pub use audit::AuditSink;
-
 impl DieselStore {
     /// Connects to `url` with the default settings and runs pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -394,32 +322,44 @@ impl DieselStore {
 
     /// `"sqlite"`, `"postgres"` or `"mysql"`.
     pub fn backend_name(&self) -> &'static str {
-        match &self.inner.backend {
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite(_) => "sqlite",
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(_) => "postgres",
-            #[cfg(feature = "mysql")]
-            Backend::Mysql(_) => "mysql",
-        }
+        self.inner.pool.name()
     }
 
-    fn connect_error(
-        &self,
-    ) -> impl Fn(diesel_async::pooled_connection::deadpool::PoolError) -> StoreError + '_ {
-        move |e| StoreError::connect(&self.inner.url, e)
+    pub(crate) fn dialect(&self) -> sql::Dialect {
+        self.inner.pool.dialect()
     }
 
-    fn query_error(&self) -> impl Fn(diesel::result::Error) -> StoreError + '_ {
-        move |e| StoreError::query(&self.inner.url, e)
+    /// Runs `job` on a pooled connection.
+    async fn run<J: Job>(&self, job: J) -> Result<J::Output, StoreError> {
+        let url = &self.inner.url;
+        self.inner
+            .pool
+            .run(job)
+            .await
+            .map_err(|failure| match failure {
+                Failure::Connect(e) => StoreError::connect(url, e),
+                Failure::Query(e) => StoreError::query(url, e),
+            })
+    }
+
+    /// Runs a query and reads its rows as `T`.
+    pub(crate) async fn load<T: Readable>(&self, sql: Sql) -> Result<Vec<T>, StoreError> {
+        self.run(Load::new(sql)).await
+    }
+
+    /// [`load`](Self::load) for a statement that reads the rollups only.
+    pub(crate) async fn load_rollups<T: Readable>(&self, sql: Sql) -> Result<Vec<T>, StoreError> {
+        self.run(Load::rollups(sql)).await
+    }
+
+    /// Runs statements one after another, outside a transaction.
+    pub(crate) async fn execute(&self, statements: Vec<Sql>) -> Result<usize, StoreError> {
+        self.run(Execute(statements)).await
     }
 
     /// Takes a connection from the pool, proving the database answers.
     async fn check(&self) -> Result<(), StoreError> {
-        with_conn!(self, self.connect_error(), |conn, backend| {
-            drop(conn);
-            Ok(())
-        })
+        self.run(Execute(Vec::new())).await.map(drop)
     }
 
     /// Runs the migrations that have not run yet.
@@ -435,24 +375,7 @@ impl DieselStore {
 
     async fn migrations(&self, revert: bool) -> Result<(), StoreError> {
         let url = &self.inner.url;
-        let done = match &self.inner.backend {
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite(pool) => {
-                // On the pool's own connection: an in-memory database exists only there.
-                let mut conn = pool.get().await.map_err(self.connect_error())?;
-                if revert {
-                    sqlite::revert_migrations(&mut conn).await
-                } else {
-                    sqlite::run_migrations(&mut conn).await
-                }
-            }
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(_) => postgres::run_migrations(url, revert).await,
-            #[cfg(feature = "mysql")]
-            Backend::Mysql(_) => {
-                mysql::run_migrations(&url.replacen("mariadb://", "mysql://", 1), revert).await
-            }
-        };
+        let done = self.inner.pool.migrate(url, revert).await;
         let done = done.map_err(|e| StoreError::migration(url, e))?;
         if done > 0 && !revert && self.rollups_missing().await? {
             self.rebuild_rollups().await?;
@@ -463,16 +386,12 @@ impl DieselStore {
     /// Whether records are stored but the rollups are empty: the rollup tables were
     /// just created over an existing table.
     async fn rollups_missing(&self) -> Result<bool, StoreError> {
-        let mut sql = sql::Sql::new(self.dialect());
+        let mut sql = Sql::new(self.dialect());
         sql.push(
             "SELECT COUNT(*) AS n FROM (SELECT 1 AS x FROM usage_records LIMIT 1) r \
              WHERE NOT EXISTS (SELECT 1 FROM usage_rollup_15m)",
         );
-        let rows = with_conn!(self, self.connect_error(), |conn, backend| {
-            exec::load::<_, sql::Count>(&mut *conn, sql)
-                .await
-                .map_err(self.query_error())?
-        });
+        let rows: Vec<Count> = self.load(sql).await?;
         Ok(rows.first().is_some_and(|c| c.n > 0))
     }
 
@@ -481,63 +400,23 @@ impl DieselStore {
     /// creates the rollups over existing records; call it after changing the
     /// `usage_records` table by hand.
     pub async fn rebuild_rollups(&self) -> Result<u64, StoreError> {
-        let dialect = self.dialect();
         let detail_min = self.inner.limits.detail_min_records;
-        let read = with_conn!(self, self.connect_error(), |conn, backend| {
-            use diesel_async::AsyncConnection;
-            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                for table in [
-                    schema::Rollup::Quarter.table(),
-                    schema::Rollup::Day.table(),
-                    schema::UserRollup::Day.table(),
-                    schema::UserRollup::Week.table(),
-                    schema::TOTALS,
-                    schema::HOURS,
-                    schema::HIST,
-                    schema::BLOCKS,
-                ] {
-                    let mut sql = sql::Sql::new(dialect);
-                    sql.push("DELETE FROM ").push(table);
-                    exec::execute(conn, sql).await?;
-                }
-                let mut after: Option<(i64, Vec<u8>)> = None;
-                let mut read = 0u64;
-                loop {
-                    let sql = read::export::all_after(dialect, after.as_ref());
-                    let rows: Vec<Row> = exec::load(conn, sql).await?;
-                    let Some(last) = rows.last() else { break };
-                    after = Some((last.started_at_us, last.id.clone()));
-                    read += rows.len() as u64;
-                    let sealed = write::apply::maintain_rollups(conn, dialect, &rows).await?;
-                    write::apply::build_details(conn, dialect, &sealed, detail_min, false).await?;
-                }
-                Ok(read)
-            })
-            .await
-            .map_err(self.query_error())?
-        });
-        Ok(read)
+        self.run(write::rebuild::Rebuild { detail_min }).await
     }
 
     /// The `limit` most recent records, newest first.
     pub async fn recent(&self, limit: usize) -> Result<Vec<UsageRecord>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = with_conn!(self, self.connect_error(), |conn, backend| {
-            backend::recent(&mut conn, limit)
-                .await
-                .map_err(self.query_error())?
-        });
+        let rows: Vec<Row> = self.load(records::recent(self.dialect(), limit)).await?;
         rows.into_iter().map(UsageRecord::try_from).collect()
     }
 
     /// How many records are stored.
     pub async fn count(&self) -> Result<u64, StoreError> {
-        let count = with_conn!(self, self.connect_error(), |conn, backend| {
-            backend::count(&mut conn)
-                .await
-                .map_err(self.query_error())?
-        });
-        Ok(u64::try_from(count).unwrap_or(0))
+        let mut sql = Sql::new(self.dialect());
+        sql.push("SELECT COUNT(*) AS n FROM usage_records");
+        let rows: Vec<Count> = self.load(sql).await?;
+        Ok(rows.first().map_or(0, |c| u64::try_from(c.n).unwrap_or(0)))
     }
 }
 
@@ -546,8 +425,6 @@ impl UsageSink for DieselStore {
     async fn write_batch(&self, records: &[UsageRecord]) -> Result<(), SinkError> {
         let rows: Vec<Row> = records.iter().map(Row::from).collect();
         let detail_min = self.inner.limits.detail_min_records;
-        with_conn!(self, SinkError::transient, |conn, backend| {
-            write::write_rows(&mut backend::Writer(conn, detail_min), rows).await
-        })
+        write::write_rows(&self.inner.pool, rows, detail_min).await
     }
 }

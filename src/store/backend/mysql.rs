@@ -1,21 +1,23 @@
 //! MySQL and MariaDB through diesel-async's native connection (mysql_async, no
 //! libmysqlclient).
 
-use std::sync::Arc;
+use std::borrow::Cow;
 
-use async_trait::async_trait;
-use diesel::prelude::*;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel::mysql::Mysql;
+use diesel::QueryResult;
+use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use futures_util::future::{BoxFuture, FutureExt};
 
+use super::new_rows;
+use super::run::{Body, Readable, Run};
 use crate::store::schema::row::Row;
 use crate::store::schema::usage_records;
-use crate::store::sql::{Dialect, KeyRow};
-use crate::store::write::{apply, detail, steps, Insert};
+use crate::store::sql::{Dialect, KeyRow, Sql};
 
 pub(crate) type Conn = AsyncMysqlConnection;
 
@@ -36,58 +38,50 @@ pub(crate) fn pool(url: &str, size: usize) -> Result<Pool<Conn>, String> {
         .map_err(|e| e.to_string())
 }
 
-pub(crate) async fn run_migrations(url: &str, revert: bool) -> Result<usize, String> {
+pub(crate) async fn migrate(url: &str, revert: bool) -> Result<usize, String> {
     super::native::run_migrations::<Conn>(url, MIGRATIONS, revert).await
 }
 
-/// A pooled connection, and the records a user needs in a block for detail rows.
-pub(crate) struct Writer(pub(crate) Object<Conn>, pub(crate) i64);
+impl Run for Conn {
+    const DIALECT: Dialect = Dialect::Mysql;
 
-#[async_trait]
-impl Insert for Writer {
-    async fn insert(&mut self, rows: Arc<[Row]>) -> QueryResult<()> {
-        let sealed = self
-            .0
-            .transaction::<_, diesel::result::Error, _>(async |conn| {
-                // A locking read: it waits for a transaction writing the same keys, and
-                // keeps others from inserting them until this one ends.
-                let sql = steps::existing(Dialect::Mysql, &rows, true);
-                let stored: Vec<KeyRow> = super::exec::load(conn, sql).await?;
-                let stored: Vec<_> = stored
-                    .into_iter()
-                    .map(|k| (k.started_at_us, k.id))
-                    .collect();
-                let new = steps::only_new(&rows, &stored);
-                for chunk in new.chunks(ROWS_PER_STATEMENT) {
-                    diesel::insert_or_ignore_into(usage_records::table)
-                        .values(chunk)
-                        .execute(conn)
-                        .await?;
-                }
-                apply::maintain_rollups(conn, Dialect::Mysql, &new).await
-            })
-            .await?;
-        let built = apply::build_details(&mut *self.0, Dialect::Mysql, &sealed, self.1, true).await;
-        detail::report(built);
-        Ok(())
+    fn load<T: Readable>(&mut self, sql: Sql) -> BoxFuture<'_, QueryResult<Vec<T>>> {
+        RunQueryDsl::load(sql.boxed::<Mysql>(), self).boxed()
     }
 
-    async fn ping(&mut self) -> bool {
-        self.0.batch_execute("SELECT 1").await.is_ok()
+    fn execute(&mut self, sql: Sql) -> BoxFuture<'_, QueryResult<usize>> {
+        RunQueryDsl::execute(sql.boxed::<Mysql>(), self).boxed()
     }
-}
 
-pub(crate) async fn recent(conn: &mut Conn, limit: i64) -> QueryResult<Vec<Row>> {
-    usage_records::table
-        .order((
-            usage_records::started_at_us.desc(),
-            usage_records::id.desc(),
-        ))
-        .limit(limit)
-        .load::<Row>(conn)
-        .await
-}
+    fn ping(&mut self) -> BoxFuture<'_, QueryResult<()>> {
+        self.batch_execute("SELECT 1").boxed()
+    }
 
-pub(crate) async fn count(conn: &mut Conn) -> QueryResult<i64> {
-    usage_records::table.count().get_result(conn).await
+    fn transaction<T: Send + 'static>(
+        &mut self,
+        body: Body<Self, T>,
+    ) -> BoxFuture<'_, QueryResult<T>> {
+        AsyncConnection::transaction(self, async move |conn| body(conn).await).boxed()
+    }
+
+    fn insert_new<'c, 'r: 'c>(
+        &'c mut self,
+        rows: &'r [Row],
+    ) -> BoxFuture<'c, QueryResult<Cow<'r, [Row]>>> {
+        async move {
+            // A locking read: it waits for a transaction writing the same keys, and keeps
+            // others from inserting them until this one ends.
+            let locking = new_rows::existing(Dialect::Mysql, rows, true);
+            let stored: Vec<KeyRow> = Run::load(self, locking).await?;
+            let new = new_rows::only_new(rows, &stored);
+            for chunk in new.chunks(ROWS_PER_STATEMENT) {
+                diesel::insert_or_ignore_into(usage_records::table)
+                    .values(chunk)
+                    .execute(self)
+                    .await?;
+            }
+            Ok(new)
+        }
+        .boxed()
+    }
 }

@@ -1,21 +1,23 @@
 //! PostgreSQL through diesel-async's native connection (tokio-postgres, no libpq).
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::borrow::Cow;
 
-use async_trait::async_trait;
+use diesel::pg::Pg;
 use diesel::sql_types::{Array, BigInt, Binary, Nullable, SmallInt, Text};
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel::QueryResult;
+use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use futures_util::future::{BoxFuture, FutureExt};
 
+use super::new_rows;
+use super::run::{Body, Readable, Run};
 use crate::store::schema::row::Row;
-use crate::store::schema::{PG_COLUMNS, RECORD_COLUMNS};
-use crate::store::sql::{Dialect, KeyRow};
-use crate::store::write::{apply, detail, Insert};
+use crate::store::schema::RECORD_COLUMNS;
+use crate::store::sql::{Dialect, KeyRow, Sql};
 
 pub(crate) type Conn = AsyncPgConnection;
 
@@ -55,50 +57,66 @@ pub(crate) fn pool(url: &str, size: usize) -> Result<Pool<Conn>, String> {
         .map_err(|e| e.to_string())
 }
 
-pub(crate) async fn run_migrations(url: &str, revert: bool) -> Result<usize, String> {
+pub(crate) async fn migrate(url: &str, revert: bool) -> Result<usize, String> {
     super::native::run_migrations::<Conn>(url, MIGRATIONS, revert).await
 }
 
-/// A pooled connection, and the records a user needs in a block for detail rows.
-pub(crate) struct Writer(pub(crate) Object<Conn>, pub(crate) i64);
+impl Run for Conn {
+    const DIALECT: Dialect = Dialect::Postgres;
 
-#[async_trait]
-impl Insert for Writer {
-    async fn insert(&mut self, rows: Arc<[Row]>) -> diesel::QueryResult<()> {
-        let sealed = self
-            .0
-            .transaction::<_, diesel::result::Error, _>(async |conn| {
-                // RETURNING names exactly the rows this insert added, even when another
-                // transaction writes the same records at the same time.
-                let mut added = Vec::with_capacity(rows.len());
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    added.extend(insert_chunk(conn, chunk).await?);
-                }
-                if added.len() == rows.len() {
-                    // Every row was new, and so none was there twice.
-                    return apply::maintain_rollups(conn, Dialect::Postgres, &rows).await;
-                }
-                let mut added: HashSet<(i64, &[u8])> = added
-                    .iter()
-                    .map(|k| (k.started_at_us, k.id.as_slice()))
-                    .collect();
-                // Taken out as found: a record the batch holds twice was added once.
-                let new: Vec<Row> = rows
-                    .iter()
-                    .filter(|r| added.remove(&(r.started_at_us, r.id.as_slice())))
-                    .cloned()
-                    .collect();
-                apply::maintain_rollups(conn, Dialect::Postgres, &new).await
-            })
-            .await?;
-        let built =
-            apply::build_details(&mut *self.0, Dialect::Postgres, &sealed, self.1, true).await;
-        detail::report(built);
-        Ok(())
+    fn load<T: Readable>(&mut self, sql: Sql) -> BoxFuture<'_, QueryResult<Vec<T>>> {
+        RunQueryDsl::load(sql.boxed::<Pg>(), self).boxed()
     }
 
-    async fn ping(&mut self) -> bool {
-        self.0.batch_execute("SELECT 1").await.is_ok()
+    fn load_rollups<T: Readable>(&mut self, sql: Sql) -> BoxFuture<'_, QueryResult<Vec<T>>> {
+        // Parallel workers' start-up and merge cost more than a read of tens of thousands
+        // of rows (twice the time on a two-core server).
+        Run::transaction(
+            self,
+            Box::new(move |conn: &mut Conn| {
+                async move {
+                    conn.batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
+                        .await?;
+                    Run::load(conn, sql).await
+                }
+                .boxed()
+            }),
+        )
+    }
+
+    fn execute(&mut self, sql: Sql) -> BoxFuture<'_, QueryResult<usize>> {
+        RunQueryDsl::execute(sql.boxed::<Pg>(), self).boxed()
+    }
+
+    fn ping(&mut self) -> BoxFuture<'_, QueryResult<()>> {
+        self.batch_execute("SELECT 1").boxed()
+    }
+
+    fn transaction<T: Send + 'static>(
+        &mut self,
+        body: Body<Self, T>,
+    ) -> BoxFuture<'_, QueryResult<T>> {
+        AsyncConnection::transaction(self, async move |conn| body(conn).await).boxed()
+    }
+
+    fn insert_new<'c, 'r: 'c>(
+        &'c mut self,
+        rows: &'r [Row],
+    ) -> BoxFuture<'c, QueryResult<Cow<'r, [Row]>>> {
+        async move {
+            // RETURNING names exactly the rows this insert added, even when another
+            // transaction writes the same records at the same time.
+            let mut added = Vec::with_capacity(rows.len());
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                added.extend(insert_chunk(self, chunk).await?);
+            }
+            if added.len() == rows.len() {
+                // Every row was new, and so none was there twice.
+                return Ok(Cow::Borrowed(rows));
+            }
+            Ok(new_rows::only_added(rows, &added))
+        }
+        .boxed()
     }
 }
 
@@ -133,20 +151,4 @@ async fn insert_chunk(conn: &mut Conn, rows: &[Row]) -> diesel::QueryResult<Vec<
         .bind::<Array<SmallInt>, _>(column(rows, |r| r.unpriced))
         .load(conn)
         .await
-}
-
-pub(crate) async fn recent(conn: &mut Conn, limit: i64) -> diesel::QueryResult<Vec<Row>> {
-    diesel::sql_query(format!(
-        "SELECT {} FROM usage_records ORDER BY started_at_us DESC, id DESC LIMIT $1",
-        *PG_COLUMNS
-    ))
-    .bind::<BigInt, _>(limit)
-    .load(conn)
-    .await
-}
-
-pub(crate) async fn count(conn: &mut Conn) -> diesel::QueryResult<i64> {
-    use diesel::QueryDsl;
-    let query = crate::store::schema::usage_records::table.count();
-    diesel_async::RunQueryDsl::get_result(query, conn).await
 }

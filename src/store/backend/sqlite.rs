@@ -1,24 +1,26 @@
 //! SQLite through diesel-async's `SyncConnectionWrapper`, with a bundled libsqlite3.
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::future::{ready, Future};
+use std::task::{Context, Poll, Waker};
 
-use async_trait::async_trait;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel::sqlite::{Sqlite, SqliteConnection};
+use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
+use super::new_rows;
+use super::run::{Body, Job, Readable, Run};
 use crate::store::schema::row::Row;
 use crate::store::schema::usage_records;
-use crate::store::sql::{Dialect, KeyRow};
-use crate::store::write::steps::{self, Step, ROWS_PER_STEP};
-use crate::store::write::{cells, detail, seal, Insert};
+use crate::store::sql::{Dialect, KeyRow, Sql};
 
 pub(crate) type Conn = SyncConnectionWrapper<SqliteConnection>;
 
@@ -61,67 +63,81 @@ pub(crate) fn pool(path: Option<&str>, size: usize) -> Result<Pool<Conn>, String
         .map_err(|e| e.to_string())
 }
 
-pub(crate) async fn run_migrations(conn: &mut Conn) -> Result<usize, String> {
-    conn.spawn_blocking(|c| {
-        Ok(c.run_pending_migrations(MIGRATIONS)
-            .map(|v| v.len())
-            .map_err(|e| e.to_string()))
+/// Runs (or reverts) the embedded migrations on the pool's connection.
+pub(crate) async fn migrate(conn: &mut Conn, revert: bool) -> Result<usize, String> {
+    conn.spawn_blocking(move |c| {
+        let done = if revert {
+            c.revert_all_migrations(MIGRATIONS)
+        } else {
+            c.run_pending_migrations(MIGRATIONS)
+        };
+        Ok(done.map(|v| v.len()).map_err(|e| e.to_string()))
     })
     .await
     .map_err(|e| e.to_string())?
 }
 
-pub(crate) async fn revert_migrations(conn: &mut Conn) -> Result<usize, String> {
-    conn.spawn_blocking(|c| {
-        Ok(c.revert_all_migrations(MIGRATIONS)
-            .map(|v| v.len())
-            .map_err(|e| e.to_string()))
-    })
-    .await
-    .map_err(|e| e.to_string())?
+/// Runs `job` whole on the blocking thread, in one hop rather than one a statement.
+pub(crate) async fn run<J: Job>(conn: &mut Conn, job: J) -> QueryResult<J::Output> {
+    conn.spawn_blocking(move |c| now(job.run(c))).await
 }
 
-/// A pooled connection, ready to insert, and the records a user needs in a block for
-/// detail rows.
-pub(crate) struct Writer(pub(crate) Object<Conn>, pub(crate) i64);
-
-#[async_trait]
-impl Insert for Writer {
-    async fn insert(&mut self, rows: Arc<[Row]>) -> QueryResult<()> {
-        let detail_min = self.1;
-        // The whole batch in one blocking hop, not one per row or statement. The
-        // transaction takes the write lock when it begins, waiting for another writer
-        // (the busy timeout): a transaction that reads first and then asks for the lock
-        // fails at once with "database is locked" when another connection writes.
-        self.0
-            .spawn_blocking(move |c| {
-                let sealed = c.immediate_transaction(|c| {
-                    // SQLite runs one writing transaction at a time: what this finds
-                    // stored cannot change before the insert.
-                    let stored: Vec<KeyRow> = steps::existing(Dialect::Sqlite, &rows, false)
-                        .boxed()
-                        .load(c)?;
-                    let stored: Vec<_> = stored
-                        .into_iter()
-                        .map(|k| (k.started_at_us, k.id))
-                        .collect();
-                    let new = steps::only_new(&rows, &stored);
-                    insert_rows(c, &new)?;
-                    maintain_rollups(c, &new)
-                })?;
-                detail::report(build_details(c, &sealed, detail_min));
-                Ok(())
-            })
-            .await
-    }
-
-    async fn ping(&mut self) -> bool {
-        self.0.batch_execute("SELECT 1").await.is_ok()
+/// The result of a future over the blocking connection, whose statements all finish
+/// before they return: polled once, it is ready.
+fn now<T>(future: BoxFuture<'_, QueryResult<T>>) -> QueryResult<T> {
+    let mut context = Context::from_waker(Waker::noop());
+    match std::pin::pin!(future).poll(&mut context) {
+        Poll::Ready(result) => result,
+        // Not reached: nothing on this connection waits.
+        Poll::Pending => Err(diesel::result::Error::QueryBuilderError(
+            "a statement on the SQLite connection did not finish at once".into(),
+        )),
     }
 }
 
-fn insert_rows(c: &mut SqliteConnection, rows: &[Row]) -> QueryResult<()> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+impl Run for SqliteConnection {
+    const DIALECT: Dialect = Dialect::Sqlite;
+
+    fn load<T: Readable>(&mut self, sql: Sql) -> BoxFuture<'_, QueryResult<Vec<T>>> {
+        Box::pin(ready(sql.boxed::<Sqlite>().load(self)))
+    }
+
+    fn execute(&mut self, sql: Sql) -> BoxFuture<'_, QueryResult<usize>> {
+        Box::pin(ready(sql.boxed::<Sqlite>().execute(self)))
+    }
+
+    fn ping(&mut self) -> BoxFuture<'_, QueryResult<()>> {
+        Box::pin(ready(diesel::connection::SimpleConnection::batch_execute(
+            self, "SELECT 1",
+        )))
+    }
+
+    fn transaction<T: Send + 'static>(
+        &mut self,
+        body: Body<Self, T>,
+    ) -> BoxFuture<'_, QueryResult<T>> {
+        // The transaction takes the write lock when it begins, waiting for another writer
+        // (the busy timeout): one that reads first and then asks for the lock fails at
+        // once with "database is locked" when another connection writes.
+        Box::pin(ready(self.immediate_transaction(|c| now(body(c)))))
+    }
+
+    fn insert_new<'c, 'r: 'c>(
+        &'c mut self,
+        rows: &'r [Row],
+    ) -> BoxFuture<'c, QueryResult<Cow<'r, [Row]>>> {
+        Box::pin(ready(insert_new(self, rows)))
+    }
+}
+
+fn insert_new<'r>(c: &mut SqliteConnection, rows: &'r [Row]) -> QueryResult<Cow<'r, [Row]>> {
+    // SQLite runs one writing transaction at a time: what this finds stored cannot
+    // change before the insert.
+    let stored: Vec<KeyRow> = new_rows::existing(Dialect::Sqlite, rows, false)
+        .boxed()
+        .load(c)?;
+    let new = new_rows::only_new(rows, &stored);
+    for chunk in new.chunks(ROWS_PER_STATEMENT) {
         match <&[Row; ROWS_PER_STATEMENT]>::try_from(chunk) {
             Ok(full) => {
                 diesel::insert_or_ignore_into(usage_records::table)
@@ -138,71 +154,5 @@ fn insert_rows(c: &mut SqliteConnection, rows: &[Row]) -> QueryResult<()> {
             }
         }
     }
-    Ok(())
-}
-
-/// [`apply::build_details`](crate::store::write::apply::build_details) on the blocking side, each block
-/// in a transaction of its own.
-fn build_details(c: &mut SqliteConnection, sealed: &[i64], min: i64) -> QueryResult<()> {
-    if sealed.is_empty() {
-        return Ok(());
-    }
-    let buckets = crate::query::lower_bounds();
-    for &block in sealed {
-        c.immediate_transaction(|c| {
-            for sql in detail::build(Dialect::Sqlite, block, min, &buckets) {
-                sql.boxed().execute(c)?;
-            }
-            Ok::<_, diesel::result::Error>(())
-        })?;
-    }
-    Ok(())
-}
-
-/// [`apply::maintain_rollups`](crate::store::write::apply::maintain_rollups) on the blocking side.
-fn maintain_rollups(c: &mut SqliteConnection, new: &[Row]) -> QueryResult<Vec<i64>> {
-    let mut sealed = Vec::new();
-    for new in new.chunks(ROWS_PER_STEP) {
-        for step in steps::steps(Dialect::Sqlite, new) {
-            match step {
-                Step::Execute(sql) => {
-                    sql.boxed().execute(c)?;
-                }
-                Step::Select(table, sql, cells) => {
-                    let stored = sql.boxed().load(c)?;
-                    let sql = cells::upsert(Dialect::Sqlite, table, cells, stored)
-                        .map_err(super::exec::corrupt)?;
-                    sql.boxed().execute(c)?;
-                }
-                Step::Blocks(sql) => {
-                    let locked: Vec<seal::Block> = sql.boxed().load(c)?;
-                    for sql in seal::statements(Dialect::Sqlite, new, &locked) {
-                        sql.boxed().execute(c)?;
-                    }
-                    sealed.extend(seal::sealing(new, &locked));
-                }
-            }
-        }
-    }
-    sealed.sort_unstable();
-    sealed.dedup();
-    Ok(sealed)
-}
-
-pub(crate) async fn recent(conn: &mut Conn, limit: i64) -> QueryResult<Vec<Row>> {
-    conn.spawn_blocking(move |c| {
-        usage_records::table
-            .order((
-                usage_records::started_at_us.desc(),
-                usage_records::id.desc(),
-            ))
-            .limit(limit)
-            .load::<Row>(c)
-    })
-    .await
-}
-
-pub(crate) async fn count(conn: &mut Conn) -> QueryResult<i64> {
-    conn.spawn_blocking(|c| usage_records::table.count().get_result::<i64>(c))
-        .await
+    Ok(new)
 }

@@ -1,6 +1,6 @@
 //! Database URLs: which backend they name, and how to show them without the password.
 
-use crate::store::StoreError;
+use crate::store::error::{mask, StoreError};
 
 /// The backend a URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,40 +43,6 @@ impl Target {
     }
 }
 
-/// `url` with any password replaced by `***`, for errors and logs.
-pub(crate) fn mask(url: &str) -> String {
-    let mut masked = url.to_owned();
-    if let Some(scheme_end) = url.find("://") {
-        let authority_start = scheme_end + 3;
-        let authority_end = url[authority_start..]
-            .find(['/', '?', '#'])
-            .map_or(url.len(), |i| authority_start + i);
-        let authority = &url[authority_start..authority_end];
-        if let Some(at) = authority.rfind('@') {
-            if let Some(colon) = authority[..at].find(':') {
-                masked = format!(
-                    "{}***{}",
-                    &url[..authority_start + colon + 1],
-                    &url[authority_start + at..]
-                );
-            }
-        }
-    }
-    // Query-string passwords (`?password=…`, as libpq and mysql accept).
-    if let Some(query_start) = masked.find('?') {
-        let (head, query) = masked.split_at(query_start + 1);
-        let query: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        masked = format!("{head}{}", query.join("&"));
-    }
-    masked
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,18 +79,7 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_masked() {
-        assert_eq!(
-            mask("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(mask("mysql://u:p@ss@h/db"), "mysql://u:***@h/db");
-        assert_eq!(
-            mask("postgres://u@h/db?password=x&sslmode=off"),
-            "postgres://u@h/db?password=***&sslmode=off"
-        );
-        assert_eq!(mask("postgres://h/db"), "postgres://h/db");
-        assert_eq!(mask("sqlite://a:b@c"), "sqlite://a:***@c");
+    fn passwords_are_masked_in_errors() {
         let err = Target::parse("ftp://u:hunter2@h").unwrap_err().to_string();
         assert!(!err.contains("hunter2") && err.contains("***"), "{err}");
     }

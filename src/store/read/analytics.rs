@@ -16,29 +16,8 @@ use crate::query::{
 };
 use crate::store::schema::histogram;
 use crate::store::schema::slots::{HOUR_US, QUARTER_US, WEEK_US};
-use crate::store::sql::{AggRow, Dialect, HistPair, Sql, UserAgg, UserSums, ValueCount};
-use crate::store::{exec, Backend, DieselStore, StoreError};
-
-/// Runs `$sql` on a pooled connection and reads rows of `$ty`; with `rollups` true, as
-/// a statement over the rollups only (see [`exec::load_rollups`]).
-macro_rules! load {
-    ($self:expr, $sql:expr, $ty:ty) => {
-        load!($self, $sql, $ty, false)
-    };
-    ($self:expr, $sql:expr, $ty:ty, $rollups:expr) => {{
-        let sql: Sql = $sql;
-        let (rollups, dialect): (bool, Dialect) = ($rollups, $self.dialect());
-        with_conn!($self, $self.connect_error(), |conn, backend| {
-            if rollups {
-                exec::load_rollups::<_, $ty>(&mut *conn, dialect, sql)
-            } else {
-                exec::load::<_, $ty>(&mut *conn, sql)
-            }
-            .await
-            .map_err($self.query_error())
-        })
-    }};
-}
+use crate::store::sql::{AggRow, HistPair, Sql, UserAgg, UserSums, ValueCount};
+use crate::store::{DieselStore, StoreError};
 
 /// How many rows the breakdowns in [`DieselStore::dashboard`] and
 /// [`DieselStore::user_usage`] keep.
@@ -51,17 +30,6 @@ struct Span {
 }
 
 impl DieselStore {
-    pub(crate) fn dialect(&self) -> Dialect {
-        match &self.inner.backend {
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite(_) => Dialect::Sqlite,
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(_) => Dialect::Postgres,
-            #[cfg(feature = "mysql")]
-            Backend::Mysql(_) => Dialect::Mysql,
-        }
-    }
-
     /// Refuses what a query of `filter` would refuse, without reading anything.
     #[cfg_attr(not(feature = "api"), allow(dead_code))]
     pub(crate) fn check_filter(&self, filter: &Filter) -> Result<(), QueryError> {
@@ -112,7 +80,7 @@ impl DieselStore {
         let parts = self.plan(filter, span, group, days, false);
         let mut sql = Sql::new(self.dialect());
         plan::aggregate(&mut sql, filter, group, &parts);
-        load!(self, sql, AggRow)
+        self.load::<AggRow>(sql).await
     }
 
     /// Requests, users, tokens, cost, errors, bytes, and latency and time-to-first-byte
@@ -175,7 +143,7 @@ impl DieselStore {
         if !raw.is_empty() {
             let mut sql = Sql::new(self.dialect());
             plan::raw_values(&mut sql, filter, &raw);
-            for row in load!(self, sql, ValueCount)? {
+            for row in self.load::<ValueCount>(sql).await? {
                 let histogram = if row.kind == 0 {
                     &mut latency
                 } else {
@@ -187,7 +155,7 @@ impl DieselStore {
         if !rolled.is_empty() {
             let mut sql = Sql::new(self.dialect());
             plan::rollup_histograms(&mut sql, filter, &rolled);
-            for row in load!(self, sql, HistPair)? {
+            for row in self.load::<HistPair>(sql).await? {
                 let read = histogram::merge_into(&mut latency, &row.latency_hist)
                     .and(histogram::merge_into(&mut ttfb, &row.ttfb_hist));
                 read.ok_or_else(|| StoreError::Corrupt("an unreadable rollup histogram".into()))?;
@@ -356,7 +324,8 @@ impl DieselStore {
             let mut sql = Sql::new(self.dialect());
             let parts = [Part::Raw(span.from, span.to)];
             plan::aggregate(&mut sql, filter, seconds, &parts);
-            load!(self, sql, AggRow)?
+            self.load::<AggRow>(sql)
+                .await?
                 .into_iter()
                 .map(|r| (r, SECOND))
                 .collect()
@@ -399,7 +368,11 @@ impl DieselStore {
         };
         let mut sql = Sql::new(self.dialect());
         plan::user_sums(&mut sql, filter, &parts, by, limit);
-        let rows = load!(self, sql, UserSums, rollups)?;
+        let rows: Vec<UserSums> = if rollups {
+            self.load_rollups(sql).await?
+        } else {
+            self.load(sql).await?
+        };
         let users = rows.first().map_or(0, |r| r.groups);
         let ranks = rows
             .into_iter()
@@ -464,10 +437,12 @@ impl DieselStore {
         let mut sql = Sql::new(self.dialect());
         let buckets = self.inner.buckets.get_or_init(lower_bounds);
         plan::user_usage(&mut sql, &filter, &raw, &detail, &days, buckets);
-        let rows = if sql.is_empty() {
+        let rows: Vec<UserAgg> = if sql.is_empty() {
             Vec::new()
+        } else if raw.is_empty() {
+            self.load_rollups(sql).await?
         } else {
-            load!(self, sql, UserAgg, raw.is_empty())?
+            self.load(sql).await?
         };
         let mut all = Totals::default();
         let (mut latency, mut ttfb) = (Histogram::default(), Histogram::default());
@@ -542,7 +517,9 @@ impl DieselStore {
             return Ok(Vec::new());
         }
         let sql = detail::user_blocks(self.dialect(), user, &blocks);
-        let blocks: Vec<i64> = load!(self, sql, detail::DetailedBlock)?
+        let blocks: Vec<i64> = self
+            .load::<detail::DetailedBlock>(sql)
+            .await?
             .into_iter()
             .map(|b| b.block)
             .collect();

@@ -8,14 +8,12 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::plan;
 use crate::query::Filter;
+use crate::store::records::{self, PAGE};
 use crate::store::schema::row::Row;
-use crate::store::schema::PG_COLUMNS;
 use crate::store::sql::{Dialect, Sql};
-use crate::store::{exec, DieselStore, StoreError};
+use crate::store::{DieselStore, StoreError};
 use crate::UsageRecord;
 
-/// Rows read per query, at most.
-const PAGE: i64 = 5_000;
 /// About the most bytes of rows a page holds past its first row: metadata has no size
 /// limit, so a page of large records is cut short by the database.
 const PAGE_BYTES: i64 = 8 << 20;
@@ -118,11 +116,7 @@ impl DieselStore {
         }
         loop {
             let sql = page(self.dialect(), filter, from, to, after.as_ref());
-            let rows: Vec<Row> = with_conn!(self, self.connect_error(), |conn, backend| {
-                exec::load::<_, Row>(&mut *conn, sql)
-                    .await
-                    .map_err(self.query_error())?
-            });
+            let rows: Vec<Row> = self.load(sql).await?;
             // A page cut short by its bytes holds fewer rows: only an empty one ends.
             let Some(last) = rows.last() else { break };
             after = Some((last.started_at_us, last.id.clone()));
@@ -167,7 +161,7 @@ pub(crate) fn page(
     let size = format!("({ROW_BYTES} + COALESCE({metadata_bytes}, 0))");
     let mut sql = Sql::new(dialect);
     sql.push("SELECT * FROM (SELECT ")
-        .push(row_columns(dialect))
+        .push(records::columns(dialect))
         .push(", ")
         .push(&size)
         .push(" AS row_bytes, SUM(")
@@ -175,43 +169,12 @@ pub(crate) fn page(
         .push(") OVER (ORDER BY started_at_us, id) AS page_bytes");
     sql.push(" FROM (SELECT * FROM usage_records");
     plan::raw_where(&mut sql, filter, from, to);
-    keyset(&mut sql, after);
+    records::after_key(&mut sql, after);
     sql.push(" ORDER BY started_at_us, id LIMIT ").int(PAGE);
     sql.push(") r) t WHERE page_bytes - row_bytes < ")
         .int(PAGE_BYTES)
         .push(" ORDER BY started_at_us, id");
     sql
-}
-
-/// The next page of all records after `after`, for rebuilding the rollups.
-pub(crate) fn all_after(dialect: Dialect, after: Option<&(i64, Vec<u8>)>) -> Sql {
-    let columns = row_columns(dialect);
-    let mut sql = Sql::new(dialect);
-    sql.push("SELECT ")
-        .push(columns)
-        .push(" FROM usage_records WHERE 1 = 1");
-    keyset(&mut sql, after);
-    sql.push(" ORDER BY started_at_us, id LIMIT ").int(PAGE);
-    sql
-}
-
-/// The columns that read as a [`Row`]: PostgreSQL keeps `metadata` as JSONB.
-fn row_columns(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Postgres => PG_COLUMNS.as_str(),
-        Dialect::Sqlite | Dialect::Mysql => "*",
-    }
-}
-
-fn keyset(sql: &mut Sql, after: Option<&(i64, Vec<u8>)>) {
-    if let Some((at, id)) = after {
-        sql.push(" AND (started_at_us > ").int(*at);
-        sql.push(" OR (started_at_us = ")
-            .int(*at)
-            .push(" AND id > ")
-            .bind_bytes(id)
-            .push("))");
-    }
 }
 
 fn csv_error(e: csv::Error) -> StoreError {
@@ -290,9 +253,7 @@ mod tests {
         let filter = Filter::new(crate::query::TimeRange::last_hours(2));
         let (from, to) = filter.range.micros(std::time::Duration::MAX).unwrap();
         let sql = page(Dialect::Sqlite, &filter, from, to, None);
-        let rows: Vec<Row> = with_conn!(store, store.connect_error(), |conn, backend| {
-            exec::load::<_, Row>(&mut *conn, sql).await.unwrap()
-        });
+        let rows: Vec<Row> = store.load(sql).await.unwrap();
         let fit = (PAGE_BYTES >> 20) as usize;
         assert!((1..=fit + 1).contains(&rows.len()), "{} rows", rows.len());
         let mut out = Vec::new();

@@ -31,6 +31,18 @@ pub(crate) const HIST: &str = "usage_user_hist";
 /// The per-slot totals.
 pub(crate) const TOTALS: &str = "usage_totals_15m";
 
+/// Every table derived from the records, which a rebuild empties and fills anew.
+pub(crate) const ROLLUP_TABLES: [&str; 8] = [
+    Rollup::Quarter.table(),
+    Rollup::Day.table(),
+    UserRollup::Day.table(),
+    UserRollup::Week.table(),
+    TOTALS,
+    HOURS,
+    HIST,
+    BLOCKS,
+];
+
 /// One of the two rollups keyed by slot and dimensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Rollup {
@@ -41,7 +53,7 @@ pub(crate) enum Rollup {
 impl Rollup {
     pub(crate) const ALL: [Rollup; 2] = [Rollup::Quarter, Rollup::Day];
 
-    pub(crate) fn table(self) -> &'static str {
+    pub(crate) const fn table(self) -> &'static str {
         match self {
             Rollup::Quarter => "usage_rollup_15m",
             Rollup::Day => "usage_rollup_1d",
@@ -64,7 +76,7 @@ pub(crate) enum UserRollup {
 }
 
 impl UserRollup {
-    pub(crate) fn table(self) -> &'static str {
+    pub(crate) const fn table(self) -> &'static str {
         match self {
             UserRollup::Day => "usage_user_1d",
             UserRollup::Week => "usage_user_7d",

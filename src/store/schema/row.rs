@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::usage_records;
 use crate::query::Totals;
 use crate::record::{TokenUsage, UsageRecord};
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 /// The longest text each column keeps, in characters. Longer values are cut on a
 /// character boundary (the record is kept), but for user ids: see [`stored_user`]. MySQL enforces these as `VARCHAR` sizes; the

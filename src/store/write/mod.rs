@@ -10,11 +10,13 @@
 //! | [`totals`] | the per-slot totals |
 //! | [`seal`] | the 7-day per-user blocks, written once |
 //! | [`detail`] | the heavy users' hourly sums and daily histograms |
-//! | [`apply`] | the steps and the detail builds, run on an async connection |
+//! | [`apply`] | the steps and the detail builds, run on any backend's connection |
+//! | [`rebuild`] | the rollups recomputed from the stored records |
 
 pub(crate) mod apply;
 pub(crate) mod cells;
 pub(crate) mod detail;
+pub(crate) mod rebuild;
 pub(crate) mod seal;
 pub(crate) mod steps;
 pub(crate) mod totals;
@@ -22,39 +24,66 @@ pub(crate) mod users;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use diesel::QueryResult;
+use futures_util::future::BoxFuture;
 
+use super::backend::run::{Job, Ping, Run};
+use super::backend::{Conn, Pool};
 use super::schema::row::Row;
 use crate::sink::SinkError;
 
-/// One backend's way of inserting rows on one connection.
-#[async_trait]
-pub(crate) trait Insert: Send {
-    /// Inserts `rows` in one transaction, ignoring rows whose key is already stored;
-    /// then builds the per-user detail rows of the blocks that transaction sealed, in
-    /// one of their own (see [`detail`](detail)).
-    async fn insert(&mut self, rows: Arc<[Row]>) -> diesel::QueryResult<()>;
+/// A batch's rows, inserted in one transaction with the rollups they change, skipping
+/// rows whose key is already stored; then the per-user detail rows of the blocks that
+/// transaction sealed, in transactions of their own (see [`detail`]).
+struct Batch {
+    rows: Arc<[Row]>,
+    /// The records a user needs in a block for detail rows.
+    detail_min: i64,
+}
 
-    /// Whether the connection still answers; tells a bad row from a lost server.
-    async fn ping(&mut self) -> bool;
+impl Job for Batch {
+    type Output = ();
+
+    fn run<C: Run>(self, conn: &mut C) -> BoxFuture<'_, QueryResult<()>> {
+        Box::pin(async move {
+            let rows = self.rows;
+            let sealed = conn
+                .transaction(Box::new(move |conn: &mut C| {
+                    Box::pin(async move {
+                        let new = conn.insert_new(&rows).await?;
+                        apply::maintain_rollups(conn, &new).await
+                    })
+                }))
+                .await?;
+            detail::report(apply::build_details(conn, sealed, self.detail_min, true).await);
+            Ok(())
+        })
+    }
 }
 
 /// Writes `rows`; see the module docs. A failure while the server is unreachable is
 /// transient (the recorder retries the batch); rows the server refuses while it answers
 /// are reported as rejected, and the others are written.
-pub(crate) async fn write_rows<I: Insert>(conn: &mut I, rows: Vec<Row>) -> Result<(), SinkError> {
+pub(crate) async fn write_rows(
+    pool: &Pool,
+    rows: Vec<Row>,
+    detail_min: i64,
+) -> Result<(), SinkError> {
     let rows: Arc<[Row]> = rows.into();
-    let Err(batch_error) = insert(conn, Arc::clone(&rows)).await else {
+    // One connection throughout: whether it still answers after an error tells a bad
+    // row from a lost server (or a commit whose answer was lost).
+    let mut conn = pool.get().await.map_err(SinkError::transient)?;
+    let Err(batch_error) = insert(&mut conn, Arc::clone(&rows), detail_min).await else {
         return Ok(());
     };
-    if !conn.ping().await {
+    if conn.run(Ping).await.is_err() {
         return Err(SinkError::transient(batch_error));
     }
     let mut rejected = 0;
     let mut reason = None;
     for row in rows.iter() {
-        if let Err(error) = insert(conn, Arc::from([row.clone()])).await {
-            if !conn.ping().await {
+        if let Err(error) = insert(&mut conn, Arc::from([row.clone()]), detail_min).await {
+            if conn.run(Ping).await.is_err() {
                 return Err(SinkError::transient(error));
             }
             rejected += 1;
@@ -72,11 +101,15 @@ pub(crate) async fn write_rows<I: Insert>(conn: &mut I, rows: Vec<Row>) -> Resul
 /// next try usually goes through.
 const CONFLICT_RETRIES: u32 = 5;
 
-/// [`Insert::insert`], tried again after a lock conflict.
-async fn insert<I: Insert>(conn: &mut I, rows: Arc<[Row]>) -> diesel::QueryResult<()> {
+/// A [`Batch`], tried again after a lock conflict.
+async fn insert(conn: &mut Conn, rows: Arc<[Row]>, detail_min: i64) -> QueryResult<()> {
     let mut tries = 0;
     loop {
-        match conn.insert(Arc::clone(&rows)).await {
+        let batch = Batch {
+            rows: Arc::clone(&rows),
+            detail_min,
+        };
+        match conn.run(batch).await {
             Err(error) if tries < CONFLICT_RETRIES && lock_conflict(&error) => {
                 tries += 1;
                 // Staggered by the batch's first id (random bits), so that the two

@@ -1,6 +1,5 @@
 //! The sequence of statements that brings every rollup up to date with the rows a
-//! batch really inserted, run in the batch's transaction by each backend's writer; and
-//! the read that finds which of a batch's rows are stored already.
+//! batch really inserted, run in the batch's transaction.
 
 use super::cells::{add, cells, ensure, select, Cell, Key};
 use super::{seal, totals, users};
@@ -59,37 +58,6 @@ pub(crate) fn steps(dialect: Dialect, new: &[Row]) -> Vec<Step> {
     steps.extend(seal::lock(dialect, new).map(Step::Blocks));
     steps.extend(totals::totals(dialect, new).map(Step::Execute));
     steps
-}
-
-/// Drops the batch's duplicates and the rows already stored (`stored` keys), leaving
-/// the rows an insert will really add.
-#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
-pub(crate) fn only_new(rows: &[Row], stored: &[(i64, Vec<u8>)]) -> Vec<Row> {
-    let mut seen: std::collections::HashSet<(i64, &[u8])> =
-        stored.iter().map(|(t, id)| (*t, id.as_slice())).collect();
-    rows.iter()
-        .filter(|r| seen.insert((r.started_at_us, r.id.as_slice())))
-        .cloned()
-        .collect()
-}
-
-/// The statement that finds which of `rows` are stored already; `lock` makes it hold
-/// the keys (and the gaps around them) until the transaction ends (MySQL).
-#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
-pub(crate) fn existing(dialect: Dialect, rows: &[Row], lock: bool) -> Sql {
-    let mut times: Vec<i64> = rows.iter().map(|r| r.started_at_us).collect();
-    times.sort_unstable();
-    times.dedup();
-    let mut sql = Sql::new(dialect);
-    sql.push("SELECT started_at_us, id FROM usage_records WHERE started_at_us IN (");
-    sql.list(times, ", ", |sql, t| {
-        sql.int(t);
-    });
-    sql.push(")");
-    if lock {
-        sql.push(" FOR UPDATE");
-    }
-    sql
 }
 
 #[cfg(test)]
