@@ -284,6 +284,7 @@ async fn outcome_and_status_are_stored_independently() {
     .await;
 }
 
+#[cfg(feature = "api")]
 #[tokio::test]
 async fn the_audit_trail_keeps_every_access_once_and_reads_back_filtered() {
     use tower_usage::query::{AuditQuery, TimeRange};

@@ -61,6 +61,7 @@
 //! was refused. Read it with `GET /audit` or
 //! [`DieselStore::audit_log`](crate::store::DieselStore::audit_log).
 
+mod audit;
 mod auth;
 mod config;
 mod download;
@@ -73,6 +74,7 @@ mod limit;
 mod openapi;
 mod params;
 
+pub use audit::AuditSink;
 pub use auth::{bearer_token, AuthError, Authenticator, Principal, Role};
 pub use config::ApiConfig;
 pub use error::ErrorBody;

@@ -122,7 +122,6 @@
 //! # Ok(()) }
 //! ```
 
-mod audit;
 mod backend;
 mod error;
 mod read;
@@ -130,10 +129,9 @@ mod records;
 mod schema;
 #[cfg(test)]
 mod snapshots;
-mod sql;
+pub(crate) mod sql;
 mod write;
 
-pub use audit::AuditSink;
 pub use error::StoreError;
 
 use std::sync::Arc;
@@ -329,6 +327,12 @@ impl DieselStore {
         self.inner.pool.dialect()
     }
 
+    /// The longest range a query may cover.
+    #[cfg_attr(not(feature = "api"), allow(dead_code))]
+    pub(crate) fn max_range(&self) -> Duration {
+        self.inner.limits.max_range
+    }
+
     /// Runs `job` on a pooled connection.
     async fn run<J: Job>(&self, job: J) -> Result<J::Output, StoreError> {
         let url = &self.inner.url;
@@ -353,6 +357,7 @@ impl DieselStore {
     }
 
     /// Runs statements one after another, outside a transaction.
+    #[cfg_attr(not(feature = "api"), allow(dead_code))]
     pub(crate) async fn execute(&self, statements: Vec<Sql>) -> Result<usize, StoreError> {
         self.run(Execute(statements)).await
     }

@@ -7,11 +7,17 @@ use diesel::sql_types::{BigInt, Binary, Nullable, SmallInt, Text};
 use diesel::QueryableByName;
 use uuid::Uuid;
 
-use super::sql::{Dialect, Sql};
-use super::{DieselStore, StoreError};
 use crate::query::{AuditEntry, AuditQuery};
 use crate::sink::{SinkError, UsageSink};
+use crate::store::sql::{Dialect, Sql};
+use crate::store::{DieselStore, StoreError};
 use crate::UsageRecord;
+
+/// The audit table, made by the store's migrations.
+const TABLE: &str = "usage_audit";
+/// Its columns, in the order [`insert`] writes them and [`AuditRow`] reads them.
+const COLUMNS: &str =
+    "id, at_us, subject, role, method, endpoint, query, status, outcome, duration_us, reason";
 
 /// Rows per `INSERT`: 11 values a row stays far under every backend's bind limit.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -59,25 +65,27 @@ pub struct AuditSink {
 }
 
 impl DieselStore {
-    /// A sink that writes into this store's audit table instead of `usage_records`.
+    /// A sink that writes into this store's audit table instead of `usage_records`
+    /// (feature `api`).
     pub fn audit_sink(&self) -> AuditSink {
         AuditSink {
             store: self.clone(),
         }
     }
 
-    /// The audit entries `query` selects, newest first.
+    /// The audit entries `query` selects, newest first (feature `api`).
     pub async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        let (from, to) = query.range.micros(self.inner.limits.max_range)?;
+        let (from, to) = query.range.micros(self.max_range())?;
         self.check_limit(query.limit)?;
         let mut sql = Sql::new(self.dialect());
-        sql.push(
-            "SELECT id, at_us, subject, role, method, endpoint, query, status, outcome, \
-             duration_us, reason FROM usage_audit WHERE at_us >= ",
-        )
-        .int(from)
-        .push(" AND at_us < ")
-        .int(to);
+        sql.push("SELECT ")
+            .push(COLUMNS)
+            .push(" FROM ")
+            .push(TABLE)
+            .push(" WHERE at_us >= ")
+            .int(from)
+            .push(" AND at_us < ")
+            .int(to);
         if let Some(subject) = &query.subject {
             sql.push(" AND subject = ").bind_text(subject);
         }
@@ -110,10 +118,11 @@ impl UsageSink for AuditSink {
 /// One multi-row `INSERT` that skips entries already stored (a retried batch).
 fn insert(dialect: Dialect, records: &[UsageRecord]) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push(
-        "INSERT INTO usage_audit (id, at_us, subject, role, method, endpoint, query, status, \
-         outcome, duration_us, reason) VALUES ",
-    );
+    sql.push("INSERT INTO ")
+        .push(TABLE)
+        .push(" (")
+        .push(COLUMNS)
+        .push(") VALUES ");
     sql.list(records, ", ", |sql, record| {
         let meta = |key: &str| record.metadata.get(key).and_then(|v| v.as_str());
         let method = record.method.as_ref().map_or("", http::Method::as_str);
