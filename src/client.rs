@@ -163,7 +163,7 @@ impl ClientPlatform {
 }
 
 impl std::str::FromStr for ClientPlatform {
-    type Err = crate::record::UnknownName;
+    type Err = crate::unknown_name::UnknownName;
 
     /// Parses the serialized name (`"browser"`, `"sdk"`, …).
     fn from_str(name: &str) -> Result<Self, Self::Err> {
@@ -171,7 +171,7 @@ impl std::str::FromStr for ClientPlatform {
         [Browser, Mobile, Sdk, Cli, Server, Unknown]
             .into_iter()
             .find(|c| c.as_str() == name)
-            .ok_or_else(|| crate::record::UnknownName::new("client platform", name))
+            .ok_or_else(|| crate::unknown_name::UnknownName::new("client platform", name))
     }
 }
 

@@ -85,6 +85,7 @@ mod handle;
 mod id;
 mod inflight;
 mod record;
+mod unknown_name;
 
 // `store` (and `api`, which needs it) hold the machinery shared by the backends: alone,
 // there is no database to keep anything in.
@@ -127,9 +128,10 @@ pub mod store;
 pub use client::ClientPlatform;
 pub use handle::UsageHandle;
 pub use layer::{Usage, UsageLayer};
-pub use record::{Outcome, TokenUsage, UnknownName, UsageRecord, UsageRecordBuilder};
+pub use record::{Outcome, TokenUsage, UsageRecord, UsageRecordBuilder};
 pub use recorder::{install, record_usage, RecordError, Recorder, RecorderStats};
 pub use sink::{FanoutSink, JsonLinesSink, MemorySink, SinkError, UsageSink};
+pub use unknown_name::UnknownName;
 
 /// The README's examples are compiled as doctests, so they cannot go stale.
 #[cfg(doctest)]

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::client::ClientPlatform;
 use crate::id;
+use crate::unknown_name::UnknownName;
 
 /// How a request ended.
 ///
@@ -95,23 +96,6 @@ impl std::str::FromStr for Outcome {
         .into_iter()
         .find(|o| o.as_str() == name)
         .ok_or_else(|| UnknownName::new("outcome", name))
-    }
-}
-
-/// A name that is not one of an enum's serialized names.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {kind}: {name:?}")]
-pub struct UnknownName {
-    kind: &'static str,
-    name: String,
-}
-
-impl UnknownName {
-    pub(crate) fn new(kind: &'static str, name: &str) -> Self {
-        UnknownName {
-            kind,
-            name: name.chars().take(64).collect(),
-        }
     }
 }
 

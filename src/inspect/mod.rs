@@ -34,10 +34,13 @@
 //! # }
 //! ```
 
+mod body;
 mod content;
+mod future;
 mod layer;
 mod request;
 mod scanner;
+mod service;
 mod usage;
 
 pub(crate) use content::{body_kind, BodyKind};
@@ -60,5 +63,8 @@ pub(crate) fn for_each_chunk(data: &impl bytes::Buf, mut f: impl FnMut(&[u8])) -
     }
     seen == data.remaining()
 }
-pub use layer::{Inspect, InspectBody, InspectLayer, Inspection, ResponseFuture};
+pub use body::{InspectBody, Inspection};
+pub use future::ResponseFuture;
+pub use layer::InspectLayer;
 pub use request::{ModelSearch, RequestBody, RequestModel, RequestModelLayer};
+pub use service::Inspect;

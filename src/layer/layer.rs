@@ -2,20 +2,9 @@ use std::sync::Arc;
 
 use tower::Layer;
 
+use super::extractors::Extractors;
 use super::service::{LayerState, Usage};
 use crate::recorder::Recorder;
-
-/// The values the layer takes from each request, one extractor per field.
-///
-/// Built through the [`UsageLayer`] setters; `()` means "not configured".
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Extractors<U = (), S = (), M = (), P = (), C = ()> {
-    pub(crate) user: U,
-    pub(crate) service: S,
-    pub(crate) model: M,
-    pub(crate) provider: P,
-    pub(crate) country: C,
-}
 
 /// Meters every request of the service it wraps; see the [module docs](crate::layer) for
 /// what is recorded when.

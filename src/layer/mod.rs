@@ -24,6 +24,7 @@
 //! the body wrapper forwards `size_hint` and `is_end_stream` so `Content-Length` is kept.
 
 mod body;
+mod extractors;
 mod future;
 mod guard;
 #[allow(clippy::module_inception)]
@@ -31,6 +32,7 @@ mod layer;
 mod service;
 
 pub use body::{Metering, ResponseBody};
+pub use extractors::Extractors;
 pub use future::ResponseFuture;
-pub use layer::{Extractors, UsageLayer};
+pub use layer::UsageLayer;
 pub use service::Usage;

@@ -6,9 +6,9 @@ use std::task::{Context, Poll};
 use http::{request::Parts, Request, Response};
 use tower::Service;
 
+use super::extractors::Extractors;
 use super::future::ResponseFuture;
 use super::guard::RecordGuard;
-use super::layer::Extractors;
 use crate::extract::{Extract, OnResponse, Value};
 use crate::handle::UsageHandle;
 use crate::inflight::{Extracted, Measured, Route};

@@ -20,6 +20,7 @@
 //!
 //! [`Recorder::stats`] counts what was recorded, written, retried, failed and dropped.
 
+mod builder;
 mod config;
 mod global;
 mod queue;
@@ -27,7 +28,8 @@ mod spares;
 pub(crate) mod stats;
 mod worker;
 
-pub use config::{Overflow, RecorderBuilder, Retry};
+pub use builder::RecorderBuilder;
+pub use config::{Overflow, Retry};
 pub use global::{install, installed, record_usage};
 pub use stats::RecorderStats;
 pub use worker::RecorderWorker;

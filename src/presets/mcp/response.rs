@@ -1,194 +1,16 @@
-//! [`McpLayer`]: the JSON-RPC method, the tool called, and JSON-RPC errors of MCP's
-//! streamable HTTP transport.
+//! [`McpResponseBody`]: the answer, JSON or server-sent events, read for JSON-RPC errors.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
-
-use http::{Request, Response};
-use http_body::Body;
-use pin_project_lite::pin_project;
 use serde_json::Value;
-use tower::{Layer, Service};
 
 use crate::body::{Observed, Observer};
-use crate::inspect::{body_kind, for_each_chunk, BodyKind};
+use crate::inspect::{for_each_chunk, BodyKind};
 use crate::{Outcome, UsageHandle};
 
-/// The most of a request body kept to read its method (MCP requests are small).
-const REQUEST_CAP: usize = 64 * 1024;
 /// The most of one response message (a JSON body, or one server-sent event) kept.
 const MESSAGE_CAP: usize = 1024 * 1024;
 /// A frame is read in pieces of at most this, so that a huge frame never grows the
 /// buffer past the cap by more than one piece.
 const PIECE: usize = 64 * 1024;
-
-/// Reads MCP traffic for the record; goes inside [`mcp`](super::mcp)'s usage layer.
-///
-/// From a JSON-RPC request body (the first message of a batch) it records the method as
-/// `mcp_method` in the metadata and, for `tools/call`, the tool as `mcp_tool`. In the
-/// answer, JSON or a stream of server-sent events, a JSON-RPC error object (with a numeric
-/// `code`) makes the record an error: `ClientError` for the protocol's request errors
-/// (-32700, -32600, -32601, -32602), `ServerError` otherwise, with the code as
-/// `jsonrpc_error_code`. A tool that reports `isError` in its result is a successful call
-/// and stays `Success`, flagged `mcp_tool_error`. Bodies pass through unchanged; at most
-/// 64 KiB of a request and 1 MiB of one response message are kept.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct McpLayer {
-    _private: (),
-}
-
-impl McpLayer {
-    /// The layer.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-impl<S> Layer<S> for McpLayer {
-    type Service = Mcp<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Mcp { inner }
-    }
-}
-
-/// The service made by [`McpLayer`].
-#[derive(Debug, Clone)]
-pub struct Mcp<S> {
-    inner: S,
-}
-
-impl<S, B, ResBody> Service<Request<B>> for Mcp<S>
-where
-    S: Service<Request<McpRequestBody<B>>, Response = Response<ResBody>>,
-    ResBody: Body,
-{
-    type Response = Response<McpResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = McpFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let handle = request.extensions().get::<UsageHandle>().cloned();
-        let is_json = body_kind(request.headers()) == BodyKind::Json;
-        let watch = handle
-            .clone()
-            .filter(|_| is_json)
-            .map(|handle| (handle, Vec::new()));
-        McpFuture {
-            inner: self
-                .inner
-                .call(request.map(|inner| Observed::new(inner, McpRequestRead(watch)))),
-            handle,
-        }
-    }
-}
-
-/// What [`McpRequestBody`] does with the frames it passes: keeps the first 64 KiB of
-/// a JSON request, and reads its method at the body's end. `None` when there is
-/// nothing to read, or the body is too large to be an MCP request worth reading.
-#[derive(Debug)]
-pub struct McpRequestRead(Option<(UsageHandle, Vec<u8>)>);
-
-/// The request body of [`Mcp`]: unchanged, its first 64 KiB kept to read the method.
-pub type McpRequestBody<B> = Observed<B, McpRequestRead>;
-
-impl Observer for McpRequestRead {
-    fn watching(&self) -> bool {
-        self.0.is_some()
-    }
-
-    fn data<D: bytes::Buf>(&mut self, data: &D) -> bool {
-        let Some((_, buf)) = self.0.as_mut() else {
-            return false;
-        };
-        let fits = buf.len() + data.remaining() <= REQUEST_CAP;
-        // Too large to be an MCP request worth reading, or bytes it cannot see.
-        if !fits || !for_each_chunk(data, |chunk| buf.extend_from_slice(chunk)) {
-            self.0 = None;
-        }
-        false
-    }
-
-    fn end(&mut self) {
-        if let Some((handle, buf)) = self.0.take() {
-            read_request(&handle, &buf);
-        }
-    }
-
-    /// A request dropped unread says nothing.
-    fn dropped(&mut self) {}
-}
-
-/// Records the method (and tool) of the JSON-RPC request in `body`.
-fn read_request(handle: &UsageHandle, body: &[u8]) {
-    let Ok(message) = serde_json::from_slice::<Value>(body) else {
-        return;
-    };
-    let message = match message {
-        Value::Array(batch) => batch.into_iter().next().unwrap_or(Value::Null),
-        other => other,
-    };
-    let Some(method) = message.get("method").and_then(Value::as_str) else {
-        return;
-    };
-    handle.insert_metadata("mcp_method", cut(method));
-    if method == "tools/call" {
-        if let Some(tool) = message.pointer("/params/name").and_then(Value::as_str) {
-            handle.insert_metadata("mcp_tool", cut(tool));
-        }
-    }
-}
-
-fn cut(text: &str) -> String {
-    text.chars().take(128).collect()
-}
-
-pin_project! {
-    /// The response future of [`Mcp`].
-    pub struct McpFuture<F> {
-        #[pin]
-        inner: F,
-        handle: Option<UsageHandle>,
-    }
-}
-
-impl<F> std::fmt::Debug for McpFuture<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("McpFuture").finish_non_exhaustive()
-    }
-}
-
-impl<F, B, E> Future for McpFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-    B: Body,
-{
-    type Output = Result<Response<McpResponseBody<B>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
-        let kind = body_kind(response.headers());
-        let watch = this.handle.take().and_then(|handle| {
-            let events = kind == BodyKind::EventStream;
-            (kind != BodyKind::Other).then(|| Watch {
-                handle,
-                events,
-                buf: Vec::new(),
-                searched: 0,
-                done: false,
-            })
-        });
-        Poll::Ready(Ok(
-            response.map(|inner| Observed::new(inner, McpResponseRead(watch)))
-        ))
-    }
-}
 
 #[derive(Debug)]
 struct Watch {
@@ -320,11 +142,27 @@ fn event_data(event: &[u8]) -> Vec<u8> {
 }
 
 /// What [`McpResponseBody`] does with the frames it passes: reads JSON-RPC errors
-/// (see [`McpLayer`]). `None` when the answer is neither JSON nor events.
+/// (see [`McpLayer`](super::McpLayer)). `None` when the answer is neither JSON nor events.
 #[derive(Debug)]
 pub struct McpResponseRead(Option<Watch>);
 
-/// The response body of [`Mcp`]: unchanged, read for JSON-RPC errors.
+impl McpResponseRead {
+    /// Reads the answer for `handle` if it is JSON or server-sent events.
+    pub(super) fn new(handle: Option<UsageHandle>, kind: BodyKind) -> Self {
+        let watch = handle
+            .filter(|_| kind != BodyKind::Other)
+            .map(|handle| Watch {
+                handle,
+                events: kind == BodyKind::EventStream,
+                buf: Vec::new(),
+                searched: 0,
+                done: false,
+            });
+        McpResponseRead(watch)
+    }
+}
+
+/// The response body of [`Mcp`](super::Mcp): unchanged, read for JSON-RPC errors.
 pub type McpResponseBody<B> = Observed<B, McpResponseRead>;
 
 impl Observer for McpResponseRead {
