@@ -94,6 +94,14 @@ fn bare() -> impl Service<Req, Response = Res, Error = Infallible, Future = Answ
     })
 }
 
+/// An axum router with one route answering a short JSON body.
+fn router() -> axum::Router {
+    axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async { "{\"ok\":true}" }),
+    )
+}
+
 /// Calls the service once and polls the response body to its end. Every future here is
 /// ready at once, so a no-op waker is enough and no executor time is measured.
 fn run<S, B>(svc: &mut S, req: Req) -> u64
@@ -295,6 +303,37 @@ fn overhead(c: &mut Criterion) {
     );
     println!("  floor        {:.2}", allocations_per_request(&mut floor));
     println!("  trace_layer  {:.2}", allocations_per_request(&mut traced));
+    // Under an axum `Router`, which makes the request's extensions map and boxes every
+    // layered route's future and response body: what the layer adds there, set on the
+    // routes (`Router::layer`, which sees the matched route) or around the whole router,
+    // against tower-http's `TraceLayer` set the same ways.
+    let layer = UsageLayer::new(recorder.clone())
+        .user(extract::header("x-user-id"))
+        .service(extract::header("x-service"))
+        .model(extract::header("x-model"));
+    let trace = tower_http::trace::TraceLayer::new_for_http;
+    let plain = allocations_per_request(&mut router());
+    println!("  axum Router  {plain:.2} alone; added:");
+    for (name, added) in [
+        (
+            "usage_layer on the routes",
+            allocations_per_request(&mut router().layer(layer.clone())),
+        ),
+        (
+            "usage_layer around the router",
+            allocations_per_request(&mut layer.layer(router())),
+        ),
+        (
+            "trace_layer on the routes",
+            allocations_per_request(&mut router().layer(trace())),
+        ),
+        (
+            "trace_layer around the router",
+            allocations_per_request(&mut trace().layer(router())),
+        ),
+    ] {
+        println!("    {name:<30} {:+.2}", added - plain);
+    }
     runtime.block_on(recorder.shutdown());
     drop(floor);
     let _ = runtime.block_on(drained);

@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tower::Layer;
 
@@ -41,6 +41,11 @@ pub struct UsageLayer<E = Extractors, R = ()> {
     extractors: E,
     on_response: R,
     max_value_len: usize,
+    /// What the services share, made by the first [`Layer::layer`] call of this layer
+    /// or any of its clones, and shared by the later ones: axum clones the layer and
+    /// calls `layer` again for every request to a route of a router without state,
+    /// which must not cost an allocation each time. A setter starts a new one.
+    state: Arc<OnceLock<Arc<LayerState<E, R>>>>,
 }
 
 /// The default for [`UsageLayer::max_value_len`].
@@ -54,6 +59,7 @@ impl UsageLayer {
             extractors: Extractors::default(),
             on_response: (),
             max_value_len: DEFAULT_MAX_VALUE_LEN,
+            state: Arc::default(),
         }
     }
 }
@@ -124,6 +130,7 @@ impl<E, R> UsageLayer<E, R> {
             extractors: f(self.extractors),
             on_response: self.on_response,
             max_value_len: self.max_value_len,
+            state: Arc::default(),
         }
     }
 
@@ -136,6 +143,7 @@ impl<E, R> UsageLayer<E, R> {
             extractors: self.extractors,
             on_response,
             max_value_len: self.max_value_len,
+            state: Arc::default(),
         }
     }
 
@@ -143,6 +151,7 @@ impl<E, R> UsageLayer<E, R> {
     /// a character boundary, so a huge header cannot bloat the records.
     pub fn max_value_len(mut self, max: usize) -> Self {
         self.max_value_len = max;
+        self.state = Arc::default();
         self
     }
 
@@ -156,14 +165,34 @@ impl<Svc, E: Clone, R: Clone> Layer<Svc> for UsageLayer<E, R> {
     type Service = Usage<Svc, E, R>;
 
     fn layer(&self, inner: Svc) -> Self::Service {
-        Usage::new(
-            inner,
+        let state = self.state.get_or_init(|| {
             Arc::new(LayerState {
                 recorder: self.recorder.clone(),
                 extractors: self.extractors.clone(),
                 on_response: self.on_response.clone(),
                 max_value_len: self.max_value_len,
-            }),
-        )
+            })
+        });
+        Usage::new(inner, Arc::clone(state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemorySink;
+
+    #[tokio::test]
+    async fn clones_share_the_services_state_until_a_setter_changes_it() {
+        let recorder = Recorder::builder(MemorySink::new()).spawn();
+        let layer = UsageLayer::new(recorder.clone());
+        // As axum does for every request to a route of a router without state.
+        let first = layer.clone().layer(());
+        let again = layer.clone().layer(());
+        assert!(Arc::ptr_eq(first.state(), again.state()));
+        let changed = layer.max_value_len(64).layer(());
+        assert!(!Arc::ptr_eq(first.state(), changed.state()));
+        assert_eq!(changed.state().max_value_len, 64);
+        recorder.shutdown().await;
     }
 }

@@ -15,7 +15,8 @@ use crate::inflight::{Extracted, Measured, Route};
 use crate::recorder::stats::Counters;
 use crate::recorder::Recorder;
 
-/// What every service made by one [`UsageLayer::layer`](crate::UsageLayer) call shares.
+/// What every service made by one [`UsageLayer`](crate::UsageLayer) (and its clones)
+/// shares.
 #[derive(Debug)]
 pub(crate) struct LayerState<E, R> {
     pub(crate) recorder: Recorder,
@@ -56,6 +57,11 @@ impl<S: Clone, E, R> Clone for Usage<S, E, R> {
 impl<S, E, R> Usage<S, E, R> {
     pub(crate) fn new(inner: S, state: Arc<LayerState<E, R>>) -> Self {
         Usage { inner, state }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> &Arc<LayerState<E, R>> {
+        &self.state
     }
 
     /// The wrapped service.

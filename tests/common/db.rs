@@ -4,6 +4,7 @@
 //! URL whose backend feature is off) fails the test too; otherwise the skip is written
 //! to the terminal, past the test harness's capture, once per backend and test binary.
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 /// One database made for one test; dropped by [`TestDb::cleanup`].
@@ -99,6 +100,7 @@ pub async fn fresh(test: &str) -> Vec<TestDb> {
         url: format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
         admin: None,
     });
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
     let postgres = server_url("TOWER_USAGE_POSTGRES_URL", cfg!(feature = "postgres"));
     #[cfg(feature = "postgres")]
     if let Some(admin) = postgres {
@@ -115,6 +117,7 @@ pub async fn fresh(test: &str) -> Vec<TestDb> {
             admin: Some((admin, name.clone())),
         });
     }
+    #[cfg_attr(not(feature = "mysql"), allow(unused_variables))]
     let mysql = server_url("TOWER_USAGE_MYSQL_URL", cfg!(feature = "mysql"));
     #[cfg(feature = "mysql")]
     if let Some(admin) = mysql {
