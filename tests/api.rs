@@ -245,6 +245,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
             "/audit",
             "/dashboard",
             "/export",
+            "/me",
             "/metrics",
             "/models",
             "/my-usage",
@@ -284,7 +285,16 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
             }
         }
     }
-    for path in ["/", "/users", "/my-usage/bob", "/dashboard/", "/export.csv"] {
+    // The root serves the dashboard page when that feature is on; it is not part of the
+    // API, and not in its document.
+    let (status, headers, _) = h.get("/", None).await;
+    if cfg!(feature = "dashboard") {
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    } else {
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    for path in ["/users", "/my-usage/bob", "/dashboard/", "/export.csv"] {
         assert_eq!(
             h.get(path, Some(&token)).await.0,
             StatusCode::NOT_FOUND,
@@ -627,7 +637,11 @@ async fn hostile_parameters_get_an_answer_or_a_400_never_more() {
         if path == "/openapi.json" {
             continue;
         }
-        for param in item["get"]["parameters"].as_array().unwrap() {
+        // `/me` takes no parameters, and lists none.
+        let params = item["get"]["parameters"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
+        for param in params {
             let name = param["name"].as_str().unwrap();
             for value in values {
                 let encoded: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
@@ -907,4 +921,21 @@ async fn the_default_audit_recorder_is_handed_back() {
         .await
         .unwrap();
     assert_eq!(trail.len(), 50);
+}
+
+#[tokio::test]
+async fn me_names_the_caller_and_their_role_and_takes_no_parameters() {
+    let h = Harness::new(|c| c).await;
+    assert_eq!(
+        h.json("/me", &user("alice")).await,
+        json!({"subject": "alice", "role": "user"})
+    );
+    assert_eq!(
+        h.json("/me", &admin()).await,
+        json!({"subject": "ops", "role": "admin"})
+    );
+    let (status, _, body) = h.get("/me?last=24h", Some(&admin())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_of(&body).1.as_deref(), Some("last"));
+    assert_eq!(h.get("/me", None).await.0, StatusCode::UNAUTHORIZED);
 }

@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 
 /// What a caller may see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Every endpoint, every user's data.
@@ -23,8 +25,8 @@ impl Role {
     }
 }
 
-/// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An authenticated caller; `GET /me` answers with it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[non_exhaustive]
 pub struct Principal {
     /// Who: the user id the usage records carry (a JWT's `sub` by default).

@@ -13,6 +13,7 @@ pub(crate) enum Endpoint {
     TopUsers,
     Export,
     MyUsage,
+    Me,
     Audit,
 }
 
@@ -48,7 +49,7 @@ use Param as P;
 const FILTER: &[Param] = Param::ALL.split_at(12).0;
 
 impl Endpoint {
-    pub(crate) const ALL: [Endpoint; 10] = [
+    pub(crate) const ALL: [Endpoint; 11] = [
         Endpoint::Dashboard,
         Endpoint::Metrics,
         Endpoint::Services,
@@ -58,6 +59,7 @@ impl Endpoint {
         Endpoint::TopUsers,
         Endpoint::Export,
         Endpoint::MyUsage,
+        Endpoint::Me,
         Endpoint::Audit,
     ];
 
@@ -72,13 +74,14 @@ impl Endpoint {
             Endpoint::TopUsers => "/users/top",
             Endpoint::Export => "/export",
             Endpoint::MyUsage => "/my-usage",
+            Endpoint::Me => "/me",
             Endpoint::Audit => "/audit",
         }
     }
 
-    /// Whether only admins may call it; `/my-usage` is for every role.
+    /// Whether only admins may call it; `/my-usage` and `/me` are for every role.
     pub(crate) fn admin_only(self) -> bool {
-        self != Endpoint::MyUsage
+        !matches!(self, Endpoint::MyUsage | Endpoint::Me)
     }
 
     /// The parameters it accepts; any other is refused.
@@ -91,6 +94,7 @@ impl Endpoint {
             Endpoint::TopUsers => &[P::By, P::Limit],
             Endpoint::Export => &[P::Format],
             Endpoint::MyUsage => &[],
+            Endpoint::Me => return false,
             Endpoint::Audit => {
                 return matches!(
                     param,
@@ -125,6 +129,7 @@ impl Endpoint {
             Endpoint::MyUsage => {
                 "The caller's own usage: metrics, a daily series, services and models"
             }
+            Endpoint::Me => "Who the credentials name, and their role",
             Endpoint::Audit => "The audit trail of this API: who asked for what, and the answer",
         }
     }
@@ -139,6 +144,7 @@ impl Endpoint {
             Endpoint::TopUsers => "UserRank",
             Endpoint::Export => return None,
             Endpoint::MyUsage => "UserUsage",
+            Endpoint::Me => "Principal",
             Endpoint::Audit => "AuditEntry",
         })
     }

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::header;
 
+use super::auth::Principal;
 use super::download::{Download, PIPE_BYTES};
 use super::error::ApiError;
 use super::guard::Call;
@@ -117,6 +118,11 @@ pub(crate) async fn my_usage(
         .await
         .map(Json)
         .map_err(ApiError::store)
+}
+
+/// Who the credentials name: what a page needs to know which views to show.
+pub(crate) async fn me(Extension(call): Extension<Call>) -> Answer<Principal> {
+    Ok(Json(call.principal.clone()))
 }
 
 pub(crate) async fn audit(

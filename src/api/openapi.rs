@@ -10,6 +10,7 @@ use utoipa::openapi::{
 };
 use utoipa::OpenApi as _;
 
+use super::auth::{Principal, Role};
 use super::endpoint::{Endpoint, Param};
 use super::error::ErrorBody;
 use crate::query::{AuditEntry, Breakdown, Dashboard, Metrics, TimeSeries, UserRank, UserUsage};
@@ -19,7 +20,8 @@ pub(crate) const PATH: &str = "/openapi.json";
 
 #[derive(utoipa::OpenApi)]
 #[openapi(components(schemas(
-    Dashboard, Metrics, Breakdown, TimeSeries, UserRank, UserUsage, AuditEntry, ErrorBody
+    Dashboard, Metrics, Breakdown, TimeSeries, UserRank, UserUsage, AuditEntry, ErrorBody,
+    Principal, Role
 )))]
 struct Schemas;
 
@@ -32,7 +34,8 @@ pub(crate) fn document() -> OpenApi {
         .description(Some(
             "Usage analytics over HTTP. Paths are relative to where the router is mounted. \
              Every endpoint but this document needs `Authorization: Bearer <token>`; only \
-             `/my-usage` is open to the `user` role, and it answers for the token's subject.",
+             `/my-usage` and `/me` are open to the `user` role, and they answer for the \
+             token's subject.",
         ))
         .build();
     if let Some(components) = doc.components.as_mut() {
