@@ -4,6 +4,9 @@
 //! JWT_SECRET=$(openssl rand -hex 32) cargo run --example analytics_server --features api
 //! ```
 //!
+//! With `--features dashboard` the dashboard page is served at `/api/analytics` too:
+//! open it in a browser and paste a token the example prints.
+//!
 //! Tokens are HS256 JWTs signed with `JWT_SECRET` (without it a throwaway secret is made
 //! and the example says so). The subject is the `sub` claim and the role the `role` claim
 //! (`admin` or `user`); `exp` is checked, no issuer or audience. At start the example
@@ -63,6 +66,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let admin = token(&secret, "admin", Role::Admin, day)?;
     let user = token(&secret, "alice", Role::User, day)?;
     eprintln!("listening on http://{addr}; analytics at http://{addr}/api/analytics");
+    if cfg!(feature = "dashboard") {
+        eprintln!(
+            "dashboard page at http://{addr}/api/analytics (paste ADMIN_TOKEN or USER_TOKEN)"
+        );
+    }
     println!("ADMIN_TOKEN={admin}");
     println!("USER_TOKEN={user}");
     eprintln!("try (tokens valid for 24 hours):");

@@ -28,6 +28,19 @@ pub struct ApiConfig {
     pub(crate) export_cost: u32,
     pub(crate) max_limit: usize,
     pub(crate) audit: Option<Recorder>,
+    pub(crate) currency: Currency,
+}
+
+/// An ISO 4217 currency code: three ASCII capital letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Currency([u8; 3]);
+
+impl Currency {
+    #[cfg_attr(not(feature = "dashboard"), allow(dead_code))]
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII capitals are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or("USD")
+    }
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -60,6 +73,27 @@ impl ApiConfig {
             export_cost: 10,
             max_limit: 1_000,
             audit: None,
+            currency: Currency(*b"USD"),
+        }
+    }
+
+    /// The currency that costs are in, as an ISO 4217 code (default `USD`): the
+    /// dashboard page (feature `dashboard`) formats costs with it. A code that is not
+    /// three ASCII letters is refused with an error naming it.
+    ///
+    /// ```
+    /// # use tower_usage::api::{ApiConfig, Jwt};
+    /// let config = ApiConfig::new(Jwt::hs256("a secret of at least thirty-two bytes!")?).currency("eur")?;
+    /// assert!(ApiConfig::new(Jwt::hs256("a secret of at least thirty-two bytes!")?).currency("€").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn currency(mut self, code: &str) -> Result<Self, UnknownCurrency> {
+        match <[u8; 3]>::try_from(code.as_bytes()) {
+            Ok(bytes) if bytes.iter().all(u8::is_ascii_alphabetic) => {
+                self.currency = Currency(bytes.map(|b| b.to_ascii_uppercase()));
+                Ok(self)
+            }
+            _ => Err(UnknownCurrency(code.chars().take(16).collect())),
         }
     }
 
@@ -129,3 +163,8 @@ impl ApiConfig {
         self
     }
 }
+
+/// A currency code that is not three ASCII letters; see [`ApiConfig::currency`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an ISO 4217 currency code (three letters): {0:?}")]
+pub struct UnknownCurrency(String);

@@ -32,9 +32,10 @@
 //! | `/users/top` | admin | [`UserRank`](crate::query::UserRank)s | `by`, `limit` |
 //! | `/export` | admin | CSV (or `format=jsonl`), streamed as an attachment | `format` |
 //! | `/my-usage` | admin, user | [`UserUsage`](crate::query::UserUsage) of the caller | |
+//! | `/me` | admin, user | the caller's [`Principal`]: subject and role | none |
 //! | `/audit` | admin | [`AuditEntry`](crate::query::AuditEntry)s, newest first | `subject`, `refused`, `limit` |
 //!
-//! Every endpoint but `/audit` takes the filter parameters `from`, `to` (RFC 3339, a date,
+//! Every endpoint but `/audit` and `/me` takes the filter parameters `from`, `to` (RFC 3339, a date,
 //! or Unix seconds; default the last 30 days), `last` (`24h`, `7d`), `user` (admins only),
 //! `service`, `model`, `provider`, `outcome`, `status_class`, `platform` and `country`,
 //! and `tz` (an IANA zone: where dates in `from`/`to` start, and the buckets of series
@@ -64,6 +65,8 @@
 mod audit;
 mod auth;
 mod config;
+#[cfg(feature = "dashboard")]
+mod dashboard;
 mod download;
 mod endpoint;
 mod error;
@@ -76,7 +79,7 @@ mod params;
 
 pub use audit::AuditSink;
 pub use auth::{bearer_token, AuthError, Authenticator, Principal, Role};
-pub use config::ApiConfig;
+pub use config::{ApiConfig, UnknownCurrency};
 pub use error::ErrorBody;
 pub use jwt::{Jwt, JwtAlgorithm, JwtKeyError};
 pub use limit::RateLimit;
@@ -161,6 +164,8 @@ pub fn router_with_audit(store: DieselStore, config: ApiConfig) -> (Router, Reco
         export_cost: config.export_cost,
         max_limit: config.max_limit,
     }));
+    #[cfg(feature = "dashboard")]
+    let page = dashboard::page(config.currency.as_str());
     let document = openapi::document()
         .to_json()
         .unwrap_or_else(|_| "{}".to_owned());
@@ -175,8 +180,10 @@ pub fn router_with_audit(store: DieselStore, config: ApiConfig) -> (Router, Reco
                 ([(http::header::CONTENT_TYPE, "application/json")], document).into_response()
             }),
         )
-        .with_state(api)
-        .layer(UsageLayer::new(audit.clone()));
+        .with_state(api);
+    #[cfg(feature = "dashboard")]
+    let router = router.route("/", get(move || dashboard::serve(page.clone())));
+    let router = router.layer(UsageLayer::new(audit.clone()));
     (router, audit)
 }
 
@@ -193,6 +200,7 @@ fn route(api: &Api, endpoint: Endpoint) -> MethodRouter<Api> {
         Endpoint::TopUsers => get(h::top_users),
         Endpoint::Export => get(h::export),
         Endpoint::MyUsage => get(h::my_usage),
+        Endpoint::Me => get(h::me),
         Endpoint::Audit => get(h::audit),
     };
     let guard = axum::middleware::from_fn_with_state((api.clone(), endpoint), guard::guard);

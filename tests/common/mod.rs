@@ -6,6 +6,8 @@ pub mod db;
 pub mod proxy;
 #[cfg(feature = "store")]
 pub mod reference;
+#[cfg(feature = "dashboard")]
+pub mod webdriver;
 
 use std::convert::Infallible;
 use std::pin::Pin;

@@ -1,0 +1,214 @@
+//! The dashboard page in headless Chromium (through chromedriver): an admin's headline
+//! numbers equal the API's, a click on a service filters the page and the URL, a user
+//! sees only their own usage and never calls an admin endpoint, and a bad token gets a
+//! message. A screenshot of the admin view is saved under the target directory.
+#![cfg(all(feature = "dashboard", feature = "sqlite"))]
+
+mod common;
+
+use std::net::SocketAddr;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use tower_usage::api::{self, ApiConfig, Jwt};
+use tower_usage::query::{Filter, TimeRange, Tz};
+use tower_usage::store::DieselStore;
+use tower_usage::{Recorder, TokenUsage, UsageRecord, UsageSink};
+
+use common::webdriver::Browser;
+
+const SECRET: &str = "a test secret of at least thirty-two bytes";
+
+fn token(subject: &str, role: &str) -> String {
+    let claims = json!({"sub": subject, "role": role, "exp": Utc::now().timestamp() + 600});
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
+/// The API and its page on a loopback port, over a store with two weeks of records.
+async fn serve() -> (String, DieselStore, Recorder) {
+    let store = DieselStore::connect("sqlite::memory:").await.unwrap();
+    let now = Utc::now();
+    let mut records = Vec::new();
+    for i in 0..400i64 {
+        let (user, service, model) = match i % 4 {
+            0 => ("alice", "chat", "gpt-4o"),
+            1 => ("bob", "chat", "gpt-4o-mini"),
+            2 => ("alice", "embeddings", "text-embedding-3"),
+            _ => ("carol", "images", "dall-e"),
+        };
+        let status = if i % 13 == 0 { 500 } else { 200 };
+        records.push(
+            UsageRecord::builder()
+                .started_at(now - chrono::Duration::minutes(53 * i + 1))
+                .user(user)
+                .service(service)
+                .model(model)
+                .provider("openai")
+                .status(http::StatusCode::from_u16(status).unwrap())
+                .duration(std::time::Duration::from_millis(40 + 17 * (i as u64 % 9)))
+                .tokens(TokenUsage::new(100 * (i as u64 + 1), 10 * (i as u64 + 1)))
+                .cost_micros(250 * (i + 1))
+                .build(),
+        );
+    }
+    store.write_batch(&records).await.unwrap();
+    let audit = Recorder::builder(store.audit_sink()).spawn();
+    let config = ApiConfig::new(Jwt::hs256(SECRET).unwrap())
+        .audit(audit.clone())
+        .currency("EUR")
+        .unwrap();
+    let app = axum::Router::new().nest("/api/analytics", api::router(store.clone(), config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    (format!("http://{addr}/api/analytics"), store, audit)
+}
+
+const SIGN_IN: &str = "document.getElementById('token').value = arguments[0];
+     document.querySelector('#sign-in button').click();";
+const RENDERED: &str = "return document.body.dataset.rendered";
+const HEADLINE: &str = "return Object.fromEntries([...document.querySelectorAll('#headline .card')]
+     .map(c => [c.dataset.metric, Number(c.dataset.value)]))";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_what_the_api_answers_to_each_role() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (url, store, audit) = serve().await;
+
+    // A bad token: a clear message, and the sign-in form again.
+    browser.goto(&url).await;
+    browser.run(SIGN_IN, json!(["not-a-token"])).await;
+    let message = browser
+        .wait_for(
+            "return document.getElementById('message').textContent",
+            "the refusal",
+        )
+        .await;
+    assert!(message.as_str().unwrap().contains("refused"), "{message}");
+
+    // An admin: every headline number is the API's (the store's) for the same range.
+    browser.run(SIGN_IN, json!([token("ops", "admin")])).await;
+    browser.wait_for(RENDERED, "the admin view").await;
+    let shown = browser.run(HEADLINE, json!([])).await;
+    let metrics = store
+        .metrics(&Filter::new(TimeRange::last_hours(30 * 24)))
+        .await
+        .unwrap();
+    assert_eq!(shown["requests"], json!(metrics.requests));
+    assert_eq!(shown["users"], json!(metrics.unique_users));
+    assert_eq!(shown["tokens"], json!(metrics.tokens.total));
+    assert_eq!(shown["cost"], json!(metrics.cost_micros));
+    assert_eq!(shown["p95"], json!(metrics.latency.p95_us));
+    let rate = shown["error_rate"].as_f64().unwrap();
+    assert!(
+        (rate - metrics.error_rate).abs() < 1e-9,
+        "{rate} {}",
+        metrics.error_rate
+    );
+    let screenshot = browser.screenshot().await;
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-admin.png");
+    std::fs::write(&path, screenshot).unwrap();
+    eprintln!("screenshot: {}", path.display());
+
+    // A click on a service filters the whole page, and the URL says so.
+    browser
+        .run(
+            "document.querySelector('#by-service .clickable').click()",
+            json!([]),
+        )
+        .await;
+    let hash = browser
+        .wait_for(
+            "return location.hash.includes('service=') && location.hash",
+            "the filter in the URL",
+        )
+        .await;
+    let service = hash
+        .as_str()
+        .unwrap()
+        .split("service=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    browser
+        .wait_for(
+            "return document.body.dataset.rendered > 1",
+            "the filtered view",
+        )
+        .await;
+    let shown = browser.run(HEADLINE, json!([])).await;
+    let filtered = store
+        .metrics(&Filter::new(TimeRange::last_hours(30 * 24)).service(service.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(
+        shown["requests"],
+        json!(filtered.requests),
+        "service {service}"
+    );
+    assert!(filtered.requests < metrics.requests);
+
+    // A user: only their own usage, and no admin endpoint is ever asked.
+    browser
+        .run("document.getElementById('sign-out').click()", json!([]))
+        .await;
+    browser.goto("about:blank").await;
+    browser.goto(&url).await;
+    browser.run(SIGN_IN, json!([token("alice", "user")])).await;
+    browser.wait_for(RENDERED, "the user view").await;
+    let shown = browser.run(HEADLINE, json!([])).await;
+    let mine = store
+        .user_usage(
+            "alice",
+            &Filter::new(TimeRange::last_hours(30 * 24)),
+            Tz::UTC,
+        )
+        .await
+        .unwrap();
+    assert_eq!(shown["requests"], json!(mine.metrics.requests));
+    let asked: Value = browser
+        .run(
+            "return performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)",
+            json!([]),
+        )
+        .await;
+    let asked: Vec<&str> = asked
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(asked.iter().any(|p| p.ends_with("/my-usage")), "{asked:?}");
+    for admin_only in [
+        "/dashboard",
+        "/metrics",
+        "/timeseries",
+        "/providers",
+        "/users/top",
+        "/export",
+    ] {
+        assert!(
+            !asked.iter().any(|p| p.ends_with(admin_only)),
+            "{admin_only} in {asked:?}"
+        );
+    }
+    let hidden = browser
+        .run("return getComputedStyle(document.querySelector('#top-users').closest('section')).display", json!([]))
+        .await;
+    assert_eq!(hidden, json!("none"));
+    drop(browser);
+    audit.shutdown().await;
+}
