@@ -115,6 +115,35 @@ async fn the_page_shows_what_the_api_answers_to_each_role() {
         "{rate} {}",
         metrics.error_rate
     );
+    // A batch written while the page is open shows within two seconds, without a reload.
+    let before = shown["requests"].as_u64().unwrap();
+    let batch: Vec<UsageRecord> = (0..3)
+        .map(|_| UsageRecord::builder().user("dave").service("chat").build())
+        .collect();
+    let written = std::time::Instant::now();
+    store.write_batch(&batch).await.unwrap();
+    browser
+        .wait_for(
+            &format!("return document.querySelector('#headline [data-metric=requests]').dataset.value == {}", before + 3),
+            "the live update",
+        )
+        .await;
+    let took = written.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "live update after {took:?}"
+    );
+    let live = browser
+        .run(
+            "return document.getElementById('live').className",
+            json!([]),
+        )
+        .await;
+    assert_eq!(live, json!("on"));
+    let metrics = store
+        .metrics(&Filter::new(TimeRange::last_hours(30 * 24)))
+        .await
+        .unwrap();
     let screenshot = browser.screenshot().await;
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-admin.png");
     std::fs::write(&path, screenshot).unwrap();

@@ -14,6 +14,7 @@ pub(crate) enum Endpoint {
     Export,
     MyUsage,
     Me,
+    Live,
     Audit,
 }
 
@@ -49,7 +50,7 @@ use Param as P;
 const FILTER: &[Param] = Param::ALL.split_at(12).0;
 
 impl Endpoint {
-    pub(crate) const ALL: [Endpoint; 11] = [
+    pub(crate) const ALL: [Endpoint; 12] = [
         Endpoint::Dashboard,
         Endpoint::Metrics,
         Endpoint::Services,
@@ -60,6 +61,7 @@ impl Endpoint {
         Endpoint::Export,
         Endpoint::MyUsage,
         Endpoint::Me,
+        Endpoint::Live,
         Endpoint::Audit,
     ];
 
@@ -75,13 +77,15 @@ impl Endpoint {
             Endpoint::Export => "/export",
             Endpoint::MyUsage => "/my-usage",
             Endpoint::Me => "/me",
+            Endpoint::Live => "/live",
             Endpoint::Audit => "/audit",
         }
     }
 
-    /// Whether only admins may call it; `/my-usage` and `/me` are for every role.
+    /// Whether only admins may call it; `/my-usage`, `/me` and `/live` are for every
+    /// role (a user's `/live` is about their own records).
     pub(crate) fn admin_only(self) -> bool {
-        !matches!(self, Endpoint::MyUsage | Endpoint::Me)
+        !matches!(self, Endpoint::MyUsage | Endpoint::Me | Endpoint::Live)
     }
 
     /// The parameters it accepts; any other is refused.
@@ -95,6 +99,7 @@ impl Endpoint {
             Endpoint::Export => &[P::Format],
             Endpoint::MyUsage => &[],
             Endpoint::Me => return false,
+            Endpoint::Live => &[],
             Endpoint::Audit => {
                 return matches!(
                     param,
@@ -130,6 +135,10 @@ impl Endpoint {
                 "The caller's own usage: metrics, a daily series, services and models"
             }
             Endpoint::Me => "Who the credentials name, and their role",
+            Endpoint::Live => {
+                "Server-sent events with the selected records' metrics, at most once a \
+                 second while records are written"
+            }
             Endpoint::Audit => "The audit trail of this API: who asked for what, and the answer",
         }
     }
@@ -142,7 +151,7 @@ impl Endpoint {
             Endpoint::Services | Endpoint::Models | Endpoint::Providers => "Breakdown",
             Endpoint::TimeSeries => "TimeSeries",
             Endpoint::TopUsers => "UserRank",
-            Endpoint::Export => return None,
+            Endpoint::Export | Endpoint::Live => return None,
             Endpoint::MyUsage => "UserUsage",
             Endpoint::Me => "Principal",
             Endpoint::Audit => "AuditEntry",

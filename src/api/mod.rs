@@ -33,6 +33,7 @@
 //! | `/export` | admin | CSV (or `format=jsonl`), streamed as an attachment | `format` |
 //! | `/my-usage` | admin, user | [`UserUsage`](crate::query::UserUsage) of the caller | |
 //! | `/me` | admin, user | the caller's [`Principal`]: subject and role | none |
+//! | `/live` | admin, user | server-sent events: the [`Metrics`](crate::query::Metrics) of the filter (a user's own), at most once a second while records are written | |
 //! | `/audit` | admin | [`AuditEntry`](crate::query::AuditEntry)s, newest first | `subject`, `refused`, `limit` |
 //!
 //! Every endpoint but `/audit` and `/me` takes the filter parameters `from`, `to` (RFC 3339, a date,
@@ -74,6 +75,7 @@ mod guard;
 mod handlers;
 mod jwt;
 mod limit;
+mod live;
 mod openapi;
 mod params;
 
@@ -201,6 +203,7 @@ fn route(api: &Api, endpoint: Endpoint) -> MethodRouter<Api> {
         Endpoint::Export => get(h::export),
         Endpoint::MyUsage => get(h::my_usage),
         Endpoint::Me => get(h::me),
+        Endpoint::Live => get(live::live),
         Endpoint::Audit => get(h::audit),
     };
     let guard = axum::middleware::from_fn_with_state((api.clone(), endpoint), guard::guard);

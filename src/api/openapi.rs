@@ -104,6 +104,12 @@ fn operation(endpoint: Endpoint) -> OperationBuilder {
                 ContentBuilder::new().schema(Some(schema)).build(),
             )
         }
+        None if endpoint == Endpoint::Live => ResponseBuilder::new()
+            .description(
+                "Events named `metrics`, each a JSON `Metrics` of the selected records; \
+                 without `to`, the range runs up to the moment of each event",
+            )
+            .content("text/event-stream", ContentBuilder::new().build()),
         None => ResponseBuilder::new()
             .description("The records, streamed as an attachment")
             .content("text/csv", ContentBuilder::new().build())

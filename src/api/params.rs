@@ -34,6 +34,8 @@ pub(crate) struct Params {
     pub(crate) format: Format,
     pub(crate) subject: Option<String>,
     pub(crate) refused: bool,
+    /// No `to` was given: the range ends now, wherever now has moved to (for `/live`).
+    pub(crate) running: bool,
 }
 
 impl Params {
@@ -133,6 +135,7 @@ impl Params {
             format,
             subject: get(Param::Subject).map(str::to_owned),
             refused,
+            running: get(Param::To).is_none(),
         })
     }
 }

@@ -162,6 +162,9 @@ struct Inner {
     limits: Limits,
     /// The latency histogram's bucket bounds, for bucketing in SQL; made on first use.
     buckets: std::sync::OnceLock<Vec<i64>>,
+    /// How many batches this process has written: watchers wake on a change, and a
+    /// writer never waits for them (a watch keeps only the latest value).
+    written: tokio::sync::watch::Sender<u64>,
 }
 
 /// What queries may ask for, how they read, and which users get detail rows.
@@ -282,6 +285,7 @@ impl DieselStoreBuilder {
                 pool,
                 limits: self.limits,
                 buckets: std::sync::OnceLock::new(),
+                written: tokio::sync::watch::Sender::new(0),
             }),
         };
         let ready = async {
@@ -416,6 +420,31 @@ impl DieselStore {
         rows.into_iter().map(UsageRecord::try_from).collect()
     }
 
+    /// A watch on the batches this process writes through this store (and its clones):
+    /// it changes after each batch that stored records. Writes by other processes are
+    /// not seen here; [`high_water_mark`](Self::high_water_mark) finds those.
+    #[cfg_attr(not(feature = "api"), allow(dead_code))]
+    pub(crate) fn written(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.written.subscribe()
+    }
+
+    /// How many watches of [`written`](Self::written) are alive.
+    #[cfg(all(test, feature = "api"))]
+    pub(crate) fn written_watchers(&self) -> usize {
+        self.inner.written.receiver_count()
+    }
+
+    /// The latest start time stored, in microseconds (0 when empty): one lookup in the
+    /// records' key index, whatever their number. Records arriving in real time move it;
+    /// a record stored late with an old start time does not.
+    #[cfg_attr(not(feature = "api"), allow(dead_code))]
+    pub(crate) async fn high_water_mark(&self) -> Result<i64, StoreError> {
+        let mut sql = Sql::new(self.dialect());
+        sql.push("SELECT COALESCE(MAX(started_at_us), 0) AS n FROM usage_records");
+        let rows: Vec<Count> = self.load(sql).await?;
+        Ok(rows.first().map_or(0, |c| c.n))
+    }
+
     /// How many records are stored.
     pub async fn count(&self) -> Result<u64, StoreError> {
         let mut sql = Sql::new(self.dialect());
@@ -430,6 +459,11 @@ impl UsageSink for DieselStore {
     async fn write_batch(&self, records: &[UsageRecord]) -> Result<(), SinkError> {
         let rows: Vec<Row> = records.iter().map(Row::from).collect();
         let detail_min = self.inner.limits.detail_min_records;
-        write::write_rows(&self.inner.pool, rows, detail_min).await
+        let written = write::write_rows(&self.inner.pool, rows, detail_min).await;
+        // Some rows are stored even when others were refused.
+        if matches!(written, Ok(()) | Err(SinkError::Rejected { .. })) {
+            self.inner.written.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        written
     }
 }

@@ -307,6 +307,69 @@
     setView(v);
   }
 
+  // ---- Live updates: `/live` pushes the headline numbers while records are written.
+  // EventSource cannot send the token, so the stream is read with fetch.
+  let live = null;
+  let previousMetrics = null;
+
+  function showLive(on) {
+    const badge = $("live");
+    badge.hidden = false;
+    badge.textContent = on ? "● live" : "○ live updates off, retrying";
+    badge.className = on ? "on" : "off";
+  }
+
+  function openLive(r) {
+    if (live) live.abort();
+    const controller = new AbortController();
+    live = controller;
+    const q = query(r);
+    // A range up to now keeps running as records arrive.
+    if ((view().get("last") || "30d") !== "custom") q.delete("to");
+    (async () => {
+      let wait = 1000;
+      while (!controller.signal.aborted) {
+        try {
+          const response = await fetch(API + "live?" + q, {
+            headers: { Authorization: "Bearer " + sessionStorage.getItem(TOKEN) },
+            signal: controller.signal,
+          });
+          if (response.status === 401) return signOut("The token was refused: it is wrong or has expired. Paste a new one.");
+          if (!response.ok) throw new Error(String(response.status));
+          showLive(true);
+          wait = 1000;
+          const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+          let buffer = "";
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            buffer += value.replace(/\r\n?/g, "\n");
+            let end;
+            while ((end = buffer.indexOf("\n\n")) >= 0) {
+              const block = buffer.slice(0, end);
+              buffer = buffer.slice(end + 2);
+              let event = "message";
+              let data = "";
+              for (const line of block.split("\n")) {
+                if (line.startsWith("event:")) event = line.slice(6).trim();
+                else if (line.startsWith("data:")) data += line.slice(5).trim();
+              }
+              if (event === "metrics") {
+                headline(JSON.parse(data), previousMetrics);
+                document.body.dataset.live = String(Number(document.body.dataset.live || 0) + 1);
+              }
+            }
+          }
+        } catch (_) {
+          if (controller.signal.aborted) return;
+        }
+        showLive(false);
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        wait = Math.min(wait * 2, 30000);
+      }
+    })();
+  }
+
   // ---- Views.
   let me = null;
   let rendering = 0;
@@ -320,6 +383,7 @@
       call("providers", query(r, { limit: "10" })),
       call("users/top", query(r, { by: $("rank-by").value, limit: "10" })),
     ]);
+    previousMetrics = previous;
     headline(dash.metrics, previous);
     chart(series);
     breakdown("by-service", dash.by_service, "service");
@@ -331,6 +395,7 @@
 
   async function renderUser(r) {
     const mine = await call("my-usage", query(r));
+    previousMetrics = null;
     headline(mine.metrics, null);
     chart(mine.daily);
     breakdown("by-service", mine.by_service, null);
@@ -345,7 +410,10 @@
     try {
       if (me.role === "admin") await renderAdmin(r);
       else await renderUser(r);
-      if (ticket === rendering) document.body.dataset.rendered = String(ticket);
+      if (ticket === rendering) {
+        document.body.dataset.rendered = String(ticket);
+        openLive(r);
+      }
     } catch (e) {
       if (e instanceof Refused) return signOut(e.message);
       say(e.message);
@@ -365,6 +433,9 @@
   function signOut(text) {
     sessionStorage.removeItem(TOKEN);
     me = null;
+    if (live) live.abort();
+    live = null;
+    $("live").hidden = true;
     $("view").hidden = true;
     $("sign-out").hidden = true;
     $("who").textContent = "";

@@ -1,0 +1,212 @@
+//! `GET /live`: server-sent events with the caller's current metrics, sent at once and
+//! then at most once a second while records are written.
+//!
+//! Writes through this process's store wake the stream (a watch, which keeps only the
+//! latest change: a flood of batches is one wake, and a writer never waits for a
+//! client). Writes by other processes are found by asking for the stored records' high
+//! water mark every few seconds, one index lookup whatever their number. A slow client
+//! holds nothing back: the next event is computed only when the last one was taken, and
+//! it carries the totals as they are then. A client that goes away drops the stream and
+//! with it everything it held.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Extension;
+use chrono::Utc;
+use futures_util::Stream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::auth::Role;
+use super::guard::Call;
+use super::Api;
+use crate::query::{Filter, Metrics};
+use crate::store::DieselStore;
+
+/// The least time between two events to one client.
+const MIN_GAP: Duration = Duration::from_secs(1);
+/// How often the stored records' high water mark is read, for other processes' writes.
+const POLL: Duration = Duration::from_secs(5);
+
+pub(crate) async fn live(
+    State(api): State<Api>,
+    Extension(call): Extension<Call>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let mut filter = call.params.filter.clone();
+    // A user's stream is about their own records, as `/my-usage` is.
+    if call.principal.role != Role::Admin {
+        filter.user = Some(call.principal.subject.clone());
+    }
+    let watch = Watch {
+        store: api.store().clone(),
+        filter,
+        running: call.params.running,
+        written: api.store().written(),
+        mark: None,
+        last: None,
+        gap: MIN_GAP,
+        poll: POLL,
+    };
+    let events = futures_util::stream::unfold(watch, |mut watch| async move {
+        let event = watch.next().await;
+        Some((Ok(event), watch))
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// One client's stream: what it selects, and when it last heard.
+struct Watch {
+    store: DieselStore,
+    filter: Filter,
+    /// The range ends at each event's moment.
+    running: bool,
+    written: watch::Receiver<u64>,
+    /// The high water mark the last event saw.
+    mark: Option<i64>,
+    /// When the last event was sent.
+    last: Option<Instant>,
+    gap: Duration,
+    poll: Duration,
+}
+
+impl Watch {
+    /// The next event: at once for the first, then after the next write (here or
+    /// elsewhere), and never sooner than `gap` after the last.
+    async fn next(&mut self) -> Event {
+        if let Some(last) = self.last {
+            self.wait_for_a_write().await;
+            tokio::time::sleep_until(last + self.gap).await;
+        }
+        // Whatever was written while waiting is in this event.
+        self.written.mark_unchanged();
+        self.mark = self.store.high_water_mark().await.ok();
+        self.last = Some(Instant::now());
+        match self.metrics().await {
+            Ok(metrics) => Event::default()
+                .event("metrics")
+                .json_data(&metrics)
+                .unwrap_or_else(|_| Event::default().event("error").data("not serializable")),
+            Err(message) => Event::default().event("error").data(message),
+        }
+    }
+
+    async fn wait_for_a_write(&mut self) {
+        loop {
+            tokio::select! {
+                changed = self.written.changed() => {
+                    if changed.is_ok() {
+                        return;
+                    }
+                    // The store is gone: only polling is left.
+                    std::future::pending::<()>().await;
+                }
+                () = tokio::time::sleep(self.poll) => {
+                    let mark = self.store.high_water_mark().await.ok();
+                    if mark.is_some() && mark != self.mark {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn metrics(&self) -> Result<Metrics, String> {
+        let mut filter = self.filter.clone();
+        if self.running {
+            filter.range.to = filter.range.to.max(Utc::now());
+        }
+        self.store
+            .metrics(&filter)
+            .await
+            .map_err(|e| format!("the store failed: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use crate::query::TimeRange;
+    use crate::{UsageRecord, UsageSink};
+
+    async fn watch(store: &DieselStore) -> Watch {
+        Watch {
+            store: store.clone(),
+            filter: Filter::new(TimeRange::last_hours(1)),
+            running: true,
+            written: store.written(),
+            mark: None,
+            last: None,
+            gap: MIN_GAP,
+            poll: POLL,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_batches_gives_one_event_a_second() {
+        let store = DieselStore::connect("sqlite::memory:").await.unwrap();
+        let mut client = watch(&store).await;
+        let _first = client.next().await;
+        let started = Instant::now();
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    store
+                        .write_batch(&[UsageRecord::builder().build()])
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        let events = Arc::new(AtomicU32::new(0));
+        let counter = {
+            let events = Arc::clone(&events);
+            tokio::spawn(async move {
+                loop {
+                    let _event = client.next().await;
+                    events.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        writer.await.unwrap();
+        // Time for the last writes' event to go out.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        counter.abort();
+        let events = events.load(Ordering::SeqCst);
+        let seconds = started.elapsed().as_secs_f64();
+        // 50 batches over about a second: about one event a second, never one a batch.
+        assert!(
+            events <= seconds.ceil() as u32 + 1,
+            "{events} events in {seconds} s"
+        );
+        assert!(events >= 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_client_wakes_for_a_write_and_a_gone_one_frees_its_watch() {
+        let store = DieselStore::connect("sqlite::memory:").await.unwrap();
+        let mut client = watch(&store).await;
+        let _first = client.next().await;
+        let next = tokio::spawn(async move {
+            let _event = client.next().await;
+            client
+        });
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!next.is_finished(), "an event without a write");
+        store
+            .write_batch(&[UsageRecord::builder().build()])
+            .await
+            .unwrap();
+        let client = next.await.unwrap();
+        assert_eq!(store.written_watchers(), 1);
+        drop(client);
+        assert_eq!(store.written_watchers(), 0);
+    }
+}
