@@ -99,8 +99,18 @@ impl Harness {
             .oneshot(request.body(Body::empty()).unwrap())
             .await
             .unwrap();
-        let (head, body) = response.into_parts();
-        let bytes = body.collect().await.unwrap().to_bytes().to_vec();
+        let (head, mut body) = response.into_parts();
+        // An event stream does not end: its first event stands for it.
+        let bytes = if head
+            .headers
+            .get("content-type")
+            .is_some_and(|v| v == "text/event-stream")
+        {
+            let frame = body.frame().await.unwrap().unwrap();
+            frame.into_data().unwrap().to_vec()
+        } else {
+            body.collect().await.unwrap().to_bytes().to_vec()
+        };
         (head.status, head.headers, bytes)
     }
 
@@ -243,13 +253,16 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         listed,
         [
             "/audit",
+            "/countries",
             "/dashboard",
             "/export",
+            "/live",
             "/me",
             "/metrics",
             "/models",
             "/my-usage",
             "/openapi.json",
+            "/platforms",
             "/providers",
             "/services",
             "/timeseries",
@@ -938,4 +951,26 @@ async fn me_names_the_caller_and_their_role_and_takes_no_parameters() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_of(&body).1.as_deref(), Some("last"));
     assert_eq!(h.get("/me", None).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn live_sends_the_filters_metrics_at_once_and_a_user_only_their_own() {
+    let h = Harness::new(|c| c).await;
+    let event = |body: Vec<u8>| -> Value {
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.starts_with("event: metrics\n"), "{text}");
+        let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+        serde_json::from_str(data).unwrap()
+    };
+    let (status, headers, body) = h.get(&format!("/live?{RANGE}"), Some(&admin())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert_eq!(event(body)["requests"], 6);
+    let (status, _, body) = h.get(&format!("/live?{RANGE}"), Some(&user("alice"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(event(body)["requests"], 3);
+    let (status, _, _) = h
+        .get(&format!("/live?{RANGE}&user=bob"), Some(&user("alice")))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
