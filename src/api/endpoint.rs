@@ -9,6 +9,8 @@ pub(crate) enum Endpoint {
     Services,
     Models,
     Providers,
+    Platforms,
+    Countries,
     TimeSeries,
     TopUsers,
     Export,
@@ -50,12 +52,14 @@ use Param as P;
 const FILTER: &[Param] = Param::ALL.split_at(12).0;
 
 impl Endpoint {
-    pub(crate) const ALL: [Endpoint; 12] = [
+    pub(crate) const ALL: [Endpoint; 14] = [
         Endpoint::Dashboard,
         Endpoint::Metrics,
         Endpoint::Services,
         Endpoint::Models,
         Endpoint::Providers,
+        Endpoint::Platforms,
+        Endpoint::Countries,
         Endpoint::TimeSeries,
         Endpoint::TopUsers,
         Endpoint::Export,
@@ -72,6 +76,8 @@ impl Endpoint {
             Endpoint::Services => "/services",
             Endpoint::Models => "/models",
             Endpoint::Providers => "/providers",
+            Endpoint::Platforms => "/platforms",
+            Endpoint::Countries => "/countries",
             Endpoint::TimeSeries => "/timeseries",
             Endpoint::TopUsers => "/users/top",
             Endpoint::Export => "/export",
@@ -93,7 +99,11 @@ impl Endpoint {
         let own: &[Param] = match self {
             Endpoint::Dashboard => &[],
             Endpoint::Metrics => &[],
-            Endpoint::Services | Endpoint::Models | Endpoint::Providers => &[P::Limit],
+            Endpoint::Services
+            | Endpoint::Models
+            | Endpoint::Providers
+            | Endpoint::Platforms
+            | Endpoint::Countries => &[P::Limit],
             Endpoint::TimeSeries => &[P::Granularity, P::Split, P::Top],
             Endpoint::TopUsers => &[P::By, P::Limit],
             Endpoint::Export => &[P::Format],
@@ -126,6 +136,8 @@ impl Endpoint {
             Endpoint::Services => "The records grouped by service, largest first",
             Endpoint::Models => "The records grouped by model, largest first",
             Endpoint::Providers => "The records grouped by provider, with error rates",
+            Endpoint::Platforms => "The records grouped by client platform (from `User-Agent`)",
+            Endpoint::Countries => "The records grouped by country",
             Endpoint::TimeSeries => {
                 "The records per hour, day, week or month of a time zone, optionally split"
             }
@@ -148,7 +160,11 @@ impl Endpoint {
         Some(match self {
             Endpoint::Dashboard => "Dashboard",
             Endpoint::Metrics => "Metrics",
-            Endpoint::Services | Endpoint::Models | Endpoint::Providers => "Breakdown",
+            Endpoint::Services
+            | Endpoint::Models
+            | Endpoint::Providers
+            | Endpoint::Platforms
+            | Endpoint::Countries => "Breakdown",
             Endpoint::TimeSeries => "TimeSeries",
             Endpoint::TopUsers => "UserRank",
             Endpoint::Export | Endpoint::Live => return None,

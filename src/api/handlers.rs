@@ -77,6 +77,20 @@ pub(crate) async fn providers(
     breakdown(&api, &call, Dimension::Provider).await
 }
 
+pub(crate) async fn platforms(
+    State(api): State<Api>,
+    Extension(call): Extension<Call>,
+) -> Answer<Breakdown> {
+    breakdown(&api, &call, Dimension::Client).await
+}
+
+pub(crate) async fn countries(
+    State(api): State<Api>,
+    Extension(call): Extension<Call>,
+) -> Answer<Breakdown> {
+    breakdown(&api, &call, Dimension::Country).await
+}
+
 pub(crate) async fn time_series(
     State(api): State<Api>,
     Extension(call): Extension<Call>,

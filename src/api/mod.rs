@@ -27,7 +27,7 @@
 //! |---|---|---|---|
 //! | `/dashboard` | admin | [`Dashboard`](crate::query::Dashboard) | |
 //! | `/metrics` | admin | [`Metrics`](crate::query::Metrics) | |
-//! | `/services`, `/models`, `/providers` | admin | [`Breakdown`](crate::query::Breakdown) | `limit` |
+//! | `/services`, `/models`, `/providers`, `/platforms`, `/countries` | admin | [`Breakdown`](crate::query::Breakdown) | `limit` |
 //! | `/timeseries` | admin | [`TimeSeries`](crate::query::TimeSeries) | `granularity`, `split`, `top` |
 //! | `/users/top` | admin | [`UserRank`](crate::query::UserRank)s | `by`, `limit` |
 //! | `/export` | admin | CSV (or `format=jsonl`), streamed as an attachment | `format` |
@@ -198,6 +198,8 @@ fn route(api: &Api, endpoint: Endpoint) -> MethodRouter<Api> {
         Endpoint::Services => get(h::services),
         Endpoint::Models => get(h::models),
         Endpoint::Providers => get(h::providers),
+        Endpoint::Platforms => get(h::platforms),
+        Endpoint::Countries => get(h::countries),
         Endpoint::TimeSeries => get(h::time_series),
         Endpoint::TopUsers => get(h::top_users),
         Endpoint::Export => get(h::export),

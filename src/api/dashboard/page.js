@@ -376,11 +376,13 @@
 
   async function renderAdmin(r) {
     const q = query(r);
-    const [dash, previous, series, providers, top] = await Promise.all([
+    const [dash, previous, series, providers, platforms, countries, top] = await Promise.all([
       call("dashboard", q),
       call("metrics", query(r.previous)),
       call("timeseries", query(r, { granularity: granularity(r), split: $("split").value, top: $("split").value ? "6" : "" })),
       call("providers", query(r, { limit: "10" })),
+      call("platforms", query(r, { limit: "10" })),
+      call("countries", query(r, { limit: "10" })),
       call("users/top", query(r, { by: $("rank-by").value, limit: "10" })),
     ]);
     previousMetrics = previous;
@@ -389,6 +391,8 @@
     breakdown("by-service", dash.by_service, "service");
     breakdown("by-model", dash.by_model, "model");
     breakdown("by-provider", providers, "provider");
+    breakdown("by-platform", platforms, "platform");
+    breakdown("by-country", countries, "country");
     topUsers(top);
     peakHours(dash.peak_hours);
   }
