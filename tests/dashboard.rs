@@ -80,7 +80,10 @@ const HEADLINE: &str = "return Object.fromEntries([...document.querySelectorAll(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_what_the_api_answers_to_each_role() {
-    let Some(browser) = Browser::start().await else {
+    let downloads = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-downloads");
+    let _ = std::fs::remove_dir_all(&downloads);
+    std::fs::create_dir_all(&downloads).unwrap();
+    let Some(browser) = Browser::start(&downloads).await else {
         return;
     };
     let (url, store, audit) = serve().await;
@@ -95,6 +98,26 @@ async fn the_page_shows_what_the_api_answers_to_each_role() {
         )
         .await;
     assert!(message.as_str().unwrap().contains("refused"), "{message}");
+    // An expired one: the same.
+    let expired = {
+        let claims = json!({"sub": "ops", "role": "admin", "exp": Utc::now().timestamp() - 3_600});
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    };
+    browser
+        .run(
+            "document.getElementById('message').textContent = ''",
+            json!([]),
+        )
+        .await;
+    browser.run(SIGN_IN, json!([expired])).await;
+    let message = browser
+        .wait_for(
+            "return document.getElementById('message').textContent",
+            "the refusal",
+        )
+        .await;
+    assert!(message.as_str().unwrap().contains("expired"), "{message}");
 
     // An admin: every headline number is the API's (the store's) for the same range.
     browser.run(SIGN_IN, json!([token("ops", "admin")])).await;
@@ -148,6 +171,37 @@ async fn the_page_shows_what_the_api_answers_to_each_role() {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-admin.png");
     std::fs::write(&path, screenshot).unwrap();
     eprintln!("screenshot: {}", path.display());
+
+    // The export downloads the records the page selects, as CSV.
+    browser
+        .run("document.getElementById('export').click()", json!([]))
+        .await;
+    let csv = downloads.join("usage.csv");
+    let started = std::time::Instant::now();
+    let text = loop {
+        if let Ok(text) = std::fs::read_to_string(&csv) {
+            if text.ends_with('\n') && text.lines().count() as u64 == metrics.requests + 1 {
+                break text;
+            }
+        }
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "no usage.csv in {}",
+            downloads.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        text.starts_with("id,started_at,"),
+        "{}",
+        &text[..80.min(text.len())]
+    );
+
+    // On a phone's width the page stacks its panels.
+    browser.resize(390, 1600).await;
+    let phone = browser.screenshot().await;
+    std::fs::write(path.with_file_name("dashboard-phone.png"), phone).unwrap();
+    browser.resize(1280, 2200).await;
 
     // A click on a service filters the whole page, and the URL says so.
     browser

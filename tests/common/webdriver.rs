@@ -22,9 +22,9 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// A headless Chromium, or `None` (said on the terminal) when it is not installed
-    /// and `CI` is not set.
-    pub async fn start() -> Option<Browser> {
+    /// A headless Chromium that saves downloads into `downloads`, or `None` (said on
+    /// the terminal) when it is not installed and `CI` is not set.
+    pub async fn start(downloads: &std::path::Path) -> Option<Browser> {
         let driver_path = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let port = TcpListener::bind("127.0.0.1:0")
@@ -68,6 +68,10 @@ impl Browser {
                     "--disable-component-update", "--disable-sync",
                     "--disable-dev-shm-usage", "--window-size=1280,2200",
                 ],
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                },
             },
         }}});
         loop {
@@ -155,6 +159,16 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Resizes the window (as a phone's, say).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.session(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
     }
 
     /// The page as a PNG.
