@@ -172,6 +172,20 @@ async fn the_page_shows_what_the_api_answers_to_each_role() {
     std::fs::write(&path, screenshot).unwrap();
     eprintln!("screenshot: {}", path.display());
 
+    // The breakdowns read from raw records come when asked for.
+    browser
+        .run(
+            "document.querySelector('[data-extra=countries]').click()",
+            json!([]),
+        )
+        .await;
+    browser
+        .wait_for(
+            "return document.querySelector('#by-country table')",
+            "the countries",
+        )
+        .await;
+
     // The export downloads the records the page selects, as CSV.
     browser
         .run("document.getElementById('export').click()", json!([]))

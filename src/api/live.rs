@@ -1,6 +1,9 @@
 //! `GET /live`: server-sent events with the caller's current metrics, sent at once and
 //! then at most once a second while records are written.
 //!
+//! A client costs the server little: the time between events grows with what their
+//! metrics cost to compute (a hundred times it, from one second up to ten).
+//!
 //! Writes through this process's store wake the stream (a watch, which keeps only the
 //! latest change: a flood of batches is one wake, and a writer never waits for a
 //! client). Writes by other processes are found by asking for the stored records' high
@@ -28,6 +31,11 @@ use crate::store::DieselStore;
 
 /// The least time between two events to one client.
 const MIN_GAP: Duration = Duration::from_secs(1);
+/// The most: however long the metrics take to compute.
+const MAX_GAP: Duration = Duration::from_secs(10);
+/// An event waits at least this many times as long as its metrics took to compute, so
+/// that a client costs the server at most about 1% of a core however large the range.
+const COST_FACTOR: u32 = 100;
 /// How often the stored records' high water mark is read, for other processes' writes.
 const POLL: Duration = Duration::from_secs(5);
 
@@ -83,8 +91,11 @@ impl Watch {
         // Whatever was written while waiting is in this event.
         self.written.mark_unchanged();
         self.mark = self.store.high_water_mark().await.ok();
-        self.last = Some(Instant::now());
-        match self.metrics().await {
+        let started = Instant::now();
+        self.last = Some(started);
+        let metrics = self.metrics().await;
+        self.gap = (started.elapsed() * COST_FACTOR).clamp(MIN_GAP, MAX_GAP);
+        match metrics {
             Ok(metrics) => Event::default()
                 .event("metrics")
                 .json_data(&metrics)

@@ -67,6 +67,7 @@ impl Browser {
                     "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync",
                     "--disable-dev-shm-usage", "--window-size=1280,2200",
+                    "--no-proxy-server",
                 ],
                 "prefs": {
                     "download.default_directory": downloads,

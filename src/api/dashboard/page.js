@@ -370,19 +370,35 @@
     })();
   }
 
+  // ---- The breakdowns read from raw records, on demand.
+  const EXTRAS = {
+    platforms: { target: "by-platform", filter: "platform" },
+    countries: { target: "by-country", filter: "country" },
+  };
+  const shownExtras = new Set();
+
+  async function loadExtra(extra, r) {
+    const { target, filter } = EXTRAS[extra];
+    $(target).replaceChildren(el("p", { class: "hint", text: "Reading…" }));
+    try {
+      breakdown(target, await call(extra, query(r, { limit: "10" })), filter);
+    } catch (e) {
+      if (e instanceof Refused) return signOut(e.message);
+      $(target).replaceChildren(el("p", { class: "empty", text: e.message }));
+    }
+  }
+
   // ---- Views.
   let me = null;
   let rendering = 0;
 
   async function renderAdmin(r) {
     const q = query(r);
-    const [dash, previous, series, providers, platforms, countries, top] = await Promise.all([
+    const [dash, previous, series, providers, top] = await Promise.all([
       call("dashboard", q),
       call("metrics", query(r.previous)),
       call("timeseries", query(r, { granularity: granularity(r), split: $("split").value, top: $("split").value ? "6" : "" })),
       call("providers", query(r, { limit: "10" })),
-      call("platforms", query(r, { limit: "10" })),
-      call("countries", query(r, { limit: "10" })),
       call("users/top", query(r, { by: $("rank-by").value, limit: "10" })),
     ]);
     previousMetrics = previous;
@@ -391,8 +407,9 @@
     breakdown("by-service", dash.by_service, "service");
     breakdown("by-model", dash.by_model, "model");
     breakdown("by-provider", providers, "provider");
-    breakdown("by-platform", platforms, "platform");
-    breakdown("by-country", countries, "country");
+    // The breakdowns the rollups do not keep read every record in the range: only once
+    // asked for, and then again with each new view.
+    for (const extra of shownExtras) loadExtra(extra, r);
     topUsers(top);
     peakHours(dash.peak_hours);
   }
@@ -416,6 +433,7 @@
       else await renderUser(r);
       if (ticket === rendering) {
         document.body.dataset.rendered = String(ticket);
+        if (ticket === 1) performance.mark("first-render");
         openLive(r);
       }
     } catch (e) {
@@ -501,7 +519,24 @@
       else say(e.message);
     }
   });
+  for (const button of document.querySelectorAll("[data-extra]")) {
+    button.addEventListener("click", () => {
+      shownExtras.add(button.dataset.extra);
+      loadExtra(button.dataset.extra, range());
+    });
+  }
   for (const id of ["measure", "split", "rank-by"]) $(id).addEventListener("change", () => me && render());
   window.addEventListener("hashchange", () => me && render());
+  // A stream left open holds one of the browser's few connections to this host: close it
+  // when the page goes away or out of sight, and open it again when it comes back.
+  window.addEventListener("pagehide", () => live && live.abort());
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) {
+      if (live) live.abort();
+      live = null;
+    } else if (me && !live) {
+      openLive(range());
+    }
+  });
   start();
 })();
