@@ -138,8 +138,17 @@ async fn the_page_shows_what_the_api_answers_to_each_role() {
         "{rate} {}",
         metrics.error_rate
     );
-    // A batch written while the page is open shows within two seconds, without a reload.
+    // A batch written while the page is open shows within two seconds, without a reload,
+    // in the headline numbers and in the chart's current bucket.
     let before = shown["requests"].as_u64().unwrap();
+    const LAST_BUCKET: &str = "return document.querySelector('#chart details tbody tr:last-child td:last-child').textContent";
+    let bucket_before: u64 = browser
+        .run(LAST_BUCKET, json!([]))
+        .await
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let batch: Vec<UsageRecord> = (0..3)
         .map(|_| UsageRecord::builder().user("dave").service("chat").build())
         .collect();

@@ -215,7 +215,12 @@
   }
 
   // Bars per bucket, stacked by series; a click on a bucket narrows the range to it.
-  function chart(ts) {
+  // What the chart shows, and the metrics it was drawn with: a live update adds what
+  // has arrived since to the bucket that holds now.
+  let drawn = null;
+
+  function chart(ts, metrics) {
+    if (metrics) drawn = { ts, metrics };
     const target = $("chart");
     const measure = MEASURES[$("measure").value] || MEASURES.requests;
     const buckets = ts.buckets.map((b) => new Date(b));
@@ -307,6 +312,35 @@
     setView(v);
   }
 
+  // The records that arrived since the chart was drawn fall in the bucket that holds now:
+  // for a chart of one series and a measure that adds up, that bucket grows by the
+  // difference in the totals.
+  const TOTAL_OF = {
+    requests: (m) => m.requests,
+    tokens: (m) => m.tokens.total,
+    cost: (m) => m.cost_micros,
+    errors: (m) => m.errors,
+  };
+
+  function moveCurrentBucket(metrics) {
+    const total = TOTAL_OF[$("measure").value];
+    if (!drawn || !total || drawn.ts.series.length !== 1) return;
+    const now = Date.now();
+    const buckets = drawn.ts.buckets.map((b) => new Date(b).getTime());
+    const last = buckets.length - 1;
+    if (last < 0 || buckets[last] > now || range().to * 1000 < now - 60000) return;
+    const added = total(metrics) - total(drawn.metrics);
+    if (added <= 0) return;
+    const ts = structuredClone(drawn.ts);
+    const point = ts.series[0].points[last];
+    const field = $("measure").value;
+    if (field === "tokens") point.tokens.total += added;
+    else if (field === "cost") point.cost_micros += added;
+    else point[field] += added;
+    drawn = { ts, metrics };
+    chart(ts);
+  }
+
   // ---- Live updates: `/live` pushes the headline numbers while records are written.
   // EventSource cannot send the token, so the stream is read with fetch.
   let live = null;
@@ -355,7 +389,9 @@
                 else if (line.startsWith("data:")) data += line.slice(5).trim();
               }
               if (event === "metrics") {
-                headline(JSON.parse(data), previousMetrics);
+                const metrics = JSON.parse(data);
+                headline(metrics, previousMetrics);
+                moveCurrentBucket(metrics);
                 document.body.dataset.live = String(Number(document.body.dataset.live || 0) + 1);
               }
             }
@@ -403,7 +439,7 @@
     ]);
     previousMetrics = previous;
     headline(dash.metrics, previous);
-    chart(series);
+    chart(series, dash.metrics);
     breakdown("by-service", dash.by_service, "service");
     breakdown("by-model", dash.by_model, "model");
     breakdown("by-provider", providers, "provider");
@@ -418,7 +454,7 @@
     const mine = await call("my-usage", query(r));
     previousMetrics = null;
     headline(mine.metrics, null);
-    chart(mine.daily);
+    chart(mine.daily, mine.metrics);
     breakdown("by-service", mine.by_service, null);
     breakdown("by-model", mine.by_model, null);
   }
