@@ -1,5 +1,11 @@
 //! `GET /live`: server-sent events with the caller's current metrics, sent at once and
-//! then at most once a second while records are written.
+//! then at most once a second while records are written; and with them the last hour
+//! per minute.
+//!
+//! The hour is read from raw rows once, when the client connects; after that each
+//! event adds what the range's totals gained since the last one to the minute it came
+//! in, so a minute counts the records that arrived in it (a record that arrives late
+//! counts in the minute it arrived, not the one it started in).
 //!
 //! A client costs the server little: the time between events grows with what their
 //! metrics cost to compute (a hundred times it, from one second up to ten).
@@ -19,14 +25,15 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Extension;
 use chrono::Utc;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
+use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::auth::Role;
 use super::guard::Call;
 use super::Api;
-use crate::query::{Filter, Metrics};
+use crate::query::{Filter, Metrics, Point};
 use crate::store::DieselStore;
 
 /// The least time between two events to one client.
@@ -48,20 +55,15 @@ pub(crate) async fn live(
     if call.principal.role != Role::Admin {
         filter.user = Some(call.principal.subject.clone());
     }
-    let watch = Watch {
-        store: api.store().clone(),
-        filter,
-        running: call.params.running,
-        written: api.store().written(),
-        mark: None,
-        last: None,
-        gap: MIN_GAP,
-        poll: POLL,
-    };
+    let watch = Watch::new(api.store(), filter, call.params.running);
     let events = futures_util::stream::unfold(watch, |mut watch| async move {
-        let event = watch.next().await;
-        Some((Ok(event), watch))
-    });
+        let events = watch.next().await;
+        Some((
+            futures_util::stream::iter(events.into_iter().map(Ok)),
+            watch,
+        ))
+    })
+    .flatten();
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 
@@ -78,12 +80,91 @@ struct Watch {
     last: Option<Instant>,
     gap: Duration,
     poll: Duration,
+    /// The last hour, per minute, and the totals the last event saw.
+    hour: Option<Hour>,
+}
+
+/// Sixty minutes of sums, oldest first.
+struct Hour {
+    /// The first minute, in minutes since the epoch.
+    first: i64,
+    minutes: Vec<Minute>,
+    seen: Minute,
+}
+
+/// The sums of one minute, as the `minutes` event sends them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+struct Minute {
+    at: i64,
+    requests: u64,
+    errors: u64,
+    tokens: u64,
+    cost_micros: i64,
+}
+
+impl Minute {
+    fn of(metrics: &Metrics) -> Minute {
+        Minute {
+            at: 0,
+            requests: metrics.requests,
+            errors: metrics.errors,
+            tokens: metrics.tokens.total,
+            cost_micros: metrics.cost_micros,
+        }
+    }
+
+    fn from_point(at: i64, point: &Point) -> Minute {
+        Minute {
+            at,
+            requests: point.requests,
+            errors: point.errors,
+            tokens: point.tokens.total,
+            cost_micros: point.cost_micros,
+        }
+    }
+}
+
+impl Hour {
+    /// Moves the hour up to the minute holding `now`, and adds to that minute what the
+    /// totals gained since the last event.
+    fn advance(&mut self, now: i64, totals: Minute) {
+        let current = now.div_euclid(60_000_000);
+        while self.first + 59 < current {
+            self.minutes.remove(0);
+            self.first += 1;
+            self.minutes.push(Minute::default());
+        }
+        for (i, minute) in self.minutes.iter_mut().enumerate() {
+            minute.at = (self.first + i as i64) * 60;
+        }
+        if let Some(minute) = self.minutes.last_mut() {
+            minute.requests += totals.requests.saturating_sub(self.seen.requests);
+            minute.errors += totals.errors.saturating_sub(self.seen.errors);
+            minute.tokens += totals.tokens.saturating_sub(self.seen.tokens);
+            minute.cost_micros += (totals.cost_micros - self.seen.cost_micros).max(0);
+        }
+        self.seen = totals;
+    }
 }
 
 impl Watch {
-    /// The next event: at once for the first, then after the next write (here or
-    /// elsewhere), and never sooner than `gap` after the last.
-    async fn next(&mut self) -> Event {
+    fn new(store: &DieselStore, filter: Filter, running: bool) -> Watch {
+        Watch {
+            store: store.clone(),
+            filter,
+            running,
+            written: store.written(),
+            mark: None,
+            last: None,
+            gap: MIN_GAP,
+            poll: POLL,
+            hour: None,
+        }
+    }
+
+    /// The next events (the metrics, then the hour): at once for the first, then after
+    /// the next write (here or elsewhere), and never sooner than `gap` after the last.
+    async fn next(&mut self) -> Vec<Event> {
         if let Some(last) = self.last {
             self.wait_for_a_write().await;
             tokio::time::sleep_until(last + self.gap).await;
@@ -95,13 +176,30 @@ impl Watch {
         self.last = Some(started);
         let metrics = self.metrics().await;
         self.gap = (started.elapsed() * COST_FACTOR).clamp(MIN_GAP, MAX_GAP);
-        match metrics {
-            Ok(metrics) => Event::default()
-                .event("metrics")
-                .json_data(&metrics)
-                .unwrap_or_else(|_| Event::default().event("error").data("not serializable")),
-            Err(message) => Event::default().event("error").data(message),
+        let metrics = match metrics {
+            Ok(metrics) => metrics,
+            Err(message) => return vec![Event::default().event("error").data(message)],
+        };
+        let now = Utc::now();
+        if self.hour.is_none() {
+            // Only a running range's totals move with the records arriving now.
+            let read = self.store.last_hour_by_minute(&self.filter, now).await;
+            self.hour = read.ok().map(|(first, points)| Hour {
+                first,
+                minutes: points
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| Minute::from_point((first + i as i64) * 60, p))
+                    .collect(),
+                seen: Minute::of(&metrics),
+            });
         }
+        let mut events = vec![json_event("metrics", &metrics)];
+        if let Some(hour) = self.hour.as_mut() {
+            hour.advance(now.timestamp_micros(), Minute::of(&metrics));
+            events.push(json_event("minutes", &hour.minutes));
+        }
+        events
     }
 
     async fn wait_for_a_write(&mut self) {
@@ -136,6 +234,13 @@ impl Watch {
     }
 }
 
+fn json_event(name: &str, data: &impl Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event("error").data("not serializable"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,16 +251,7 @@ mod tests {
     use crate::{UsageRecord, UsageSink};
 
     async fn watch(store: &DieselStore) -> Watch {
-        Watch {
-            store: store.clone(),
-            filter: Filter::new(TimeRange::last_hours(1)),
-            running: true,
-            written: store.written(),
-            mark: None,
-            last: None,
-            gap: MIN_GAP,
-            poll: POLL,
-        }
+        Watch::new(store, Filter::new(TimeRange::last_hours(1)), true)
     }
 
     #[tokio::test(start_paused = true)]
@@ -219,5 +315,33 @@ mod tests {
         assert_eq!(store.written_watchers(), 1);
         drop(client);
         assert_eq!(store.written_watchers(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_hour_counts_what_arrives_in_its_last_minute() {
+        let store = DieselStore::connect("sqlite::memory:").await.unwrap();
+        let mut early = UsageRecord::builder().build();
+        early.started_at -= chrono::Duration::minutes(30);
+        store.write_batch(&[early]).await.unwrap();
+        let mut client = watch(&store).await;
+        client.gap = Duration::ZERO;
+        let _first = client.next().await;
+        let hour = client.hour.as_ref().unwrap();
+        assert_eq!(hour.minutes.len(), 60);
+        assert_eq!(hour.minutes.iter().map(|m| m.requests).sum::<u64>(), 1);
+        let last_before = hour.minutes[59].requests;
+        store
+            .write_batch(&[
+                UsageRecord::builder().build(),
+                UsageRecord::builder().build(),
+            ])
+            .await
+            .unwrap();
+        let events = client.next().await;
+        assert_eq!(events.len(), 2);
+        let hour = client.hour.as_ref().unwrap();
+        assert_eq!(hour.minutes.iter().map(|m| m.requests).sum::<u64>(), 3);
+        // Both new records in the minute they arrived, unless the minute turned.
+        assert!(hour.minutes[59].requests == last_before + 2 || hour.minutes[59].requests == 2);
     }
 }

@@ -162,6 +162,12 @@ impl Browser {
         }
     }
 
+    /// Sets a cookie for the page's origin (the browser must be on a page of it).
+    pub async fn set_cookie(&self, name: &str, value: &str) {
+        let cookie = json!({ "cookie": { "name": name, "value": value } });
+        self.session("POST", "/cookie", Some(cookie)).await;
+    }
+
     /// Resizes the window (as a phone's, say).
     pub async fn resize(&self, width: u32, height: u32) {
         self.session(

@@ -92,7 +92,9 @@
     const url = API + path + (params ? "?" + params : "");
     let response;
     try {
-      response = await fetch(url, { headers: { Authorization: "Bearer " + token } });
+      // Without a pasted token, the host application's cookie (if its authenticator
+      // reads one) is what identifies the caller; fetch sends it to this origin.
+      response = await fetch(url, { headers: token ? { Authorization: "Bearer " + token } : {} });
     } catch (e) {
       throw new Error("The server cannot be reached (" + e.message + ").");
     }
@@ -341,6 +343,42 @@
     chart(ts);
   }
 
+  // The last hour per minute, from the live stream: requests as bars, the numbers in a
+  // table behind them.
+  function lastHour(minutes) {
+    const W = 900, H = 90, bottom = 16;
+    const max = Math.max(1, ...minutes.map((m) => m.requests));
+    const step = W / minutes.length;
+    const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Requests per minute over the last hour; the table below has the numbers" });
+    const time = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", timeZone: zone() });
+    minutes.forEach((m, i) => {
+      const h = ((H - bottom) * m.requests) / max;
+      const bar = svg("rect", { x: i * step + 1, y: H - bottom - h, width: Math.max(1, step - 2), height: h, fill: "var(--accent)" });
+      const tip = svg("title");
+      tip.textContent = `${time.format(new Date(m.at * 1000))}: ${fmt.count(m.requests)} requests, ${fmt.count(m.errors)} errors`;
+      bar.append(tip);
+      root.append(bar);
+      if (i % 10 === 0) {
+        const label = svg("text", { x: i * step, y: H - 3 });
+        label.textContent = time.format(new Date(m.at * 1000));
+        root.append(label);
+      }
+    });
+    const numbers = el("details", {}, el("summary", { text: "Table" }), table(
+      [
+        { label: "Minute", value: (m) => time.format(new Date(m.at * 1000)) },
+        { label: "Requests", value: (m) => fmt.count(m.requests) },
+        { label: "Errors", value: (m) => fmt.count(m.errors) },
+        { label: "Tokens", value: (m) => fmt.count(m.tokens) },
+        { label: "Cost", value: (m) => fmt.cost(m.cost_micros) },
+      ],
+      minutes,
+    ));
+    const total = minutes.reduce((sum, m) => sum + m.requests, 0);
+    $("last-hour").replaceChildren(root, numbers);
+    $("last-hour").dataset.total = String(total);
+  }
+
   // ---- Live updates: `/live` pushes the headline numbers while records are written.
   // EventSource cannot send the token, so the stream is read with fetch.
   let live = null;
@@ -364,8 +402,9 @@
       let wait = 1000;
       while (!controller.signal.aborted) {
         try {
+          const token = sessionStorage.getItem(TOKEN);
           const response = await fetch(API + "live?" + q, {
-            headers: { Authorization: "Bearer " + sessionStorage.getItem(TOKEN) },
+            headers: token ? { Authorization: "Bearer " + token } : {},
             signal: controller.signal,
           });
           if (response.status === 401) return signOut("The token was refused: it is wrong or has expired. Paste a new one.");
@@ -388,6 +427,7 @@
                 if (line.startsWith("event:")) event = line.slice(6).trim();
                 else if (line.startsWith("data:")) data += line.slice(5).trim();
               }
+              if (event === "minutes") lastHour(JSON.parse(data));
               if (event === "metrics") {
                 const metrics = JSON.parse(data);
                 headline(metrics, previousMetrics);
@@ -503,11 +543,12 @@
   }
 
   async function start() {
-    if (!sessionStorage.getItem(TOKEN)) return signOut("");
+    const pasted = Boolean(sessionStorage.getItem(TOKEN));
     try {
       me = await call("me");
     } catch (e) {
-      return signOut(e.message);
+      // No token and no cookie the API accepts: ask for a token, without an error.
+      return signOut(pasted || !(e instanceof Refused) ? e.message : "");
     }
     document.body.classList.toggle("user", me.role !== "admin");
     $("who").textContent = me.subject + " · " + me.role;

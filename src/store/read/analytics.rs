@@ -83,6 +83,40 @@ impl DieselStore {
         self.load::<AggRow>(sql).await
     }
 
+    /// Per-minute sums of the records `filter` selects in the hour up to the minute
+    /// holding `now` (the filter's own range is not used): 60 points, oldest first, and
+    /// the first minute's start. Read from the hour's raw rows, so the cost follows the
+    /// last hour's traffic, not the number of stored records.
+    #[cfg_attr(not(feature = "api"), allow(dead_code))]
+    pub(crate) async fn last_hour_by_minute(
+        &self,
+        filter: &Filter,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, Vec<Point>), StoreError> {
+        const MINUTE_US: i64 = 60_000_000;
+        filter.check_names()?;
+        let end_minute = now.timestamp_micros().div_euclid(MINUTE_US) + 1;
+        let first_minute = (end_minute - 60).max(0);
+        let group = Group {
+            key: None,
+            slot_us: Some(MINUTE_US),
+        };
+        let mut sql = Sql::new(self.dialect());
+        let raw = Part::Raw(first_minute * MINUTE_US, end_minute * MINUTE_US);
+        plan::aggregate(&mut sql, filter, group, &[raw]);
+        let rows: Vec<AggRow> = self.load(sql).await?;
+        let mut minutes = vec![Totals::default(); 60];
+        for row in rows {
+            let index = row
+                .slot
+                .and_then(|slot| usize::try_from(slot - first_minute).ok());
+            if let Some(minute) = index.and_then(|i| minutes.get_mut(i)) {
+                minute.add(&row.measures.totals());
+            }
+        }
+        Ok((first_minute, minutes.iter().map(Totals::point).collect()))
+    }
+
     /// Requests, users, tokens, cost, errors, bytes, and latency and time-to-first-byte
     /// statistics for the records `filter` selects.
     ///
