@@ -26,6 +26,7 @@ pub struct ApiConfig {
     pub(crate) unauthenticated_limit: Option<RateLimit>,
     pub(crate) address_header: Option<http::HeaderName>,
     pub(crate) export_cost: u32,
+    pub(crate) live_spacing: u32,
     pub(crate) max_limit: usize,
     pub(crate) audit: Option<Recorder>,
     pub(crate) currency: Currency,
@@ -51,6 +52,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("unauthenticated_limit", &self.unauthenticated_limit)
             .field("address_header", &self.address_header)
             .field("export_cost", &self.export_cost)
+            .field("live_spacing", &self.live_spacing)
             .field("max_limit", &self.max_limit)
             .field("audit", &self.audit.is_some())
             .finish_non_exhaustive()
@@ -71,6 +73,7 @@ impl ApiConfig {
             unauthenticated_limit: Some(RateLimit::per_minute(60).burst(20)),
             address_header: None,
             export_cost: 10,
+            live_spacing: 100,
             max_limit: 1_000,
             audit: None,
             currency: Currency(*b"USD"),
@@ -143,6 +146,27 @@ impl ApiConfig {
     /// How many calls an export counts as (default 10; at most the burst).
     pub fn export_cost(mut self, cost: u32) -> Self {
         self.export_cost = cost.max(1);
+        self
+    }
+
+    /// How much of one core a `/live` client may cost the server, about (default 0.01,
+    /// 1%): the updates to a client are spaced by the time their metrics took to
+    /// compute divided by this share (and by one to ten seconds). Over a large range,
+    /// a larger share means more frequent updates.
+    ///
+    /// ```
+    /// # use tower_usage::api::{ApiConfig, Jwt};
+    /// let config = ApiConfig::new(Jwt::hs256("a secret of at least thirty-two bytes!")?)
+    ///     .live_share(0.05);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn live_share(mut self, share_of_a_core: f64) -> Self {
+        let share = if share_of_a_core.is_finite() {
+            share_of_a_core
+        } else {
+            0.01
+        };
+        self.live_spacing = (1.0 / share.clamp(0.001, 1.0)).round() as u32;
         self
     }
 

@@ -8,7 +8,7 @@
 //! counts in the minute it arrived, not the one it started in).
 //!
 //! A client costs the server little: the time between events grows with what their
-//! metrics cost to compute (a hundred times it, from one second up to ten).
+//! metrics cost to compute (by default a hundred times it, from one second up to ten; see `ApiConfig::live_share`).
 //!
 //! Writes through this process's store wake the stream (a watch, which keeps only the
 //! latest change: a flood of batches is one wake, and a writer never waits for a
@@ -40,9 +40,6 @@ use crate::store::DieselStore;
 const MIN_GAP: Duration = Duration::from_secs(1);
 /// The most: however long the metrics take to compute.
 const MAX_GAP: Duration = Duration::from_secs(10);
-/// An event waits at least this many times as long as its metrics took to compute, so
-/// that a client costs the server at most about 1% of a core however large the range.
-const COST_FACTOR: u32 = 100;
 /// How often the stored records' high water mark is read, for other processes' writes.
 const POLL: Duration = Duration::from_secs(5);
 
@@ -55,7 +52,8 @@ pub(crate) async fn live(
     if call.principal.role != Role::Admin {
         filter.user = Some(call.principal.subject.clone());
     }
-    let watch = Watch::new(api.store(), filter, call.params.running);
+    let mut watch = Watch::new(api.store(), filter, call.params.running);
+    watch.spacing = api.0.live_spacing;
     let events = futures_util::stream::unfold(watch, |mut watch| async move {
         let events = watch.next().await;
         Some((
@@ -80,6 +78,8 @@ struct Watch {
     last: Option<Instant>,
     gap: Duration,
     poll: Duration,
+    /// The next event waits this many times what the last one cost to compute.
+    spacing: u32,
     /// The last hour, per minute, and the totals the last event saw.
     hour: Option<Hour>,
 }
@@ -158,6 +158,7 @@ impl Watch {
             last: None,
             gap: MIN_GAP,
             poll: POLL,
+            spacing: 100,
             hour: None,
         }
     }
@@ -175,7 +176,7 @@ impl Watch {
         let started = Instant::now();
         self.last = Some(started);
         let metrics = self.metrics().await;
-        self.gap = (started.elapsed() * COST_FACTOR).clamp(MIN_GAP, MAX_GAP);
+        self.gap = (started.elapsed() * self.spacing).clamp(MIN_GAP, MAX_GAP);
         let metrics = match metrics {
             Ok(metrics) => metrics,
             Err(message) => return vec![Event::default().event("error").data(message)],

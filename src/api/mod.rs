@@ -108,6 +108,8 @@ struct Shared {
     limiter: Limiter,
     address_header: Option<http::HeaderName>,
     export_cost: u32,
+    /// `/live` waits this many times what an update cost before the next.
+    live_spacing: u32,
     max_limit: usize,
 }
 
@@ -164,6 +166,7 @@ pub fn router_with_audit(store: DieselStore, config: ApiConfig) -> (Router, Reco
         store,
         authenticator: config.authenticator,
         export_cost: config.export_cost,
+        live_spacing: config.live_spacing,
         max_limit: config.max_limit,
     }));
     #[cfg(feature = "dashboard")]
