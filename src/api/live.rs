@@ -18,6 +18,7 @@
 //! it carries the totals as they are then. A client that goes away drops the stream and
 //! with it everything it held.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -52,8 +53,7 @@ pub(crate) async fn live(
     if call.principal.role != Role::Admin {
         filter.user = Some(call.principal.subject.clone());
     }
-    let mut watch = Watch::new(api.store(), filter, call.params.running);
-    watch.spacing = api.0.live_spacing;
+    let watch = Watch::new(api.store(), filter, call.params.running, api.0.live_spacing);
     let events = futures_util::stream::unfold(watch, |mut watch| async move {
         let events = watch.next().await;
         Some((
@@ -86,9 +86,8 @@ struct Watch {
 
 /// Sixty minutes of sums, oldest first.
 struct Hour {
-    /// The first minute, in minutes since the epoch.
-    first: i64,
-    minutes: Vec<Minute>,
+    /// At most sixty, a minute apart.
+    minutes: VecDeque<Minute>,
     seen: Minute,
 }
 
@@ -128,16 +127,19 @@ impl Hour {
     /// Moves the hour up to the minute holding `now`, and adds to that minute what the
     /// totals gained since the last event.
     fn advance(&mut self, now: i64, totals: Minute) {
-        let current = now.div_euclid(60_000_000);
-        while self.first + 59 < current {
-            self.minutes.remove(0);
-            self.first += 1;
-            self.minutes.push(Minute::default());
+        let current = now.div_euclid(60_000_000) * 60;
+        let last = self.minutes.back().map_or(current - 60, |m| m.at);
+        // After a pause longer than the hour, only its last sixty minutes are made.
+        for at in ((last + 60).max(current - 59 * 60)..=current).step_by(60) {
+            self.minutes.push_back(Minute {
+                at,
+                ..Minute::default()
+            });
         }
-        for (i, minute) in self.minutes.iter_mut().enumerate() {
-            minute.at = (self.first + i as i64) * 60;
+        while self.minutes.len() > 60 {
+            self.minutes.pop_front();
         }
-        if let Some(minute) = self.minutes.last_mut() {
+        if let Some(minute) = self.minutes.back_mut() {
             minute.requests += totals.requests.saturating_sub(self.seen.requests);
             minute.errors += totals.errors.saturating_sub(self.seen.errors);
             minute.tokens += totals.tokens.saturating_sub(self.seen.tokens);
@@ -148,7 +150,7 @@ impl Hour {
 }
 
 impl Watch {
-    fn new(store: &DieselStore, filter: Filter, running: bool) -> Watch {
+    fn new(store: &DieselStore, filter: Filter, running: bool, spacing: u32) -> Watch {
         Watch {
             store: store.clone(),
             filter,
@@ -158,7 +160,7 @@ impl Watch {
             last: None,
             gap: MIN_GAP,
             poll: POLL,
-            spacing: 100,
+            spacing,
             hour: None,
         }
     }
@@ -186,7 +188,6 @@ impl Watch {
             // Only a running range's totals move with the records arriving now.
             let read = self.store.last_hour_by_minute(&self.filter, now).await;
             self.hour = read.ok().map(|(first, points)| Hour {
-                first,
                 minutes: points
                     .iter()
                     .enumerate()
@@ -252,7 +253,7 @@ mod tests {
     use crate::{UsageRecord, UsageSink};
 
     async fn watch(store: &DieselStore) -> Watch {
-        Watch::new(store, Filter::new(TimeRange::last_hours(1)), true)
+        Watch::new(store, Filter::new(TimeRange::last_hours(1)), true, 100)
     }
 
     #[tokio::test(start_paused = true)]
@@ -344,5 +345,32 @@ mod tests {
         assert_eq!(hour.minutes.iter().map(|m| m.requests).sum::<u64>(), 3);
         // Both new records in the minute they arrived, unless the minute turned.
         assert!(hour.minutes[59].requests == last_before + 2 || hour.minutes[59].requests == 2);
+    }
+
+    #[test]
+    fn after_a_pause_longer_than_the_hour_only_its_last_sixty_minutes_are_kept() {
+        let minute = |at| Minute {
+            at,
+            requests: 1,
+            ..Minute::default()
+        };
+        let mut hour = Hour {
+            minutes: (0..60).map(|i| minute(i * 60)).collect(),
+            seen: Minute::default(),
+        };
+        let now = 3 * 3_600 * 1_000_000 + 30_000_000;
+        hour.advance(
+            now,
+            Minute {
+                requests: 4,
+                ..Minute::default()
+            },
+        );
+        assert_eq!(hour.minutes.len(), 60);
+        assert_eq!(hour.minutes.back().unwrap().at, 3 * 3_600);
+        assert_eq!(hour.minutes.front().unwrap().at, 3 * 3_600 - 59 * 60);
+        let counts: Vec<u64> = hour.minutes.iter().map(|m| m.requests).collect();
+        assert_eq!(counts.iter().sum::<u64>(), 4, "{counts:?}");
+        assert_eq!(hour.minutes.back().unwrap().requests, 4);
     }
 }

@@ -84,8 +84,8 @@ impl Browser {
                     browser.session = value["sessionId"].as_str().expect("a session id").into();
                     return Some(browser);
                 }
-                Err(e) if started.elapsed() < Duration::from_secs(20) => {
-                    let _ = e;
+                // chromedriver is still starting.
+                Err(_) if started.elapsed() < Duration::from_secs(20) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => panic!("chromedriver did not start a session: {e}"),

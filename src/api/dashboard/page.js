@@ -119,8 +119,8 @@
   }
 
   // ---- Rendering pieces.
-  function card(label, value, now, before, lowerIsBetter) {
-    const node = el("div", { class: "card" }, el("div", { class: "label", text: label }), el("div", { class: "value", text: value }));
+  function card(metric, label, value, now, before, lowerIsBetter) {
+    const node = el("div", { class: "card", "data-metric": metric }, el("div", { class: "label", text: label }), el("div", { class: "value", text: value }));
     // The exact number, for copying and for tests.
     if (now != null) node.dataset.value = String(now);
     if (before != null && now != null) {
@@ -137,19 +137,18 @@
     const pl = p.latency || {};
     const pt = p.ttfb || {};
     const cards = [
-      card("Requests", fmt.count(m.requests), m.requests, p.requests),
-      card("Users", fmt.count(m.unique_users), m.unique_users, p.unique_users),
-      card("Tokens", fmt.count(m.tokens.total), m.tokens.total, p.tokens && p.tokens.total),
-      card("Cost", fmt.cost(m.cost_micros), m.cost_micros, p.cost_micros),
-      card("Error rate", fmt.percent(m.error_rate), m.error_rate, p.error_rate, true),
-      card("Latency p50", fmt.micros(m.latency.p50_us), m.latency.p50_us, pl.p50_us, true),
-      card("Latency p95", fmt.micros(m.latency.p95_us), m.latency.p95_us, pl.p95_us, true),
-      card("Latency p99", fmt.micros(m.latency.p99_us), m.latency.p99_us, pl.p99_us, true),
-      card("TTFB p50", fmt.micros(m.ttfb.p50_us), m.ttfb.p50_us, pt.p50_us, true),
-      card("TTFB p95", fmt.micros(m.ttfb.p95_us), m.ttfb.p95_us, pt.p95_us, true),
-      card("Unpriced", fmt.count(m.unpriced), m.unpriced, p.unpriced, true),
+      card("requests", "Requests", fmt.count(m.requests), m.requests, p.requests),
+      card("users", "Users", fmt.count(m.unique_users), m.unique_users, p.unique_users),
+      card("tokens", "Tokens", fmt.count(m.tokens.total), m.tokens.total, p.tokens && p.tokens.total),
+      card("cost", "Cost", fmt.cost(m.cost_micros), m.cost_micros, p.cost_micros),
+      card("error_rate", "Error rate", fmt.percent(m.error_rate), m.error_rate, p.error_rate, true),
+      card("p50", "Latency p50", fmt.micros(m.latency.p50_us), m.latency.p50_us, pl.p50_us, true),
+      card("p95", "Latency p95", fmt.micros(m.latency.p95_us), m.latency.p95_us, pl.p95_us, true),
+      card("p99", "Latency p99", fmt.micros(m.latency.p99_us), m.latency.p99_us, pl.p99_us, true),
+      card("ttfb_p50", "TTFB p50", fmt.micros(m.ttfb.p50_us), m.ttfb.p50_us, pt.p50_us, true),
+      card("ttfb_p95", "TTFB p95", fmt.micros(m.ttfb.p95_us), m.ttfb.p95_us, pt.p95_us, true),
+      card("unpriced", "Unpriced", fmt.count(m.unpriced), m.unpriced, p.unpriced, true),
     ];
-    cards.forEach((c, i) => c.setAttribute("data-metric", ["requests", "users", "tokens", "cost", "error_rate", "p50", "p95", "p99", "ttfb_p50", "ttfb_p95", "unpriced"][i]));
     $("headline").replaceChildren(...cards);
   }
 
@@ -310,7 +309,8 @@
     v.set("last", "custom");
     v.set("from", local(from));
     v.set("to", local(to));
-    v.set("granularity", ts.granularity === "day" || ts.granularity === "week" ? "hour" : ts.granularity === "month" ? "day" : "hour");
+    // One step finer: a month's days, any other bucket's hours.
+    v.set("granularity", ts.granularity === "month" ? "day" : "hour");
     setView(v);
   }
 
