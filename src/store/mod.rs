@@ -360,6 +360,14 @@ impl DieselStore {
         self.run(Load::rollups(sql)).await
     }
 
+    /// The number a query of one row and one column `n` answers (0 for no row).
+    async fn number(&self, text: &str) -> Result<i64, StoreError> {
+        let mut sql = Sql::new(self.dialect());
+        sql.push(text);
+        let rows: Vec<Count> = self.load(sql).await?;
+        Ok(rows.first().map_or(0, |c| c.n))
+    }
+
     /// Runs statements one after another, outside a transaction.
     #[cfg_attr(not(feature = "api"), allow(dead_code))]
     pub(crate) async fn execute(&self, statements: Vec<Sql>) -> Result<usize, StoreError> {
@@ -395,13 +403,13 @@ impl DieselStore {
     /// Whether records are stored but the rollups are empty: the rollup tables were
     /// just created over an existing table.
     async fn rollups_missing(&self) -> Result<bool, StoreError> {
-        let mut sql = Sql::new(self.dialect());
-        sql.push(
-            "SELECT COUNT(*) AS n FROM (SELECT 1 AS x FROM usage_records LIMIT 1) r \
-             WHERE NOT EXISTS (SELECT 1 FROM usage_rollup_15m)",
-        );
-        let rows: Vec<Count> = self.load(sql).await?;
-        Ok(rows.first().is_some_and(|c| c.n > 0))
+        let missing = self
+            .number(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 AS x FROM usage_records LIMIT 1) r \
+                 WHERE NOT EXISTS (SELECT 1 FROM usage_rollup_15m)",
+            )
+            .await?;
+        Ok(missing > 0)
     }
 
     /// Recomputes the rollup tables from the stored records, in one transaction, and
@@ -439,18 +447,16 @@ impl DieselStore {
     /// a record stored late with an old start time does not.
     #[cfg_attr(not(feature = "api"), allow(dead_code))]
     pub(crate) async fn high_water_mark(&self) -> Result<i64, StoreError> {
-        let mut sql = Sql::new(self.dialect());
-        sql.push("SELECT COALESCE(MAX(started_at_us), 0) AS n FROM usage_records");
-        let rows: Vec<Count> = self.load(sql).await?;
-        Ok(rows.first().map_or(0, |c| c.n))
+        self.number("SELECT COALESCE(MAX(started_at_us), 0) AS n FROM usage_records")
+            .await
     }
 
     /// How many records are stored.
     pub async fn count(&self) -> Result<u64, StoreError> {
-        let mut sql = Sql::new(self.dialect());
-        sql.push("SELECT COUNT(*) AS n FROM usage_records");
-        let rows: Vec<Count> = self.load(sql).await?;
-        Ok(rows.first().map_or(0, |c| u64::try_from(c.n).unwrap_or(0)))
+        let count = self
+            .number("SELECT COUNT(*) AS n FROM usage_records")
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 }
 
