@@ -7,9 +7,8 @@
 //! The page fetches nothing from anywhere else: no CDN, no web font; its charts are SVG
 //! drawn by its own script.
 
-use std::sync::Arc;
-
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::header;
 
 const PAGE: &str = include_str!("page.html");
@@ -23,15 +22,16 @@ const POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
 
 /// The page, with its style and script inlined and costs in `currency` (an ISO 4217
 /// code, checked by the config).
-pub(super) fn page(currency: &str) -> Arc<str> {
+pub(super) fn page(currency: &str) -> Bytes {
     PAGE.replace("{{style}}", STYLE)
         .replace("{{currency}}", currency)
         .replace("{{script}}", SCRIPT)
         .into()
 }
 
-/// The page as a response: never cached stale (it is small), never framed.
-pub(super) async fn serve(page: Arc<str>) -> Response {
+/// The page as a response (a shared buffer, not a copy): never cached stale (it is
+/// small), never framed.
+pub(super) async fn serve(page: Bytes) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -40,7 +40,7 @@ pub(super) async fn serve(page: Arc<str>) -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "no-referrer"),
         ],
-        page.to_string(),
+        page,
     )
         .into_response()
 }
@@ -52,6 +52,7 @@ mod tests {
     #[test]
     fn the_page_inlines_its_assets_and_fetches_nothing_from_elsewhere() {
         let page = page("EUR");
+        let page = std::str::from_utf8(&page).unwrap();
         assert!(!page.contains("{{"), "a placeholder is left");
         assert!(page.contains(r#"content="EUR""#));
         for outside in ["http://", "https://", "//cdn", "@import", "<link"] {
