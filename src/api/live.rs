@@ -207,13 +207,8 @@ impl Watch {
     async fn wait_for_a_write(&mut self) {
         loop {
             tokio::select! {
-                changed = self.written.changed() => {
-                    if changed.is_ok() {
-                        return;
-                    }
-                    // The store is gone: only polling is left.
-                    std::future::pending::<()>().await;
-                }
+                // Never an error: this watch holds the store, and so the sender.
+                _ = self.written.changed() => return,
                 () = tokio::time::sleep(self.poll) => {
                     let mark = self.store.high_water_mark().await.ok();
                     if mark.is_some() && mark != self.mark {
