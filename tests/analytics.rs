@@ -338,6 +338,11 @@ async fn check(store: &DieselStore, records: &[UsageRecord], f: &Filter, q: &Que
         &reference::time_series(records, f, q.granularity, tz, None),
         &format!("series {ctx}"),
     );
+    reference::assert_same(
+        &json(store.latency_series(f, q.granularity, tz).await.unwrap()),
+        &reference::latency_series(records, f, q.granularity, tz),
+        &format!("latency series {ctx}"),
+    );
     for d in [Dimension::Service, Dimension::User] {
         reference::assert_same(
             &json(
@@ -499,6 +504,60 @@ async fn edges_count_once() {
         assert_eq!(series.buckets[0], at(2026, 2, 28, 18, 30), "{}", db.backend);
         let counts: Vec<u64> = series.series[0].points.iter().map(|p| p.requests).collect();
         assert_eq!(counts, vec![1, 2, 0], "{}", db.backend);
+        db.cleanup().await;
+    }
+}
+
+/// In a zone whose day starts inside a 15-minute slot (Monrovia was 44 minutes 30
+/// seconds behind UTC until 1972), two records of one slot fall in two local days:
+/// the sums and the percentiles of each day hold only its own record.
+#[tokio::test]
+async fn percentiles_per_bucket_split_a_slot_the_zone_cuts() {
+    for db in fresh("odd_zone").await {
+        let store = DieselStore::connect(&db.url).await.unwrap();
+        // Local midnight is 00:44:30 UTC; the first two records share the slot from 00:30.
+        let records = [(40, 0, 100_000), (44, 45, 300_000), (55, 0, 300_000)].map(|(m, s, us)| {
+            UsageRecord::builder()
+                .started_at(Utc.with_ymd_and_hms(1971, 3, 2, 0, m, s).unwrap())
+                .duration(Duration::from_micros(us))
+                .build()
+        });
+        store.write_batch(&records).await.unwrap();
+        let monrovia: Tz = "Africa/Monrovia".parse().unwrap();
+        let f = Filter::new(TimeRange::between(
+            Utc.with_ymd_and_hms(1971, 3, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(1971, 3, 3, 0, 0, 0).unwrap(),
+        ));
+        let series = store
+            .latency_series(&f, Granularity::Day, monrovia)
+            .await
+            .unwrap();
+        let p95: Vec<Option<u64>> = series.latency.iter().map(|l| l.p95_us).collect();
+        let day = |us| Some(tower_usage::query::quantize_micros(us));
+        assert_eq!(
+            p95,
+            vec![None, day(100_000), day(300_000)],
+            "{}",
+            db.backend
+        );
+        let means: Vec<Option<f64>> = series.latency.iter().map(|l| l.mean_us).collect();
+        assert_eq!(
+            means,
+            vec![None, Some(100_000.0), Some(300_000.0)],
+            "{}",
+            db.backend
+        );
+        reference::assert_same(
+            &json(&series.buckets),
+            &json(
+                store
+                    .time_series(&f, Granularity::Day, monrovia)
+                    .await
+                    .unwrap()
+                    .buckets,
+            ),
+            &format!("{} buckets", db.backend),
+        );
         db.cleanup().await;
     }
 }

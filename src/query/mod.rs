@@ -52,8 +52,8 @@ pub use error::QueryError;
 pub use filter::{Filter, StatusClass, TimeRange};
 pub use histogram::quantize_micros;
 pub use results::{
-    Breakdown, BreakdownRow, Dashboard, Dimension, Latency, Metrics, PeakHours, Point, RankBy,
-    Series, SeriesKey, TimeSeries, Tokens, UserRank, UserUsage,
+    Breakdown, BreakdownRow, Dashboard, Dimension, Latency, LatencySeries, Metrics, PeakHours,
+    Point, RankBy, Series, SeriesKey, TimeSeries, Tokens, UserRank, UserUsage,
 };
 pub use time::Granularity;
 

@@ -186,6 +186,24 @@ pub struct TimeSeries {
     pub series: Vec<Series>,
 }
 
+/// Latency and time-to-first-byte statistics per calendar bucket: what a percentile
+/// chart draws. Percentiles do not add up across series, so the series is never split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+#[non_exhaustive]
+pub struct LatencySeries {
+    /// The bucket width.
+    pub granularity: Granularity,
+    /// The IANA name of the zone whose calendar the buckets follow.
+    pub time_zone: String,
+    /// Each bucket's start, as in [`TimeSeries::buckets`].
+    pub buckets: Vec<DateTime<Utc>>,
+    /// The total duration's statistics, one per bucket; all `None` in an empty bucket.
+    pub latency: Vec<Latency>,
+    /// The time to first byte's statistics, one per bucket.
+    pub ttfb: Vec<Latency>,
+}
+
 /// What [`top_users`](crate::store::DieselStore::top_users) ranks by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
@@ -365,18 +383,28 @@ impl Totals {
         }
     }
 
-    pub(crate) fn metrics(
-        &self,
-        unique_users: i64,
-        latency: &Histogram,
-        ttfb: &Histogram,
-    ) -> Metrics {
+    /// The total duration's and the time to first byte's statistics: means from the
+    /// sums, percentiles from the histograms of the same records.
+    pub(crate) fn latency(&self, latency: &Histogram, ttfb: &Histogram) -> (Latency, Latency) {
         let stats = |sum, count, h: &Histogram| Latency {
             mean_us: mean(sum, count),
             p50_us: h.percentile(500),
             p95_us: h.percentile(950),
             p99_us: h.percentile(990),
         };
+        (
+            stats(self.duration_sum_us, self.requests, latency),
+            stats(self.ttfb_sum_us, self.ttfb_count, ttfb),
+        )
+    }
+
+    pub(crate) fn metrics(
+        &self,
+        unique_users: i64,
+        latency: &Histogram,
+        ttfb: &Histogram,
+    ) -> Metrics {
+        let (latency, ttfb) = self.latency(latency, ttfb);
         Metrics {
             requests: unsigned(self.requests),
             unique_users: unsigned(unique_users),
@@ -385,8 +413,8 @@ impl Totals {
             errors: unsigned(self.errors),
             error_rate: ratio(self.errors, self.requests),
             response_bytes: unsigned(self.response_bytes),
-            latency: stats(self.duration_sum_us, self.requests, latency),
-            ttfb: stats(self.ttfb_sum_us, self.ttfb_count, ttfb),
+            latency,
+            ttfb,
             unpriced: unsigned(self.unpriced),
         }
     }

@@ -424,6 +424,9 @@ impl Measures {
 pub(crate) struct ValueCount {
     #[diesel(sql_type = Integer)]
     pub(crate) kind: i32,
+    /// The time slot, when the values are counted per slot.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub(crate) slot: Option<i64>,
     #[diesel(sql_type = BigInt)]
     pub(crate) v: i64,
     #[diesel(sql_type = BigInt)]
@@ -433,6 +436,9 @@ pub(crate) struct ValueCount {
 /// Two encoded histograms from a rollup row.
 #[derive(Debug, Clone, QueryableByName)]
 pub(crate) struct HistPair {
+    /// The time slot, when the histograms are read per slot.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub(crate) slot: Option<i64>,
     #[diesel(sql_type = Text)]
     pub(crate) latency_hist: String,
     #[diesel(sql_type = Text)]

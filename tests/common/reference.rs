@@ -386,6 +386,31 @@ pub fn time_series(
     })
 }
 
+pub fn latency_series(
+    records: &[UsageRecord],
+    filter: &Filter,
+    granularity: Granularity,
+    tz: Tz,
+) -> Value {
+    let starts = bucket_starts(filter, granularity, tz);
+    let mut durations = vec![Vec::new(); starts.len()];
+    let mut ttfbs = vec![Vec::new(); starts.len()];
+    for r in select(records, filter) {
+        let i = bucket_index(&starts, r.started_at);
+        durations[i].push(r.duration.as_micros() as u64);
+        if let Some(t) = r.ttfb {
+            ttfbs[i].push(t.as_micros() as u64);
+        }
+    }
+    json!({
+        "granularity": serde_json::to_value(granularity).unwrap(),
+        "time_zone": tz.name(),
+        "buckets": starts,
+        "latency": durations.iter_mut().map(|v| latency(v)).collect::<Vec<_>>(),
+        "ttfb": ttfbs.iter_mut().map(|v| latency(v)).collect::<Vec<_>>(),
+    })
+}
+
 pub fn top_users(records: &[UsageRecord], filter: &Filter, by: RankBy, limit: usize) -> Value {
     let mut users: HashMap<String, Sums> = HashMap::new();
     for r in select(records, filter) {

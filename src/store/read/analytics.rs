@@ -11,8 +11,8 @@ use super::detail;
 use super::plan::{self, Group, Part, UserPart};
 use crate::query::{
     lower_bounds, weekday_hour, Breakdown, Dashboard, Dimension, Filter, Granularity, Histogram,
-    Metrics, PeakHours, Point, QueryError, RankBy, Series, SeriesKey, TimeSeries, Totals, UserRank,
-    UserUsage,
+    LatencySeries, Metrics, PeakHours, Point, QueryError, RankBy, Series, SeriesKey, TimeSeries,
+    Totals, UserRank, UserUsage,
 };
 use crate::store::schema::histogram;
 use crate::store::schema::slots::{HOUR_US, QUARTER_US, WEEK_US};
@@ -159,11 +159,24 @@ impl DieselStore {
         filter: &Filter,
         span: &Span,
     ) -> Result<(Histogram, Histogram), StoreError> {
-        let group = Group {
-            key: None,
-            slot_us: None,
-        };
-        let parts = self.plan(filter, span, group, true, true);
+        let mut all = self.slotted_histograms(filter, span, None, true).await?;
+        Ok(all.remove(&None).unwrap_or_default())
+    }
+
+    /// The latency and time-to-first-byte histograms of the records `filter` selects,
+    /// per time slot of `slot_us` microseconds (the slot's number is the key), or all in
+    /// one under `None`. Slots of 15 minutes may be read from the rollups (whole UTC
+    /// days too where `days` allows, as in [`plan`](Self::plan)); any other width reads
+    /// raw rows.
+    async fn slotted_histograms(
+        &self,
+        filter: &Filter,
+        span: &Span,
+        slot_us: Option<i64>,
+        days: bool,
+    ) -> Result<HashMap<Option<i64>, (Histogram, Histogram)>, StoreError> {
+        let group = Group { key: None, slot_us };
+        let parts = self.plan(filter, span, group, days, true);
         let mut raw = Vec::new();
         let mut rolled = Vec::new();
         for part in parts {
@@ -173,29 +186,27 @@ impl DieselStore {
                 Part::Totals(..) => {}
             }
         }
-        let (mut latency, mut ttfb) = (Histogram::default(), Histogram::default());
+        let mut slots: HashMap<Option<i64>, (Histogram, Histogram)> = HashMap::new();
         if !raw.is_empty() {
             let mut sql = Sql::new(self.dialect());
-            plan::raw_values(&mut sql, filter, &raw);
+            plan::raw_values(&mut sql, filter, &raw, slot_us);
             for row in self.load::<ValueCount>(sql).await? {
-                let histogram = if row.kind == 0 {
-                    &mut latency
-                } else {
-                    &mut ttfb
-                };
+                let (latency, ttfb) = slots.entry(row.slot).or_default();
+                let histogram = if row.kind == 0 { latency } else { ttfb };
                 histogram.add(row.v, row.n);
             }
         }
         if !rolled.is_empty() {
             let mut sql = Sql::new(self.dialect());
-            plan::rollup_histograms(&mut sql, filter, &rolled);
+            plan::rollup_histograms(&mut sql, filter, &rolled, slot_us.is_some());
             for row in self.load::<HistPair>(sql).await? {
-                let read = histogram::merge_into(&mut latency, &row.latency_hist)
-                    .and(histogram::merge_into(&mut ttfb, &row.ttfb_hist));
+                let (latency, ttfb) = slots.entry(row.slot).or_default();
+                let read = histogram::merge_into(latency, &row.latency_hist)
+                    .and(histogram::merge_into(ttfb, &row.ttfb_hist));
                 read.ok_or_else(|| StoreError::Corrupt("an unreadable rollup histogram".into()))?;
             }
         }
-        Ok((latency, ttfb))
+        Ok(slots)
     }
 
     /// The records `filter` selects, grouped by `dimension`: the `limit` largest groups
@@ -287,6 +298,87 @@ impl DieselStore {
         self.check_limit(top)?;
         self.series(filter, granularity, tz, Some((dimension, top)))
             .await
+    }
+
+    /// Latency and time-to-first-byte statistics (mean, p50, p95, p99) of the records
+    /// `filter` selects, per bucket of `granularity` in `tz`'s calendar: what a
+    /// percentile chart draws.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_usage::query::{Filter, Granularity, TimeRange, Tz};
+    /// use tower_usage::{store::DieselStore, UsageRecord, UsageSink};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = DieselStore::connect("sqlite::memory:").await?;
+    /// let mut record = UsageRecord::builder().duration(Duration::from_millis(120)).build();
+    /// record.started_at -= chrono::Duration::minutes(1);
+    /// store.write_batch(&[record]).await?;
+    ///
+    /// let day = Filter::new(TimeRange::last_hours(24));
+    /// let series = store.latency_series(&day, Granularity::Hour, Tz::UTC).await?;
+    /// assert_eq!(series.latency.len(), series.buckets.len());
+    /// let last = series.latency.last().unwrap();
+    /// assert_eq!(last.p95_us, Some(tower_usage::query::quantize_micros(120_000)));
+    /// # Ok(()) }
+    /// ```
+    pub async fn latency_series(
+        &self,
+        filter: &Filter,
+        granularity: Granularity,
+        tz: Tz,
+    ) -> Result<LatencySeries, StoreError> {
+        let span = self.span(filter)?;
+        let max = self.inner.limits.max_buckets;
+        let starts = granularity
+            .starts(filter.range.from, filter.range.to, tz, max)
+            .map_err(|buckets| QueryError::TooManyBuckets { buckets, max })?;
+        let days = tz == Tz::UTC && granularity != Granularity::Hour;
+        let bucket_of = |t: DateTime<Utc>| granularity.bucket_start(t, tz);
+        // The bucket a slot starting at `t` counts in: the last that starts at or before
+        // it (a slot may start before the first bucket, whose records it holds).
+        let index = |t: DateTime<Utc>| starts.partition_point(|s| *s <= t).saturating_sub(1);
+        // 15-minute slots serve where no bucket starts inside one (a zone whose offset is
+        // not a whole quarter hour), seconds elsewhere.
+        let whole_quarters = starts
+            .iter()
+            .skip(1)
+            .all(|s| s.timestamp_micros().rem_euclid(QUARTER_US) == 0);
+        let slot_us = if whole_quarters {
+            QUARTER_US
+        } else {
+            1_000_000
+        };
+        let (sums, histograms) = tokio::join!(
+            self.slotted(filter, &span, None, days, bucket_of),
+            self.slotted_histograms(filter, &span, Some(slot_us), days),
+        );
+        let mut totals = vec![Totals::default(); starts.len()];
+        for (_, at, sum) in sums? {
+            totals[index(at)].add(&sum);
+        }
+        let mut per_bucket = vec![(Histogram::default(), Histogram::default()); starts.len()];
+        for (slot, (latency, ttfb)) in histograms? {
+            let at = slot
+                .and_then(|slot| slot.checked_mul(slot_us))
+                .and_then(DateTime::from_timestamp_micros)
+                .ok_or_else(|| StoreError::Corrupt(format!("time slot {slot:?} out of range")))?;
+            let (l, t) = &mut per_bucket[index(at)];
+            l.merge(&latency);
+            t.merge(&ttfb);
+        }
+        let (latency, ttfb) = totals
+            .iter()
+            .zip(&per_bucket)
+            .map(|(sum, (l, t))| sum.latency(l, t))
+            .unzip();
+        Ok(LatencySeries {
+            granularity,
+            time_zone: tz.name().to_owned(),
+            buckets: starts,
+            latency,
+            ttfb,
+        })
     }
 
     async fn series(

@@ -275,11 +275,10 @@ fn part_select(sql: &mut Sql, filter: &Filter, group: Group, part: Part) {
                 None => sql.null_text().to_owned(),
                 Some(d) => format!("NULLIF({}, '')", raw_column(d)),
             };
-            // Rollups are only planned for 15-minute slots; a day is 96 of them.
-            let slot = match (group.slot_us, rollup) {
-                (None, _) => sql.null_int().to_owned(),
-                (Some(_), Rollup::Quarter) => "slot".to_owned(),
-                (Some(_), Rollup::Day) => format!("slot * {}", DAY_US / QUARTER_US),
+            // Rollups are only planned for 15-minute slots.
+            let slot = match group.slot_us {
+                None => sql.null_int().to_owned(),
+                Some(_) => quarter_slot(rollup),
             };
             sql.push("SELECT ")
                 .push(&key)
@@ -309,6 +308,14 @@ fn part_select(sql: &mut Sql, filter: &Filter, group: Group, part: Part) {
                 .push(" AND slot < ")
                 .int(to);
         }
+    }
+}
+
+/// A rollup row's slot counted in 15-minute slots: a day is 96 of them.
+fn quarter_slot(rollup: Rollup) -> String {
+    match rollup {
+        Rollup::Quarter => "slot".to_owned(),
+        Rollup::Day => format!("slot * {}", DAY_US / QUARTER_US),
     }
 }
 
@@ -344,9 +351,16 @@ pub(crate) fn aggregate(sql: &mut Sql, filter: &Filter, group: Group, parts: &[P
     sql.push(") t GROUP BY k1, slot");
 }
 
-/// Exact durations and their counts from the raw parts, for the histograms; rows of
+/// Exact durations and their counts from the raw parts, for the histograms, per time
+/// slot of `slot_us` microseconds when given; rows of
 /// [`ValueCount`](crate::store::sql::ValueCount).
-pub(crate) fn raw_values(sql: &mut Sql, filter: &Filter, parts: &[(i64, i64)]) {
+pub(crate) fn raw_values(
+    sql: &mut Sql,
+    filter: &Filter,
+    parts: &[(i64, i64)],
+    slot_us: Option<i64>,
+) {
+    let slot = slot_us.map_or(sql.null_int().to_owned(), |us| sql.div("started_at_us", us));
     let kinds = [
         (0, "duration_us", ""),
         (1, "ttfb_us", " AND ttfb_us IS NOT NULL"),
@@ -354,22 +368,33 @@ pub(crate) fn raw_values(sql: &mut Sql, filter: &Filter, parts: &[(i64, i64)]) {
     sql.list(kinds, " UNION ALL ", |sql, (kind, column, extra)| {
         sql.push("SELECT ")
             .int(kind)
-            .push(" AS kind, v, COUNT(*) AS n FROM (");
+            .push(" AS kind, slot, v, COUNT(*) AS n FROM (");
         sql.list(parts, " UNION ALL ", |sql, &(from, to)| {
-            sql.push("SELECT ")
-                .push(column)
-                .push(" AS v FROM usage_records");
+            sql.push("SELECT ").push(&slot).push(" AS slot, ");
+            sql.push(column).push(" AS v FROM usage_records");
             raw_where(sql, filter, from, to);
             sql.push(extra);
         });
-        sql.push(") t").int(kind).push(" GROUP BY v");
+        sql.push(") t").int(kind).push(" GROUP BY slot, v");
     });
 }
 
-/// The stored histograms of the rollup parts; rows of [`HistPair`](crate::store::sql::HistPair).
-pub(crate) fn rollup_histograms(sql: &mut Sql, filter: &Filter, parts: &[(Rollup, i64, i64)]) {
+/// The stored histograms of the rollup parts, with each row's 15-minute slot when
+/// `slotted`; rows of [`HistPair`](crate::store::sql::HistPair).
+pub(crate) fn rollup_histograms(
+    sql: &mut Sql,
+    filter: &Filter,
+    parts: &[(Rollup, i64, i64)],
+    slotted: bool,
+) {
     sql.list(parts, " UNION ALL ", |sql, &(rollup, from, to)| {
-        sql.push("SELECT latency_hist, ttfb_hist FROM ")
+        let slot = match slotted {
+            false => sql.null_int().to_owned(),
+            true => quarter_slot(rollup),
+        };
+        sql.push("SELECT ")
+            .push(&slot)
+            .push(" AS slot, latency_hist, ttfb_hist FROM ")
             .push(rollup.table());
         rollup_where(sql, filter, from, to);
     });
