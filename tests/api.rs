@@ -203,6 +203,13 @@ async fn admin_answers_are_the_stores_answers() {
                 .unwrap()),
         ),
         (
+            format!("/latency?{RANGE}&granularity=hour&tz=Asia%2FKolkata&model=gpt-4o"),
+            json!(store
+                .latency_series(&filter.clone().model("gpt-4o"), Granularity::Hour, kolkata)
+                .await
+                .unwrap()),
+        ),
+        (
             format!("/users/top?{RANGE}&by=tokens&limit=5"),
             json!(store.top_users(&filter, RankBy::Tokens, 5).await.unwrap()),
         ),
@@ -256,6 +263,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
             "/countries",
             "/dashboard",
             "/export",
+            "/latency",
             "/live",
             "/me",
             "/metrics",
@@ -319,6 +327,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         "Metrics",
         "Breakdown",
         "TimeSeries",
+        "LatencySeries",
         "UserRank",
         "UserUsage",
         "AuditEntry",
@@ -587,6 +596,7 @@ async fn a_user_sees_only_their_own_usage() {
         "/models",
         "/providers",
         "/timeseries",
+        "/latency",
         "/users/top",
         "/export",
         "/audit",

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use chrono::Utc;
 use serde_json::{json, Value};
 use tower_usage::api::{self, ApiConfig, AuthError, Authenticator, Jwt, Principal, Role};
-use tower_usage::query::{Filter, TimeRange, Tz};
+use tower_usage::query::{Filter, Granularity, TimeRange, Tz};
 use tower_usage::store::DieselStore;
 use tower_usage::{Recorder, TokenUsage, UsageRecord, UsageSink};
 
@@ -250,6 +250,64 @@ async fn the_page_shows_what_the_api_answers_to_each_role() {
         )
         .await;
 
+    // The p95 chart draws, bucket by bucket, what `/latency` answers for the query the
+    // page made.
+    browser
+        .run(
+            "const m = document.getElementById('measure'); m.value = 'p95';
+             m.dispatchEvent(new Event('change'));",
+            json!([]),
+        )
+        .await;
+    let asked = browser
+        .wait_for(
+            "const legend = document.querySelector('#chart .legend');
+             const asked = performance.getEntriesByType('resource').map(e => e.name)
+                 .filter(n => n.includes('/latency?')).pop();
+             return legend && legend.textContent.includes('Latency p95') && asked
+                 && document.getElementById('split').disabled
+                 && Object.fromEntries(new URL(asked).searchParams)",
+            "the p95 chart",
+        )
+        .await;
+    let param = |name: &str| asked[name].as_str().unwrap().to_owned();
+    let seconds =
+        |name: &str| chrono::DateTime::from_timestamp(param(name).parse().unwrap(), 0).unwrap();
+    let granularity: Granularity = serde_json::from_value(json!(param("granularity"))).unwrap();
+    let tz: Tz = param("tz").parse().unwrap();
+    let series = store
+        .latency_series(
+            &Filter::new(TimeRange::between(seconds("from"), seconds("to"))),
+            granularity,
+            tz,
+        )
+        .await
+        .unwrap();
+    let want: Vec<Value> = series
+        .latency
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.p95_us.map(|p| json!([i, p])))
+        .collect();
+    let drawn = browser
+        .run(
+            "return [...document.querySelectorAll('#chart rect.bar[data-series=\"0\"]')]
+                 .map(b => [Number(b.dataset.bucket), Number(b.dataset.value)])",
+            json!([]),
+        )
+        .await;
+    assert!(!want.is_empty());
+    assert_eq!(drawn, json!(want));
+    let chart = browser.screenshot().await;
+    std::fs::write(path.with_file_name("dashboard-p95.png"), chart).unwrap();
+    browser
+        .run(
+            "const m = document.getElementById('measure'); m.value = 'requests';
+             m.dispatchEvent(new Event('change'));",
+            json!([]),
+        )
+        .await;
+
     // The export downloads the records the page selects, as CSV.
     browser
         .run("document.getElementById('export').click()", json!([]))
@@ -282,6 +340,7 @@ async fn the_page_shows_what_the_api_answers_to_each_role() {
     browser.resize(1280, 2200).await;
 
     // A click on a service filters the whole page, and the URL says so.
+    let rendered = browser.run(RENDERED, json!([])).await;
     browser
         .run(
             "document.querySelector('#by-service .clickable').click()",
@@ -306,7 +365,10 @@ async fn the_page_shows_what_the_api_answers_to_each_role() {
         .to_owned();
     browser
         .wait_for(
-            "return document.body.dataset.rendered > 1",
+            &format!(
+                "return Number(document.body.dataset.rendered) > {}",
+                rendered.as_str().unwrap()
+            ),
             "the filtered view",
         )
         .await;

@@ -12,6 +12,7 @@ pub(crate) enum Endpoint {
     Platforms,
     Countries,
     TimeSeries,
+    LatencySeries,
     TopUsers,
     Export,
     MyUsage,
@@ -52,7 +53,7 @@ use Param as P;
 const FILTER: &[Param] = Param::ALL.split_at(12).0;
 
 impl Endpoint {
-    pub(crate) const ALL: [Endpoint; 14] = [
+    pub(crate) const ALL: [Endpoint; 15] = [
         Endpoint::Dashboard,
         Endpoint::Metrics,
         Endpoint::Services,
@@ -61,6 +62,7 @@ impl Endpoint {
         Endpoint::Platforms,
         Endpoint::Countries,
         Endpoint::TimeSeries,
+        Endpoint::LatencySeries,
         Endpoint::TopUsers,
         Endpoint::Export,
         Endpoint::MyUsage,
@@ -79,6 +81,7 @@ impl Endpoint {
             Endpoint::Platforms => "/platforms",
             Endpoint::Countries => "/countries",
             Endpoint::TimeSeries => "/timeseries",
+            Endpoint::LatencySeries => "/latency",
             Endpoint::TopUsers => "/users/top",
             Endpoint::Export => "/export",
             Endpoint::MyUsage => "/my-usage",
@@ -105,6 +108,7 @@ impl Endpoint {
             | Endpoint::Platforms
             | Endpoint::Countries => &[P::Limit],
             Endpoint::TimeSeries => &[P::Granularity, P::Split, P::Top],
+            Endpoint::LatencySeries => &[P::Granularity],
             Endpoint::TopUsers => &[P::By, P::Limit],
             Endpoint::Export => &[P::Format],
             Endpoint::MyUsage => &[],
@@ -141,6 +145,10 @@ impl Endpoint {
             Endpoint::TimeSeries => {
                 "The records per hour, day, week or month of a time zone, optionally split"
             }
+            Endpoint::LatencySeries => {
+                "Latency and time-to-first-byte mean and percentiles per hour, day, week or \
+                 month of a time zone"
+            }
             Endpoint::TopUsers => "The users with the most requests, tokens or cost",
             Endpoint::Export => "Every selected record, streamed as CSV or JSON lines",
             Endpoint::MyUsage => {
@@ -166,6 +174,7 @@ impl Endpoint {
             | Endpoint::Platforms
             | Endpoint::Countries => "Breakdown",
             Endpoint::TimeSeries => "TimeSeries",
+            Endpoint::LatencySeries => "LatencySeries",
             Endpoint::TopUsers => "UserRank",
             Endpoint::Export | Endpoint::Live => return None,
             Endpoint::MyUsage => "UserUsage",

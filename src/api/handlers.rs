@@ -13,8 +13,8 @@ use super::guard::Call;
 use super::params::{Format, Params};
 use super::Api;
 use crate::query::{
-    AuditEntry, AuditQuery, Breakdown, Dashboard, Dimension, Metrics, TimeSeries, UserRank,
-    UserUsage,
+    AuditEntry, AuditQuery, Breakdown, Dashboard, Dimension, LatencySeries, Metrics, TimeSeries,
+    UserRank, UserUsage,
 };
 
 /// Rows of a breakdown or ranking when the request names no `limit`.
@@ -107,6 +107,18 @@ pub(crate) async fn time_series(
     }
     .map(Json)
     .map_err(ApiError::store)
+}
+
+pub(crate) async fn latency_series(
+    State(api): State<Api>,
+    Extension(call): Extension<Call>,
+) -> Answer<LatencySeries> {
+    let p = &call.params;
+    api.store()
+        .latency_series(&p.filter, p.granularity, p.tz)
+        .await
+        .map(Json)
+        .map_err(ApiError::store)
 }
 
 pub(crate) async fn top_users(

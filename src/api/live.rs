@@ -314,6 +314,34 @@ mod tests {
         assert_eq!(store.written_watchers(), 0);
     }
 
+    /// A client that stops taking events holds no writer back (the writes finish while
+    /// it sleeps) and is never behind: its next event carries every record written
+    /// meanwhile, so there is no backlog to lose or to catch up on.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_holds_no_writer_back_and_misses_nothing() {
+        let store = DieselStore::connect("sqlite::memory:").await.unwrap();
+        let mut client = watch(&store).await;
+        client.gap = Duration::ZERO;
+        let _first = client.next().await;
+        let batches = tokio::time::timeout(Duration::from_secs(60), async {
+            for _ in 0..200 {
+                let batch = [
+                    UsageRecord::builder().build(),
+                    UsageRecord::builder().build(),
+                ];
+                store.write_batch(&batch).await.unwrap();
+            }
+        });
+        batches
+            .await
+            .expect("a writer waited for a client that does not read");
+        let events = client.next().await;
+        assert_eq!(events.len(), 2);
+        let hour = client.hour.as_ref().unwrap();
+        assert_eq!(hour.seen.requests, 400);
+        assert_eq!(hour.minutes.iter().map(|m| m.requests).sum::<u64>(), 400);
+    }
+
     #[tokio::test]
     async fn the_hour_counts_what_arrives_in_its_last_minute() {
         let store = DieselStore::connect("sqlite::memory:").await.unwrap();

@@ -29,6 +29,7 @@
 //! | `/metrics` | admin | [`Metrics`](crate::query::Metrics) | |
 //! | `/services`, `/models`, `/providers`, `/platforms`, `/countries` | admin | [`Breakdown`](crate::query::Breakdown) | `limit` |
 //! | `/timeseries` | admin | [`TimeSeries`](crate::query::TimeSeries) | `granularity`, `split`, `top` |
+//! | `/latency` | admin | [`LatencySeries`](crate::query::LatencySeries) | `granularity` |
 //! | `/users/top` | admin | [`UserRank`](crate::query::UserRank)s | `by`, `limit` |
 //! | `/export` | admin | CSV (or `format=jsonl`), streamed as an attachment | `format` |
 //! | `/my-usage` | admin, user | [`UserUsage`](crate::query::UserUsage) of the caller | |
@@ -204,6 +205,7 @@ fn route(api: &Api, endpoint: Endpoint) -> MethodRouter<Api> {
         Endpoint::Platforms => get(h::platforms),
         Endpoint::Countries => get(h::countries),
         Endpoint::TimeSeries => get(h::time_series),
+        Endpoint::LatencySeries => get(h::latency_series),
         Endpoint::TopUsers => get(h::top_users),
         Endpoint::Export => get(h::export),
         Endpoint::MyUsage => get(h::my_usage),

@@ -13,15 +13,26 @@ use utoipa::OpenApi as _;
 use super::auth::{Principal, Role};
 use super::endpoint::{Endpoint, Param};
 use super::error::ErrorBody;
-use crate::query::{AuditEntry, Breakdown, Dashboard, Metrics, TimeSeries, UserRank, UserUsage};
+use crate::query::{
+    AuditEntry, Breakdown, Dashboard, LatencySeries, Metrics, TimeSeries, UserRank, UserUsage,
+};
 
 /// Where the document is served, relative to the router.
 pub(crate) const PATH: &str = "/openapi.json";
 
 #[derive(utoipa::OpenApi)]
 #[openapi(components(schemas(
-    Dashboard, Metrics, Breakdown, TimeSeries, UserRank, UserUsage, AuditEntry, ErrorBody,
-    Principal, Role
+    Dashboard,
+    Metrics,
+    Breakdown,
+    TimeSeries,
+    LatencySeries,
+    UserRank,
+    UserUsage,
+    AuditEntry,
+    ErrorBody,
+    Principal,
+    Role
 )))]
 struct Schemas;
 

@@ -203,7 +203,16 @@
     cost: { of: (p) => p.cost_micros, show: fmt.cost, stack: true },
     errors: { of: (p) => p.errors, show: fmt.count, stack: true },
     latency: { of: (p) => p.mean_latency_us || 0, show: fmt.micros, stack: false },
+    p95: { of: (p) => p.p95_us || 0, show: fmt.micros, stack: false },
   };
+
+  // Percentiles do not add up, so they are drawn side by side, never split or stacked:
+  // the latency series as a chart of two series, the total duration's and the first
+  // byte's.
+  function percentiles(ls) {
+    const line = (name, stats) => ({ key: { kind: "value", value: name }, points: stats });
+    return { ...ls, series: [line("Latency p95", ls.latency), line("Time to first byte p95", ls.ttfb)] };
+  }
   const colors = () => getComputedStyle(document.documentElement).getPropertyValue("--series").split(",").map((c) => c.trim());
 
   function seriesName(key) {
@@ -260,7 +269,7 @@
         const h = measure.stack ? y(base) - y(base + v) : y(0) - y(v);
         base += measure.stack ? v : 0;
         if (h <= 0) return;
-        const bar = svg("rect", { class: "bar", x, y: y0, width, height: h, fill: s.color, "data-bucket": i });
+        const bar = svg("rect", { class: "bar", x, y: y0, width, height: h, fill: s.color, "data-bucket": i, "data-series": j, "data-value": v });
         const tip = svg("title");
         tip.textContent = `${dateFmt.format(b)} · ${s.name}: ${measure.show(v)}`;
         bar.append(tip);
@@ -470,10 +479,14 @@
 
   async function renderAdmin(r) {
     const q = query(r);
+    const p95 = $("measure").value === "p95";
+    $("split").disabled = p95;
     const [dash, previous, series, providers, top] = await Promise.all([
       call("dashboard", q),
       call("metrics", query(r.previous)),
-      call("timeseries", query(r, { granularity: granularity(r), split: $("split").value, top: $("split").value ? "6" : "" })),
+      p95
+        ? call("latency", query(r, { granularity: granularity(r) })).then(percentiles)
+        : call("timeseries", query(r, { granularity: granularity(r), split: $("split").value, top: $("split").value ? "6" : "" })),
       call("providers", query(r, { limit: "10" })),
       call("users/top", query(r, { by: $("rank-by").value, limit: "10" })),
     ]);
