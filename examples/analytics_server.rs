@@ -14,7 +14,9 @@
 //!
 //! `ADDR` (default 127.0.0.1:3000) and `DATABASE_URL` (default `sqlite://usage.db`) work
 //! as in the quick start; `ANALYTICS_RATE_LIMIT=off` turns the rate limits off (for load
-//! tests).
+//! tests). `DEMO_DAYS=30` fills a database without records with 30 days of generated
+//! demo usage (seven users, three services, five models), so that the page has
+//! something to show at once; requests to the example are recorded on top.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
@@ -28,6 +30,8 @@ use tower_usage::Recorder;
 
 #[path = "shared/demo.rs"]
 mod demo;
+#[path = "shared/history.rs"]
+mod history;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -46,6 +50,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let limits = std::env::var("ANALYTICS_RATE_LIMIT").map_or(true, |v| v != "off");
 
     let (store, recorder) = demo::open(&database_url).await?;
+    if let Ok(days) = std::env::var("DEMO_DAYS") {
+        let days = days
+            .parse::<u32>()
+            .ok()
+            .filter(|d| (1..=366).contains(d))
+            .ok_or_else(|| format!("DEMO_DAYS={days:?}: give a number of days from 1 to 366"))?;
+        history::fill(&store, days).await?;
+    }
     // The audit trail waits for room rather than dropping an entry.
     let audit = Recorder::builder(store.audit_sink())
         .overflow(Overflow::Wait)
@@ -222,5 +234,22 @@ mod tests {
         );
         recorder.shutdown().await;
         audit.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn demo_days_fill_an_empty_database_once() {
+        let store = DieselStore::connect("sqlite::memory:").await.unwrap();
+        let written = history::fill(&store, 3).await.unwrap();
+        assert!(written > 100, "{written}");
+        assert_eq!(store.count().await.unwrap(), written);
+        let last_week =
+            tower_usage::query::Filter::new(tower_usage::query::TimeRange::last_days(7));
+        let metrics = store.metrics(&last_week).await.unwrap();
+        assert_eq!(metrics.requests, written);
+        assert_eq!(metrics.unique_users, 7);
+        assert!(metrics.cost_micros > 0 && metrics.errors > 0);
+        // A database with records is left alone.
+        assert_eq!(history::fill(&store, 3).await.unwrap(), 0);
+        assert_eq!(store.count().await.unwrap(), written);
     }
 }
