@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::inflight::{Anchor, Base, Extracted, InFlight, Measured, Slot};
+use crate::inflight::{Anchor, Base, Extracted, InFlight, Measured, OnRecorded, Slot};
 use crate::record::{Outcome, TokenUsage, UsageRecord};
 
 /// A handle to the usage record of the request being served.
@@ -119,6 +119,11 @@ impl UsageHandle {
     /// already taken.
     pub(crate) fn take_record(&self, anchor: &Anchor) -> Option<UsageRecord> {
         self.lock().take_record(anchor)
+    }
+
+    /// Takes what is to run with the finished record (the recorder's worker).
+    pub(crate) fn take_on_recorded(&self) -> Vec<OnRecorded> {
+        self.lock().take_on_recorded()
     }
 
     fn with_overrides(&self, f: impl FnOnce(&mut crate::inflight::Overrides)) {
@@ -258,6 +263,60 @@ impl UsageHandle {
     /// ```
     pub fn mark_failed(&self, outcome: Outcome) {
         self.with_overrides(|o| o.failed = Some(outcome));
+    }
+
+    /// Runs `f` with the request's finished record, in the recorder's worker after
+    /// pricing and before the record is written: what an inner layer does to learn what
+    /// a request it let through really used. If the record never reaches the worker (a
+    /// full queue drops it, the recorder shut down) `f` is dropped without running, so
+    /// whatever it owns is released either way. Ignored once the request has ended, and
+    /// on a [`detached`](Self::detached) handle `f` is dropped with the handle.
+    ///
+    /// ```
+    /// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+    /// use tower_usage::UsageHandle;
+    ///
+    /// let tokens = Arc::new(AtomicU64::new(0));
+    /// let usage = UsageHandle::detached();
+    /// let seen = Arc::clone(&tokens);
+    /// usage.on_recorded(move |record| {
+    ///     seen.fetch_add(record.tokens.total(), Ordering::Relaxed);
+    /// });
+    /// ```
+    pub fn on_recorded(&self, f: impl FnOnce(&UsageRecord) + Send + 'static) {
+        self.lock().on_recorded(OnRecorded(Box::new(f)));
+    }
+
+    /// Reads the request's user, service, model and provider as its record will hold
+    /// them so far: a value set through the handle, else the layer's extractor's, with
+    /// surrounding white space trimmed and blanks left out.
+    pub(crate) fn with_names<T>(&self, f: impl FnOnce([Option<&str>; 4]) -> T) -> T {
+        let state = self.lock();
+        let extracted = state.extracted();
+        let texts = [
+            extracted.and_then(|e| e.user.as_ref()).map(|v| v.as_str()),
+            extracted
+                .and_then(|e| e.service.as_ref())
+                .map(|v| v.as_str()),
+            extracted.and_then(|e| e.model.as_ref()).map(|v| v.as_str()),
+            extracted
+                .and_then(|e| e.provider.as_ref())
+                .map(|v| v.as_str()),
+        ];
+        let set = state.overrides().map(|o| {
+            [
+                o.user.as_deref(),
+                o.service.as_deref(),
+                o.model.as_deref(),
+                o.provider.as_deref(),
+            ]
+        });
+        let mut names = [None; 4];
+        for (i, name) in names.iter_mut().enumerate() {
+            let value = set.and_then(|set| set[i]).or_else(|| texts[i].as_deref());
+            *name = value.map(str::trim).filter(|v| !v.is_empty());
+        }
+        f(names)
     }
 
     /// Whether the record has been finished (further calls are ignored).

@@ -8,4 +8,4 @@ mod state;
 
 pub(crate) use anchor::Anchor;
 pub(crate) use extracted::{Extracted, Route};
-pub(crate) use state::{Base, InFlight, Measured, Overrides, Slot};
+pub(crate) use state::{Base, InFlight, Measured, OnRecorded, Overrides, Slot};

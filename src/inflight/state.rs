@@ -30,6 +30,20 @@ pub(crate) struct InFlight {
     overrides: Option<Box<Overrides>>,
     /// Set when the request ended: from then on the handle changes nothing.
     finished: bool,
+    /// What runs with the finished record (see [`OnRecorded`]); empty for most
+    /// requests, and then it allocates nothing.
+    on_recorded: Vec<OnRecorded>,
+}
+
+/// A function told the finished, priced record of its request by the recorder's worker,
+/// before the record is written; dropped unrun if the record never gets there (a full
+/// queue, a recorder that shut down).
+pub(crate) struct OnRecorded(pub(crate) Box<dyn FnOnce(&UsageRecord) + Send>);
+
+impl std::fmt::Debug for OnRecorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnRecorded")
+    }
 }
 
 /// What the layer measured of a request: the record's fields known on the request path.
@@ -53,6 +67,7 @@ impl InFlight {
             base,
             overrides: None,
             finished: false,
+            on_recorded: Vec::new(),
         }
     }
 
@@ -130,11 +145,28 @@ impl InFlight {
         Some(record)
     }
 
+    /// Adds a function to run with the finished record, unless the request ended.
+    pub(crate) fn on_recorded(&mut self, f: OnRecorded) {
+        if !self.finished {
+            self.on_recorded.push(f);
+        }
+    }
+
+    /// Takes the functions to run with the finished record.
+    pub(crate) fn take_on_recorded(&mut self) -> Vec<OnRecorded> {
+        std::mem::take(&mut self.on_recorded)
+    }
+
     /// Lets `f` change the values set through the handle, unless the request ended.
     pub(crate) fn with_overrides(&mut self, f: impl FnOnce(&mut Overrides)) {
         if !self.finished {
             f(self.overrides.get_or_insert_with(Box::default));
         }
+    }
+
+    /// The values taken from the request head, until the record is taken.
+    pub(crate) fn extracted(&self) -> Option<&Extracted> {
+        self.extracted.as_ref()
     }
 
     /// The values set through the handle.

@@ -107,18 +107,29 @@ pub(crate) enum Queued {
     Request(UsageHandle),
 }
 
+/// What the worker takes out of a queued entry.
+pub(crate) struct Taken {
+    pub(crate) record: Option<UsageRecord>,
+    /// The request's emptied state, when nothing else holds it.
+    pub(crate) slot: Option<crate::inflight::Slot>,
+    /// What runs with the record before it is written.
+    pub(crate) on_recorded: Vec<crate::inflight::OnRecorded>,
+}
+
 impl Queued {
-    /// The record, and the request's emptied state when nothing else holds it.
-    pub(crate) fn into_record(
-        self,
-        anchor: &crate::inflight::Anchor,
-    ) -> (Option<UsageRecord>, Option<crate::inflight::Slot>) {
+    /// The record, what runs with it, and the request's emptied state.
+    pub(crate) fn into_record(self, anchor: &crate::inflight::Anchor) -> Taken {
         match self {
-            Queued::Record(record) => (Some(*record), None),
-            Queued::Request(handle) => {
-                let record = handle.take_record(anchor);
-                (record, handle.into_slot())
-            }
+            Queued::Record(record) => Taken {
+                record: Some(*record),
+                slot: None,
+                on_recorded: Vec::new(),
+            },
+            Queued::Request(handle) => Taken {
+                record: handle.take_record(anchor),
+                on_recorded: handle.take_on_recorded(),
+                slot: handle.into_slot(),
+            },
         }
     }
 }

@@ -84,15 +84,22 @@ impl RecorderWorker {
 
     /// Adds one record to `batch`; the caller counts it as taken.
     fn push(&mut self, batch: &mut Vec<UsageRecord>, queued: Queued, anchor: &Anchor) {
-        let (record, slot) = queued.into_record(anchor);
-        self.spares.extend(slot);
-        match record {
+        let taken = queued.into_record(anchor);
+        self.spares.extend(taken.slot);
+        match taken.record {
             Some(mut record) => {
                 if let Some(pricing) = &self.config.pricing {
                     pricing.apply(&mut record);
                 }
                 if record.clamp_amounts() {
                     Counters::add(&self.counters.clamped, 1);
+                }
+                for f in taken.on_recorded {
+                    // Someone else's code: a panic there must not end the worker.
+                    let run = std::panic::AssertUnwindSafe(|| (f.0)(&record));
+                    if std::panic::catch_unwind(run).is_err() {
+                        tracing::error!("a function told of a finished record panicked");
+                    }
                 }
                 batch.push(record);
             }
