@@ -101,6 +101,15 @@ compile_error!(
 // Without a database the compile error above is the only one: the modules that need
 // one are left out.
 #[cfg(all(
+    feature = "store",
+    any(feature = "sqlite", feature = "postgres", feature = "mysql")
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql")))
+)]
+pub mod alert;
+#[cfg(all(
     feature = "api",
     any(feature = "sqlite", feature = "postgres", feature = "mysql")
 ))]

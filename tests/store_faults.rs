@@ -4,40 +4,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::db::{fresh, TestDb};
-use common::proxy::Proxy;
+use common::proxy::postgres_behind_proxy;
 use tower_usage::recorder::Retry;
 use tower_usage::store::DieselStore;
 use tower_usage::{Recorder, UsageRecord};
-
-/// The test database on PostgreSQL, and its URL rewritten to go through a proxy.
-async fn postgres_behind_proxy(test: &str) -> Option<(TestDb, Proxy, String)> {
-    let db = fresh(test)
-        .await
-        .into_iter()
-        .find(|db| db.backend == "postgres")?;
-    let host_start = db
-        .url
-        .find('@')
-        .map_or(db.url.find("://").unwrap() + 3, |at| at + 1);
-    let host_end = host_start + db.url[host_start..].find('/').unwrap();
-    let upstream: SocketAddr = tokio::net::lookup_host(&db.url[host_start..host_end])
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(upstream).await;
-    let proxied = format!(
-        "{}{}{}",
-        &db.url[..host_start],
-        proxy.addr,
-        &db.url[host_end..]
-    );
-    Some((db, proxy, proxied))
-}
 
 fn recorder_for(store: DieselStore) -> Recorder {
     Recorder::builder(store)

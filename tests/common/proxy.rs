@@ -9,6 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+#[cfg(feature = "postgres")]
+use super::db::{fresh, TestDb};
+
 const OPEN: u8 = 0;
 const DOWN: u8 = 1;
 const LOSE_NEXT_COMMIT_REPLY: u8 = 2;
@@ -138,4 +141,31 @@ impl Proxy {
             _ = ended.changed() => {}
         }
     }
+}
+
+/// The test database on PostgreSQL, and its URL rewritten to go through a proxy.
+#[cfg(feature = "postgres")]
+pub async fn postgres_behind_proxy(test: &str) -> Option<(TestDb, Proxy, String)> {
+    let db = fresh(test)
+        .await
+        .into_iter()
+        .find(|db| db.backend == "postgres")?;
+    let host_start = db
+        .url
+        .find('@')
+        .map_or(db.url.find("://").unwrap() + 3, |at| at + 1);
+    let host_end = host_start + db.url[host_start..].find('/').unwrap();
+    let upstream: SocketAddr = tokio::net::lookup_host(&db.url[host_start..host_end])
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(upstream).await;
+    let proxied = format!(
+        "{}{}{}",
+        &db.url[..host_start],
+        proxy.addr,
+        &db.url[host_end..]
+    );
+    Some((db, proxy, proxied))
 }
