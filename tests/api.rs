@@ -114,6 +114,24 @@ impl Harness {
         (head.status, head.headers, bytes)
     }
 
+    /// Sends `method` with a body; the status and the body as JSON (`Null` when empty).
+    async fn send(&self, method: &str, uri: &str, token: &str, body: &str) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
     async fn json(&self, uri: &str, token: &str) -> Value {
         let (status, _, body) = self.get(uri, Some(token)).await;
         assert_eq!(
@@ -225,7 +243,10 @@ async fn admin_answers_are_the_stores_answers() {
         ),
         (
             format!("/my-usage?{RANGE}"),
-            json!(store.user_usage("ops", &filter, Tz::UTC).await.unwrap()),
+            with_budgets(json!(store
+                .user_usage("ops", &filter, Tz::UTC)
+                .await
+                .unwrap())),
         ),
     ];
     for (uri, expected) in cases {
@@ -245,6 +266,12 @@ async fn admin_answers_are_the_stores_answers() {
     assert_eq!(dated, json!(store.metrics(&shifted).await.unwrap()));
 }
 
+/// `/my-usage`'s answer: the user's usage and their budgets (none here).
+fn with_budgets(mut usage: Value) -> Value {
+    usage["budgets"] = json!([]);
+    usage
+}
+
 #[tokio::test]
 async fn the_openapi_document_lists_exactly_the_routes_served() {
     let h = Harness::new(|c| c.unlimited(Role::Admin)).await;
@@ -260,6 +287,9 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         listed,
         [
             "/audit",
+            "/budgets",
+            "/budgets/status",
+            "/budgets/{name}",
             "/countries",
             "/dashboard",
             "/export",
@@ -279,6 +309,13 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     );
     let token = admin();
     for (path, item) in paths {
+        if item.get("get").is_none() {
+            // The budget changes: a body in, and 404 for a name that is not there.
+            assert!(item["put"]["requestBody"].is_object(), "{path}");
+            assert!(item["delete"]["responses"]["404"].is_object(), "{path}");
+            assert!(item["delete"]["responses"]["204"].is_object(), "{path}");
+            continue;
+        }
         let (status, _, body) = h.get(path, Some(&token)).await;
         assert_eq!(
             status,
@@ -570,11 +607,11 @@ async fn public_keys_verify_and_algorithm_confusion_is_refused() {
 async fn a_user_sees_only_their_own_usage() {
     let h = Harness::new(|c| c.unlimited(Role::User)).await;
     let alice = user("alice");
-    let expected = json!(h
+    let expected = with_budgets(json!(h
         .store
         .user_usage("alice", &Filter::new(day()), Tz::UTC)
         .await
-        .unwrap());
+        .unwrap()));
     assert_eq!(
         h.json(&format!("/my-usage?{RANGE}"), &alice).await,
         expected
@@ -983,4 +1020,113 @@ async fn live_sends_the_filters_metrics_at_once_and_a_user_only_their_own() {
         .get(&format!("/live?{RANGE}&user=bob"), Some(&user("alice")))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn admins_keep_budgets_and_users_see_their_own() {
+    let h = Harness::new(|c| c.unlimited(Role::Admin).unlimited(Role::User)).await;
+    let token = admin();
+    let body = r#"{"scope":{"user":"alice"},"measure":"cost","limit":5000,"period":"month","time_zone":"Europe/Berlin","warn_at":[80,50]}"#;
+    let (status, stored) = h.send("PUT", "/budgets/alice-month", &token, body).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(stored["name"], "alice-month");
+    assert_eq!(stored["warn_at"], json!([50, 80]));
+    let everyone =
+        r#"{"name":"all-day","measure":"requests","limit":100,"period":{"rolling":{"hours":24}}}"#;
+    assert_eq!(
+        h.send("PUT", "/budgets/all-day", &token, everyone).await.0,
+        StatusCode::OK
+    );
+    let listed = h.json("/budgets", &token).await;
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice-month", "all-day"]);
+    let status = h.json("/budgets/status", &token).await;
+    assert_eq!(status[0]["limit"], 5000);
+    assert_eq!(status[1]["name"], "all-day");
+    // The harness's records are from November 2026: none falls in this month's window.
+    assert_eq!(status[0]["spent"], 0);
+
+    // Bad bodies say what is wrong; nothing is written.
+    for (body, says) in [
+        ("not json", "not JSON"),
+        ("[1]", "JSON object"),
+        (
+            r#"{"name":"other","measure":"cost","limit":1,"period":"day"}"#,
+            "names the budget",
+        ),
+        (
+            r#"{"measure":"cost","limit":-3,"period":"day"}"#,
+            "not a budget",
+        ),
+        (r#"{"measure":"cost","limit":0,"period":"day"}"#, "limit"),
+        (
+            r#"{"measure":"cost","limit":1,"period":"day","time_zone":"Mars/Base"}"#,
+            "not a budget",
+        ),
+        (
+            r#"{"measure":"cost","limit":1,"period":{"rolling":{"hours":0}}}"#,
+            "rolling",
+        ),
+        (
+            r#"{"scope":{"team":"red"},"measure":"cost","limit":1,"period":"day"}"#,
+            "not a budget",
+        ),
+    ] {
+        let (status, answer) = h.send("PUT", "/budgets/x", &token, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer["error"], "bad_body", "{body}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(says),
+            "{body}: {answer}"
+        );
+    }
+    let (status, answer) = h
+        .send(
+            "PUT",
+            "/budgets/bad%20name",
+            &token,
+            r#"{"measure":"cost","limit":1,"period":"day"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(
+        h.json("/budgets", &token).await.as_array().unwrap().len(),
+        2
+    );
+
+    // A user may not change or list budgets, but sees their own in `/my-usage`.
+    let alice = user("alice");
+    assert_eq!(
+        h.send("PUT", "/budgets/mine", &alice, body).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        h.send("DELETE", "/budgets/all-day", &alice, "").await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        h.get("/budgets/status", Some(&alice)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let mine = h.json("/my-usage", &alice).await;
+    assert_eq!(mine["budgets"].as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine["budgets"][0]["name"], "alice-month");
+    let bob = h.json("/my-usage", &user("bob")).await;
+    assert_eq!(bob["budgets"], json!([]));
+
+    assert_eq!(
+        h.send("DELETE", "/budgets/all-day", &token, "").await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, answer) = h.send("DELETE", "/budgets/all-day", &token, "").await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    h.audit.shutdown().await;
 }

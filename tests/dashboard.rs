@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use chrono::Utc;
 use serde_json::{json, Value};
+use tower_usage::alert::{Budget, Measure, Period, Scope};
 use tower_usage::api::{self, ApiConfig, AuthError, Authenticator, Jwt, Principal, Role};
 use tower_usage::query::{Filter, Granularity, TimeRange, Tz};
 use tower_usage::store::DieselStore;
@@ -100,6 +101,22 @@ async fn serve_with(config: ApiConfig) -> (String, DieselStore, Recorder) {
         );
     }
     store.write_batch(&records).await.unwrap();
+    let alice = Budget::new(
+        "alice-month",
+        Scope::user("alice"),
+        Measure::Cost,
+        5_000_000,
+        Period::Month,
+    );
+    store.put_budget(alice).await.unwrap();
+    let everyone = Budget::new(
+        "all-tokens",
+        Scope::everything(),
+        Measure::Tokens,
+        1_000_000,
+        Period::Rolling { hours: 24 },
+    );
+    store.put_budget(everyone.soft()).await.unwrap();
     let audit = Recorder::builder(store.audit_sink()).spawn();
     // Debug builds compute the metrics slowly: let live updates cost more, so that
     // they come every second here as they do in a release build.
@@ -235,6 +252,15 @@ async fn the_page_shows_what_the_api_answers_to_each_role() {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-admin.png");
     std::fs::write(&path, screenshot).unwrap();
     eprintln!("screenshot: {}", path.display());
+
+    // The budgets, each with what the store says it spent.
+    let shown = browser
+        .run(
+            "return [...document.querySelectorAll('#budgets tbody tr')].map(tr => tr.dataset.budget)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(shown, json!(["alice-month", "all-tokens"]));
 
     // The breakdowns read from raw records come when asked for.
     browser
@@ -415,7 +441,15 @@ async fn the_page_shows_what_the_api_answers_to_each_role() {
         .filter_map(Value::as_str)
         .collect();
     assert!(asked.iter().any(|p| p.ends_with("/my-usage")), "{asked:?}");
+    let budgets = browser
+        .run(
+            "return [...document.querySelectorAll('#budgets tbody tr')].map(tr => tr.dataset.budget)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(budgets, json!(["alice-month"]));
     for admin_only in [
+        "/budgets/status",
         "/dashboard",
         "/metrics",
         "/timeseries",

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::auth::{Authenticator, Role};
 use super::limit::RateLimit;
+use crate::alert::Budgets;
 use crate::Recorder;
 
 /// How the [analytics router](super::router) authenticates, limits and audits.
@@ -30,6 +31,7 @@ pub struct ApiConfig {
     pub(crate) max_limit: usize,
     pub(crate) audit: Option<Recorder>,
     pub(crate) currency: Currency,
+    pub(crate) budgets: Option<Budgets>,
 }
 
 /// An ISO 4217 currency code: three ASCII capital letters.
@@ -55,6 +57,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("live_spacing", &self.live_spacing)
             .field("max_limit", &self.max_limit)
             .field("audit", &self.audit.is_some())
+            .field("budgets", &self.budgets.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -77,6 +80,7 @@ impl ApiConfig {
             max_limit: 1_000,
             audit: None,
             currency: Currency(*b"USD"),
+            budgets: None,
         }
     }
 
@@ -184,6 +188,15 @@ impl ApiConfig {
     /// default) can lose audit entries under a flood; the router's own waits.
     pub fn audit(mut self, recorder: Recorder) -> Self {
         self.audit = Some(recorder);
+        self
+    }
+
+    /// Makes budget changes through the API (`PUT` and `DELETE /budgets/{name}`) take
+    /// effect at once in `budgets`, this process's enforcement. Without it they are
+    /// written to the store, and every [`Budgets`] sees them at its next
+    /// reconciliation.
+    pub fn budgets(mut self, budgets: Budgets) -> Self {
+        self.budgets = Some(budgets);
         self
     }
 }

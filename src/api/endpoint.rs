@@ -19,6 +19,10 @@ pub(crate) enum Endpoint {
     Me,
     Live,
     Audit,
+    Budgets,
+    BudgetStatus,
+    PutBudget,
+    DeleteBudget,
 }
 
 /// A query parameter.
@@ -53,7 +57,7 @@ use Param as P;
 const FILTER: &[Param] = Param::ALL.split_at(12).0;
 
 impl Endpoint {
-    pub(crate) const ALL: [Endpoint; 15] = [
+    pub(crate) const ALL: [Endpoint; 19] = [
         Endpoint::Dashboard,
         Endpoint::Metrics,
         Endpoint::Services,
@@ -69,7 +73,20 @@ impl Endpoint {
         Endpoint::Me,
         Endpoint::Live,
         Endpoint::Audit,
+        Endpoint::Budgets,
+        Endpoint::BudgetStatus,
+        Endpoint::PutBudget,
+        Endpoint::DeleteBudget,
     ];
+
+    /// Its method: `GET` but for the budget changes.
+    pub(crate) fn method(self) -> http::Method {
+        match self {
+            Endpoint::PutBudget => http::Method::PUT,
+            Endpoint::DeleteBudget => http::Method::DELETE,
+            _ => http::Method::GET,
+        }
+    }
 
     pub(crate) fn path(self) -> &'static str {
         match self {
@@ -88,6 +105,9 @@ impl Endpoint {
             Endpoint::Me => "/me",
             Endpoint::Live => "/live",
             Endpoint::Audit => "/audit",
+            Endpoint::Budgets => "/budgets",
+            Endpoint::BudgetStatus => "/budgets/status",
+            Endpoint::PutBudget | Endpoint::DeleteBudget => "/budgets/{name}",
         }
     }
 
@@ -120,6 +140,10 @@ impl Endpoint {
                     P::From | P::To | P::Last | P::Subject | P::Refused | P::Limit
                 )
             }
+            Endpoint::Budgets
+            | Endpoint::BudgetStatus
+            | Endpoint::PutBudget
+            | Endpoint::DeleteBudget => return false,
         };
         let filter = FILTER.contains(&param) && !(self == Endpoint::MyUsage && param == P::User);
         filter || own.contains(&param)
@@ -160,6 +184,15 @@ impl Endpoint {
                  second while records are written"
             }
             Endpoint::Audit => "The audit trail of this API: who asked for what, and the answer",
+            Endpoint::Budgets => "Every budget",
+            Endpoint::BudgetStatus => {
+                "What each budget's scope has spent in its current window, by the stored records"
+            }
+            Endpoint::PutBudget => {
+                "Creates or replaces the budget of this name (the body is a `Budget`; its \
+                 `name` may be left out)"
+            }
+            Endpoint::DeleteBudget => "Deletes the budget of this name",
         }
     }
 
@@ -177,15 +210,21 @@ impl Endpoint {
             Endpoint::LatencySeries => "LatencySeries",
             Endpoint::TopUsers => "UserRank",
             Endpoint::Export | Endpoint::Live => return None,
-            Endpoint::MyUsage => "UserUsage",
+            Endpoint::MyUsage => "MyUsage",
             Endpoint::Me => "Principal",
             Endpoint::Audit => "AuditEntry",
+            Endpoint::Budgets | Endpoint::PutBudget => "Budget",
+            Endpoint::BudgetStatus => "BudgetStatus",
+            Endpoint::DeleteBudget => return None,
         })
     }
 
     /// Whether the answer is a JSON array of [`schema`](Self::schema).
     pub(crate) fn is_list(self) -> bool {
-        matches!(self, Endpoint::TopUsers | Endpoint::Audit)
+        matches!(
+            self,
+            Endpoint::TopUsers | Endpoint::Audit | Endpoint::Budgets | Endpoint::BudgetStatus
+        )
     }
 }
 

@@ -14,8 +14,8 @@ use crate::store::StoreError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[non_exhaustive]
 pub struct ErrorBody {
-    /// A stable code: `bad_parameter`, `unauthorized`, `forbidden`, `rate_limited`,
-    /// `internal`.
+    /// A stable code: `bad_parameter`, `bad_body`, `unauthorized`, `forbidden`,
+    /// `not_found`, `rate_limited`, `internal`.
     pub error: String,
     /// The query parameter at fault, for `bad_parameter`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -31,10 +31,18 @@ pub(crate) struct Refusal(pub(crate) String);
 /// A request the API refuses.
 #[derive(Debug)]
 pub(crate) enum ApiError {
-    BadParameter { parameter: String, reason: String },
+    BadParameter {
+        parameter: String,
+        reason: String,
+    },
+    /// A request body that is not what the endpoint takes.
+    BadBody(String),
     Unauthorized(AuthError),
     Forbidden(String),
-    RateLimited { retry_after: Duration },
+    NotFound(String),
+    RateLimited {
+        retry_after: Duration,
+    },
     Internal,
 }
 
@@ -80,9 +88,13 @@ impl ApiError {
                 None,
                 error.to_string(),
             ),
+            ApiError::BadBody(reason) => {
+                (StatusCode::BAD_REQUEST, "bad_body", None, reason.clone())
+            }
             ApiError::Forbidden(reason) => {
                 (StatusCode::FORBIDDEN, "forbidden", None, reason.clone())
             }
+            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", None, what.clone()),
             ApiError::RateLimited { retry_after } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",

@@ -7,6 +7,7 @@ use axum::{Extension, Json};
 use http::header;
 
 use super::auth::Principal;
+use super::budgets::{self, MyUsage};
 use super::download::{Download, PIPE_BYTES};
 use super::error::ApiError;
 use super::guard::Call;
@@ -14,7 +15,7 @@ use super::params::{Format, Params};
 use super::Api;
 use crate::query::{
     AuditEntry, AuditQuery, Breakdown, Dashboard, Dimension, LatencySeries, Metrics, TimeSeries,
-    UserRank, UserUsage,
+    UserRank,
 };
 
 /// Rows of a breakdown or ranking when the request names no `limit`.
@@ -133,17 +134,22 @@ pub(crate) async fn top_users(
         .map_err(ApiError::store)
 }
 
-/// The caller's own usage: the subject comes from the credentials, never the query.
+/// The caller's own usage and budgets: the subject comes from the credentials, never
+/// the query.
 pub(crate) async fn my_usage(
     State(api): State<Api>,
     Extension(call): Extension<Call>,
-) -> Answer<UserUsage> {
+) -> Answer<MyUsage> {
     let p = &call.params;
-    api.store()
-        .user_usage(&call.principal.subject, &p.filter, p.tz)
-        .await
-        .map(Json)
-        .map_err(ApiError::store)
+    let user = &call.principal.subject;
+    let (usage, budgets) = tokio::join!(
+        api.store().user_usage(user, &p.filter, p.tz),
+        budgets::own(api.store(), user),
+    );
+    Ok(Json(MyUsage {
+        usage: usage.map_err(ApiError::store)?,
+        budgets: budgets?,
+    }))
 }
 
 /// Who the credentials name: what a page needs to know which views to show.

@@ -66,6 +66,7 @@
 
 mod audit;
 mod auth;
+mod budgets;
 mod config;
 #[cfg(feature = "dashboard")]
 mod dashboard;
@@ -90,7 +91,7 @@ pub use limit::RateLimit;
 use std::sync::Arc;
 
 use axum::response::IntoResponse;
-use axum::routing::{get, MethodRouter};
+use axum::routing::{delete, get, put, MethodRouter};
 use axum::Router;
 
 use crate::recorder::Overflow;
@@ -112,6 +113,8 @@ struct Shared {
     /// `/live` waits this many times what an update cost before the next.
     live_spacing: u32,
     max_limit: usize,
+    /// Where budget changes take effect at once, if configured.
+    budgets: Option<crate::alert::Budgets>,
 }
 
 impl Api {
@@ -169,6 +172,7 @@ pub fn router_with_audit(store: DieselStore, config: ApiConfig) -> (Router, Reco
         export_cost: config.export_cost,
         live_spacing: config.live_spacing,
         max_limit: config.max_limit,
+        budgets: config.budgets,
     }));
     #[cfg(feature = "dashboard")]
     let page = dashboard::page(config.currency.as_str());
@@ -212,6 +216,10 @@ fn route(api: &Api, endpoint: Endpoint) -> MethodRouter<Api> {
         Endpoint::Me => get(h::me),
         Endpoint::Live => get(live::live),
         Endpoint::Audit => get(h::audit),
+        Endpoint::Budgets => get(budgets::list),
+        Endpoint::BudgetStatus => get(budgets::status),
+        Endpoint::PutBudget => put(budgets::put),
+        Endpoint::DeleteBudget => delete(budgets::delete),
     };
     let guard = axum::middleware::from_fn_with_state((api.clone(), endpoint), guard::guard);
     method.route_layer(guard)

@@ -11,8 +11,10 @@ use utoipa::openapi::{
 use utoipa::OpenApi as _;
 
 use super::auth::{Principal, Role};
+use super::budgets::MyUsage;
 use super::endpoint::{Endpoint, Param};
 use super::error::ErrorBody;
+use crate::alert::{Budget, BudgetStatus, Measure, Period, Scope};
 use crate::query::{
     AuditEntry, Breakdown, Dashboard, LatencySeries, Metrics, TimeSeries, UserRank, UserUsage,
 };
@@ -29,10 +31,16 @@ pub(crate) const PATH: &str = "/openapi.json";
     LatencySeries,
     UserRank,
     UserUsage,
+    MyUsage,
     AuditEntry,
     ErrorBody,
     Principal,
-    Role
+    Role,
+    Budget,
+    BudgetStatus,
+    Scope,
+    Measure,
+    Period
 )))]
 struct Schemas;
 
@@ -62,10 +70,12 @@ pub(crate) fn document() -> OpenApi {
     }
     let mut paths = PathsBuilder::new();
     for endpoint in Endpoint::ALL {
-        paths = paths.path(
-            endpoint.path(),
-            PathItem::new(HttpMethod::Get, operation(endpoint)),
-        );
+        let method = match endpoint.method() {
+            http::Method::PUT => HttpMethod::Put,
+            http::Method::DELETE => HttpMethod::Delete,
+            _ => HttpMethod::Get,
+        };
+        paths = paths.path(endpoint.path(), PathItem::new(method, operation(endpoint)));
     }
     let own = OperationBuilder::new()
         .operation_id(Some("openapi"))
@@ -83,15 +93,41 @@ pub(crate) fn document() -> OpenApi {
 }
 
 fn operation(endpoint: Endpoint) -> OperationBuilder {
-    let id = endpoint
+    let path = endpoint
         .path()
         .trim_start_matches('/')
+        .replace(['{', '}'], "")
         .replace(['/', '-'], "_");
+    let id = match endpoint.method() {
+        http::Method::GET => path,
+        other => format!("{}_{path}", other.as_str().to_ascii_lowercase()),
+    };
     let mut op = OperationBuilder::new()
         .operation_id(Some(id))
         .summary(Some(endpoint.summary()))
         .tag("analytics")
         .security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+    if endpoint.path().contains("{name}") {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("name")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("The budget's name"))
+                .schema(Some(param_schema(Param::Subject))),
+        );
+    }
+    if endpoint == Endpoint::PutBudget {
+        let body = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Budget")))
+            .build();
+        op = op.request_body(Some(
+            utoipa::openapi::request_body::RequestBodyBuilder::new()
+                .content("application/json", body)
+                .required(Some(Required::True))
+                .build(),
+        ));
+    }
     for param in endpoint.params() {
         op = op.parameter(
             ParameterBuilder::new()
@@ -115,6 +151,20 @@ fn operation(endpoint: Endpoint) -> OperationBuilder {
                 ContentBuilder::new().schema(Some(schema)).build(),
             )
         }
+        None if endpoint == Endpoint::DeleteBudget => {
+            op = op.response(
+                "404",
+                ResponseBuilder::new()
+                    .description("No budget of this name")
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    ),
+            );
+            ResponseBuilder::new().description("Deleted")
+        }
         None if endpoint == Endpoint::Live => ResponseBuilder::new()
             .description(
                 "Events named `metrics`, each a JSON `Metrics` of the selected records; \
@@ -126,9 +176,17 @@ fn operation(endpoint: Endpoint) -> OperationBuilder {
             .content("text/csv", ContentBuilder::new().build())
             .content("application/x-ndjson", ContentBuilder::new().build()),
     };
-    op = op.response("200", ok);
+    let ok_status = if endpoint == Endpoint::DeleteBudget {
+        "204"
+    } else {
+        "200"
+    };
+    op = op.response(ok_status, ok);
     for (status, why) in [
-        ("400", "A bad parameter: the body names it and says why"),
+        (
+            "400",
+            "A bad parameter or request body: the answer names it and says why",
+        ),
         ("401", "No valid credentials (see `WWW-Authenticate`)"),
         (
             "403",

@@ -292,6 +292,32 @@
     target.replaceChildren(root, legend, numbers);
   }
 
+  // Each budget's spend against its limit; the table says it in numbers, the bar at a
+  // glance.
+  function budgets(list) {
+    if (!list.length) {
+      $("budgets").replaceChildren(el("p", { class: "empty", text: "No budgets yet." }));
+      return;
+    }
+    const amount = (b, n) => (b.measure === "cost" ? fmt.cost(n) : fmt.count(n));
+    const when = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+    const rows = list.map((b) => ({ ...b, share: b.limit ? Math.min(1, b.spent / b.limit) : 0 }));
+    $("budgets").replaceChildren(table([
+      { label: "Budget", value: (b) => b.name },
+      { label: "Measure", value: (b) => b.measure },
+      { label: "Spent", value: (b) => amount(b, b.spent) },
+      { label: "Limit", value: (b) => amount(b, b.limit) },
+      { label: "Used", value: (b) => fmt.percent(b.share) },
+      { label: "Resets", value: (b) => when.format(new Date(b.resets_at)) },
+      { label: "Kind", value: (b) => (b.enforce ? "hard" : "report only") },
+    ], rows));
+    $("budgets").querySelectorAll("tbody tr").forEach((tr, i) => {
+      const share = rows[i].share;
+      tr.dataset.budget = rows[i].name;
+      tr.style.background = `linear-gradient(90deg, color-mix(in srgb, ${share >= 1 ? "var(--bad)" : "var(--accent)"} 18%, transparent) ${Math.round(share * 100)}%, transparent 0)`;
+    });
+  }
+
   function peakHours(peak) {
     const max = Math.max(1, ...peak.counts.flat());
     const days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -481,7 +507,7 @@
     const q = query(r);
     const p95 = $("measure").value === "p95";
     $("split").disabled = p95;
-    const [dash, previous, series, providers, top] = await Promise.all([
+    const [dash, previous, series, providers, top, spend] = await Promise.all([
       call("dashboard", q),
       call("metrics", query(r.previous)),
       p95
@@ -489,6 +515,7 @@
         : call("timeseries", query(r, { granularity: granularity(r), split: $("split").value, top: $("split").value ? "6" : "" })),
       call("providers", query(r, { limit: "10" })),
       call("users/top", query(r, { by: $("rank-by").value, limit: "10" })),
+      call("budgets/status"),
     ]);
     previousMetrics = previous;
     headline(dash.metrics, previous);
@@ -500,6 +527,7 @@
     // asked for, and then again with each new view.
     for (const extra of shownExtras) loadExtra(extra, r);
     topUsers(top);
+    budgets(spend);
     peakHours(dash.peak_hours);
   }
 
@@ -510,6 +538,7 @@
     chart(mine.daily, mine.metrics);
     breakdown("by-service", mine.by_service, null);
     breakdown("by-model", mine.by_model, null);
+    budgets(mine.budgets);
   }
 
   async function render() {
