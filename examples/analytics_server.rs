@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use axum::Router;
 use jsonwebtoken::{EncodingKey, Header};
+use tower_usage::alert::{Budget, Budgets, Measure, Period, Scope};
 use tower_usage::api::{self, ApiConfig, Jwt, Role};
 use tower_usage::recorder::Overflow;
 use tower_usage::store::DieselStore;
@@ -63,10 +64,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .overflow(Overflow::Wait)
         .spawn();
 
+    let budgets = demo_budgets(&store).await?;
     let app = app(
         store.clone(),
         recorder.clone(),
         audit.clone(),
+        budgets,
         &secret,
         limits,
     )?;
@@ -87,6 +90,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("USER_TOKEN={user}");
     eprintln!("try (tokens valid for 24 hours):");
     eprintln!("  curl -X POST -H 'x-user-id: alice' {addr}/chat");
+    eprintln!("  for i in 1 2 3 4 5 6; do curl -s -X POST -H 'x-user-id: alice' {addr}/chat; done   # the 6th is over alice's budget");
+    eprintln!(
+        "  curl -H \"Authorization: Bearer $ADMIN_TOKEN\" '{addr}/api/analytics/budgets/status'"
+    );
     eprintln!("  curl -H \"Authorization: Bearer $ADMIN_TOKEN\" '{addr}/api/analytics/dashboard?last=24h'");
     eprintln!("  curl -H \"Authorization: Bearer $ADMIN_TOKEN\" '{addr}/api/analytics/timeseries?granularity=hour&last=24h&split=model'");
     eprintln!("  curl -OJ -H \"Authorization: Bearer $ADMIN_TOKEN\" '{addr}/api/analytics/export?last=7d'");
@@ -106,22 +113,51 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The demo routes, and the analytics API under `/api/analytics`.
+/// A demo budget for each of two users on the demo routes (service `quickstart`): alice
+/// may call them five times an hour, bob spend 500 tokens a day. Generated demo records
+/// are of other services, so they do not count. Kept in the store, so a budget changed
+/// through the API stays changed until the next start.
+async fn demo_budgets(store: &DieselStore) -> Result<Budgets, Box<dyn std::error::Error>> {
+    let budgets = Budgets::open(store.clone()).await?;
+    let demo = Scope::user("alice").and_service("quickstart");
+    let alice = Budget::new(
+        "alice-demo",
+        demo,
+        Measure::Requests,
+        5,
+        Period::Rolling { hours: 1 },
+    )
+    .warn_at([80, 100]);
+    let demo = Scope::user("bob").and_service("quickstart");
+    let bob = Budget::new("bob-demo", demo, Measure::Tokens, 500, Period::Day).warn_at([50, 100]);
+    for budget in [alice, bob] {
+        if store.budget(&budget.name).await?.is_none() {
+            budgets.put(budget).await?;
+        }
+    }
+    Ok(budgets)
+}
+
+/// The demo routes, held to `budgets`, and the analytics API under `/api/analytics`.
 fn app(
     store: DieselStore,
     recorder: Recorder,
     audit: Recorder,
+    budgets: Budgets,
     secret: &str,
     limits: bool,
 ) -> Result<Router, Box<dyn std::error::Error>> {
-    let mut config = ApiConfig::new(Jwt::hs256(secret)?).audit(audit);
+    let mut config = ApiConfig::new(Jwt::hs256(secret)?)
+        .audit(audit)
+        .budgets(budgets.clone());
     if !limits {
         config = config
             .unlimited(Role::Admin)
             .unlimited(Role::User)
             .unauthenticated_limit(None);
     }
-    Ok(demo::routes(store.clone(), recorder).nest("/api/analytics", api::router(store, config)))
+    let routes = demo::routes(store.clone(), recorder, Some(budgets));
+    Ok(routes.nest("/api/analytics", api::router(store, config)))
 }
 
 /// A signed token for `subject` with `role`, valid for `ttl`.
@@ -181,7 +217,16 @@ mod tests {
         let store = DieselStore::connect("sqlite::memory:").await.unwrap();
         let recorder = Recorder::builder(store.clone()).spawn();
         let audit = Recorder::builder(store.audit_sink()).spawn();
-        let app = app(store.clone(), recorder.clone(), audit.clone(), SECRET, true).unwrap();
+        let budgets = demo_budgets(&store).await.unwrap();
+        let app = app(
+            store.clone(),
+            recorder.clone(),
+            audit.clone(),
+            budgets,
+            SECRET,
+            true,
+        )
+        .unwrap();
         let hour = Duration::from_secs(3_600);
         let admin = token(SECRET, "admin", Role::Admin, hour).unwrap();
         let alice = token(SECRET, "alice", Role::User, hour).unwrap();
@@ -231,6 +276,50 @@ mod tests {
                 (Some("alice"), Some(403)),
                 (Some("alice"), Some(403))
             ]
+        );
+        recorder.shutdown().await;
+        audit.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn alices_sixth_chat_in_an_hour_is_over_her_demo_budget() {
+        let store = DieselStore::connect("sqlite::memory:").await.unwrap();
+        let recorder = Recorder::builder(store.clone()).spawn();
+        let audit = Recorder::builder(store.audit_sink()).spawn();
+        let budgets = demo_budgets(&store).await.unwrap();
+        let app = app(
+            store.clone(),
+            recorder.clone(),
+            audit.clone(),
+            budgets,
+            SECRET,
+            true,
+        )
+        .unwrap();
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            let chat = Request::post("/chat")
+                .header("x-user-id", "alice")
+                .body(Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(chat).await.unwrap();
+            statuses.push(response.status());
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            if statuses.len() == 6 {
+                let refusal: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(refusal["budget"], "alice-demo");
+            }
+        }
+        assert_eq!(statuses[..5], [StatusCode::OK; 5]);
+        assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+        // Bob's budget is his own.
+        let chat = Request::post("/chat")
+            .header("x-user-id", "bob")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            app.clone().oneshot(chat).await.unwrap().status(),
+            StatusCode::OK
         );
         recorder.shutdown().await;
         audit.shutdown().await;

@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let (store, recorder) = demo::open(&database_url).await?;
 
-    let app = demo::routes(store.clone(), recorder.clone());
+    let app = demo::routes(store.clone(), recorder.clone(), None);
 
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

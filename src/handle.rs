@@ -255,6 +255,7 @@ impl UsageHandle {
     /// Marks the request as failed although its HTTP exchange succeeded (a JSON-RPC error
     /// in a 200 response, say): a record that would end as
     /// [`Success`](Outcome::Success) ends with `outcome` instead.
+    /// [`Refused`](Outcome::Refused) replaces whatever outcome the record would have.
     ///
     /// ```
     /// use tower_usage::{Outcome, UsageHandle};

@@ -22,6 +22,7 @@ use crate::unknown_name::UnknownName;
 /// | [`ServiceError`](Outcome::ServiceError) | the inner service returned `Err` instead of a response |
 /// | [`BodyError`](Outcome::BodyError) | the response body yielded an error while it was being sent |
 /// | [`Cancelled`](Outcome::Cancelled) | the client went away: the body or the response future was dropped early |
+/// | [`Refused`](Outcome::Refused) | a layer refused the request before the service ran (a spent budget); set through [`UsageHandle::mark_failed`](crate::UsageHandle::mark_failed) |
 ///
 /// Records that are not HTTP requests (see [`Recorder::record_usage`](crate::Recorder::record_usage))
 /// are [`Success`](Outcome::Success).
@@ -42,6 +43,10 @@ pub enum Outcome {
     BodyError,
     /// The client went away before the response was complete.
     Cancelled,
+    /// Refused before the service ran, by a layer that said so (a
+    /// [`BudgetLayer`](crate::alert::BudgetLayer) whose budget is spent). Such a
+    /// record counts toward no budget.
+    Refused,
 }
 
 impl Outcome {
@@ -76,6 +81,7 @@ impl Outcome {
             Outcome::ServiceError => "service_error",
             Outcome::BodyError => "body_error",
             Outcome::Cancelled => "cancelled",
+            Outcome::Refused => "refused",
         }
     }
 }
@@ -92,6 +98,7 @@ impl std::str::FromStr for Outcome {
             Outcome::ServiceError,
             Outcome::BodyError,
             Outcome::Cancelled,
+            Outcome::Refused,
         ]
         .into_iter()
         .find(|o| o.as_str() == name)
@@ -631,6 +638,8 @@ mod tests {
         assert!(Outcome::Cancelled.is_error());
         assert_eq!(Outcome::ClientError.as_str(), "client_error");
         assert_eq!("body_error".parse::<Outcome>(), Ok(Outcome::BodyError));
+        assert_eq!("refused".parse::<Outcome>(), Ok(Outcome::Refused));
+        assert!(Outcome::Refused.is_error());
         assert!("nope".parse::<Outcome>().is_err());
     }
 }

@@ -233,6 +233,13 @@ async fn a_thousand_concurrent_requests_get_only_the_room_there_is() {
     assert_eq!((spend[0].spent, spend[0].reserved), (10, 0));
     let stats = budgets.stats();
     assert_eq!((stats.admitted, stats.refused), (11, 990));
+    // The refused requests are in the store, as refused, and spend nothing there either:
+    // a client that keeps retrying does not keep its budget spent.
+    let mut refused = tower_usage::query::Filter::new(tower_usage::query::TimeRange::last_hours(1));
+    refused.outcome = Some(tower_usage::Outcome::Refused);
+    assert_eq!(store.metrics(&refused).await.unwrap().requests, 990);
+    budgets.reconcile().await.unwrap();
+    assert_eq!(budgets.spend()[0].spent, 10);
     recorder.shutdown().await;
 }
 

@@ -8,6 +8,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
 use axum::{routing::get, routing::post, Extension, Json, Router};
+use tower_usage::alert::{BudgetLayer, Budgets};
 use tower_usage::query::{Dashboard, Filter, TimeRange, Tz};
 use tower_usage::store::DieselStore;
 use tower_usage::{extract, FanoutSink, JsonLinesSink, Recorder, UsageHandle, UsageLayer};
@@ -32,19 +33,25 @@ pub(crate) async fn open(
     Ok((store, recorder))
 }
 
-/// `/`, `/stream`, `/chat` and `/usage`, metered into `recorder`.
-pub(crate) fn routes(store: DieselStore, recorder: Recorder) -> Router {
-    Router::new()
+/// `/`, `/stream`, `/chat` and `/usage`, metered into `recorder`, and held to
+/// `budgets` when given.
+pub(crate) fn routes(store: DieselStore, recorder: Recorder, budgets: Option<Budgets>) -> Router {
+    let router = Router::new()
         .route("/", get(|| async { "Hello from tower-usage!\n" }))
         .route("/stream", get(stream))
         .route("/chat", post(chat))
         .route("/usage", get(usage))
-        .with_state(store)
-        .layer(
-            UsageLayer::new(recorder)
-                .user(extract::header("x-user-id"))
-                .service(extract::fixed("quickstart")),
-        )
+        .with_state(store);
+    // Inside the usage layer, which names the user and the service it checks.
+    let router = match budgets {
+        Some(budgets) => router.layer(BudgetLayer::new(budgets)),
+        None => router,
+    };
+    router.layer(
+        UsageLayer::new(recorder)
+            .user(extract::header("x-user-id"))
+            .service(extract::fixed("quickstart")),
+    )
 }
 
 /// `GET /stream`: 100 server-sent events.

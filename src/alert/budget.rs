@@ -30,8 +30,12 @@ pub enum Measure {
 }
 
 impl Measure {
-    /// How much of this measure `record` used.
+    /// How much of this measure `record` used: nothing for a request refused before
+    /// the service ran.
     pub fn of(self, record: &UsageRecord) -> u64 {
+        if record.outcome == crate::Outcome::Refused {
+            return 0;
+        }
         match self {
             Measure::Cost => u64::try_from(record.cost_micros.unwrap_or(0)).unwrap_or(0),
             Measure::Tokens => record.tokens.total(),

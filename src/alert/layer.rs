@@ -15,7 +15,7 @@ use tower::{Layer, Service};
 use super::budget::ScopeValues;
 use super::budgets::Budgets;
 use super::ledger::{Estimate, Refusal};
-use crate::UsageHandle;
+use crate::{Outcome, UsageHandle};
 
 /// Enforces the hard budgets of a [`Budgets`] in front of a service.
 ///
@@ -32,9 +32,9 @@ use crate::UsageHandle;
 /// record settles, so concurrent requests cannot all read the same old total. A refused
 /// request gets `429 Too Many Requests` (see [`status`](Self::status)) with
 /// `Retry-After` and a JSON body that names the budget, what was spent and when it
-/// resets; it is still metered by the usage layer (as a record with that status, no
-/// tokens and no cost, which counts one toward a request budget, as the analytics count
-/// it).
+/// resets. It is still metered by the usage layer, as a record with that status and the
+/// outcome [`Refused`](crate::Outcome::Refused), which counts toward no budget (a client
+/// that keeps retrying does not keep its own budget spent).
 ///
 /// ```
 /// use axum::{routing::post, Router};
@@ -143,6 +143,7 @@ where
                     Refusal::Spent { name, .. } => (name, "budget_spent"),
                     Refusal::Unknown { name } => (name, "budget_unknown"),
                 };
+                usage.mark_failed(Outcome::Refused);
                 usage.insert_metadata("refused", kind);
                 usage.insert_metadata("budget", name.as_str());
                 ResponseFuture::refused(refuse(&refusal, self.layer.status))

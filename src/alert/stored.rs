@@ -10,6 +10,7 @@ use super::Error;
 use crate::query::{Filter, Granularity, Metrics, Point, TimeRange, Tz};
 use crate::store::sql::Sql;
 use crate::store::{DieselStore, StoreError};
+use crate::Outcome;
 
 /// The budgets' table, made by the store's migrations.
 const TABLE: &str = "usage_budgets";
@@ -150,19 +151,36 @@ impl DieselStore {
         })
     }
 
-    /// The spend of `budget`'s scope in `window`, in parts (see [`Parts`]), with the
-    /// number of records, for the mean a request uses.
+    /// The spend of `budget`'s scope in `window`, in parts (see [`Parts`]). Records
+    /// refused before their service ran spend nothing, not even a request.
     pub(crate) async fn budget_parts(
         &self,
         budget: &Budget,
         window: Window,
     ) -> Result<Parts, StoreError> {
         let filter = scope_filter(budget, window);
+        let refused = budget.measure == Measure::Requests;
+        let mut parts = self.parts(budget, window, &filter).await?;
+        if refused {
+            let mut only = filter.clone();
+            only.outcome = Some(Outcome::Refused);
+            let not = self.parts(budget, window, &only).await?;
+            for ((_, amount), (_, refused)) in parts.iter_mut().zip(not) {
+                *amount = amount.saturating_sub(refused);
+            }
+        }
+        Ok(parts)
+    }
+
+    async fn parts(
+        &self,
+        budget: &Budget,
+        window: Window,
+        filter: &Filter,
+    ) -> Result<Parts, StoreError> {
         match budget.period {
             Period::Rolling { .. } => {
-                let series = self
-                    .time_series(&filter, Granularity::Hour, Tz::UTC)
-                    .await?;
+                let series = self.time_series(filter, Granularity::Hour, Tz::UTC).await?;
                 let points = series.series.first().map(|s| s.points.as_slice());
                 Ok(series
                     .buckets
@@ -172,7 +190,7 @@ impl DieselStore {
                     .collect())
             }
             Period::Day | Period::Week | Period::Month => {
-                let metrics = self.metrics(&filter).await?;
+                let metrics = self.metrics(filter).await?;
                 Ok(vec![(
                     window.from,
                     metrics_amount(budget.measure, &metrics),
@@ -183,7 +201,8 @@ impl DieselStore {
 
     /// The mean amount of `budget`'s measure per record of its scope over the last
     /// `hours`, for requests whose own use is not known in advance; `None` without
-    /// records.
+    /// records. (Refused records are few next to the rest, and spend nothing: they
+    /// lower the mean slightly, never raise it.)
     pub(crate) async fn budget_mean(
         &self,
         budget: &Budget,

@@ -317,6 +317,7 @@ impl Param {
                 "service_error",
                 "body_error",
                 "cancelled",
+                "refused",
             ],
             P::StatusClass => &[
                 "informational",

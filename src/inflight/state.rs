@@ -276,9 +276,11 @@ impl Overrides {
             record.insert_metadata(key, value);
         }
         // An application-level failure only replaces a success: a cancelled or failed
-        // transfer says more.
-        if let (Some(outcome), Outcome::Success) = (failed, record.outcome) {
-            record.outcome = outcome;
+        // transfer says more. A refusal replaces anything: the service never ran.
+        match (failed, record.outcome) {
+            (Some(Outcome::Refused), _) => record.outcome = Outcome::Refused,
+            (Some(outcome), Outcome::Success) => record.outcome = outcome,
+            _ => {}
         }
     }
 }
