@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::budget::{Budget, Measure, ScopeValues};
+use super::error::Error;
 use super::ledger::{Estimate, FailMode, Ledger, Refusal, Reservation, Tracked};
-use super::Error;
 use crate::store::{DieselStore, StoreError};
 use crate::UsageRecord;
 

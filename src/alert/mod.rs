@@ -31,26 +31,14 @@
 
 mod budget;
 mod budgets;
+mod error;
 mod layer;
 mod ledger;
 mod stored;
 
 pub use budget::{Budget, BudgetError, Measure, Period, Scope, MAX_NAME_LEN, MAX_ROLLING_HOURS};
 pub use budgets::{BudgetStats, Budgets, BudgetsBuilder, Spend};
+pub use error::Error;
 pub use layer::{BudgetLayer, BudgetService, ResponseFuture};
 pub use ledger::Estimate;
 pub use stored::BudgetStatus;
-
-use crate::store::StoreError;
-
-/// Why a budget could not be stored.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The budget makes no sense.
-    #[error(transparent)]
-    Invalid(#[from] BudgetError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}

@@ -6,7 +6,7 @@ use diesel::sql_types::Text;
 use diesel::QueryableByName;
 
 use super::budget::{Budget, Measure, Period, Window};
-use super::Error;
+use super::error::Error;
 use crate::query::{Filter, Granularity, Metrics, Point, TimeRange, Tz};
 use crate::store::sql::Sql;
 use crate::store::{DieselStore, StoreError};
