@@ -212,14 +212,14 @@ mod tests {
         (status, serde_json::from_slice(&bytes).unwrap_or_default())
     }
 
-    #[tokio::test]
-    async fn the_example_serves_the_analytics_to_admins_and_own_usage_to_users() {
+    /// The example's app over an in-memory store, with its recorders.
+    async fn example() -> (Router, Recorder, Recorder) {
         let store = DieselStore::connect("sqlite::memory:").await.unwrap();
         let recorder = Recorder::builder(store.clone()).spawn();
         let audit = Recorder::builder(store.audit_sink()).spawn();
         let budgets = demo_budgets(&store).await.unwrap();
         let app = app(
-            store.clone(),
+            store,
             recorder.clone(),
             audit.clone(),
             budgets,
@@ -227,6 +227,12 @@ mod tests {
             true,
         )
         .unwrap();
+        (app, recorder, audit)
+    }
+
+    #[tokio::test]
+    async fn the_example_serves_the_analytics_to_admins_and_own_usage_to_users() {
+        let (app, recorder, audit) = example().await;
         let hour = Duration::from_secs(3_600);
         let admin = token(SECRET, "admin", Role::Admin, hour).unwrap();
         let alice = token(SECRET, "alice", Role::User, hour).unwrap();
@@ -283,19 +289,7 @@ mod tests {
 
     #[tokio::test]
     async fn alices_sixth_chat_in_an_hour_is_over_her_demo_budget() {
-        let store = DieselStore::connect("sqlite::memory:").await.unwrap();
-        let recorder = Recorder::builder(store.clone()).spawn();
-        let audit = Recorder::builder(store.audit_sink()).spawn();
-        let budgets = demo_budgets(&store).await.unwrap();
-        let app = app(
-            store.clone(),
-            recorder.clone(),
-            audit.clone(),
-            budgets,
-            SECRET,
-            true,
-        )
-        .unwrap();
+        let (app, recorder, audit) = example().await;
         let mut statuses = Vec::new();
         for _ in 0..6 {
             let chat = Request::post("/chat")

@@ -142,6 +142,8 @@ async fn serve_with(config: ApiConfig) -> (String, DieselStore, Recorder) {
 const SIGN_IN: &str = "document.getElementById('token').value = arguments[0];
      document.querySelector('#sign-in button').click();";
 const RENDERED: &str = "return document.body.dataset.rendered";
+const BUDGETS: &str =
+    "return [...document.querySelectorAll('#budgets tbody tr')].map(tr => tr.dataset.budget)";
 const HEADLINE: &str = "return Object.fromEntries([...document.querySelectorAll('#headline .card')]
      .map(c => [c.dataset.metric, Number(c.dataset.value)]))";
 
@@ -254,12 +256,7 @@ async fn the_page_shows_what_the_api_answers_to_each_role() {
     eprintln!("screenshot: {}", path.display());
 
     // The budgets, each with what the store says it spent.
-    let shown = browser
-        .run(
-            "return [...document.querySelectorAll('#budgets tbody tr')].map(tr => tr.dataset.budget)",
-            json!([]),
-        )
-        .await;
+    let shown = browser.run(BUDGETS, json!([])).await;
     assert_eq!(shown, json!(["alice-month", "all-tokens"]));
 
     // The breakdowns read from raw records come when asked for.
@@ -441,12 +438,7 @@ async fn the_page_shows_what_the_api_answers_to_each_role() {
         .filter_map(Value::as_str)
         .collect();
     assert!(asked.iter().any(|p| p.ends_with("/my-usage")), "{asked:?}");
-    let budgets = browser
-        .run(
-            "return [...document.querySelectorAll('#budgets tbody tr')].map(tr => tr.dataset.budget)",
-            json!([]),
-        )
-        .await;
+    let budgets = browser.run(BUDGETS, json!([])).await;
     assert_eq!(budgets, json!(["alice-month"]));
     for admin_only in [
         "/budgets/status",

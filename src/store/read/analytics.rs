@@ -328,12 +328,7 @@ impl DieselStore {
         granularity: Granularity,
         tz: Tz,
     ) -> Result<LatencySeries, StoreError> {
-        let span = self.span(filter)?;
-        let max = self.inner.limits.max_buckets;
-        let starts = granularity
-            .starts(filter.range.from, filter.range.to, tz, max)
-            .map_err(|buckets| QueryError::TooManyBuckets { buckets, max })?;
-        let days = tz == Tz::UTC && granularity != Granularity::Hour;
+        let (span, starts, days) = self.buckets(filter, granularity, tz)?;
         let bucket_of = |t: DateTime<Utc>| granularity.bucket_start(t, tz);
         // The bucket a slot starting at `t` counts in: the last that starts at or before
         // it (a slot may start before the first bucket, whose records it holds).
@@ -388,17 +383,28 @@ impl DieselStore {
         tz: Tz,
         split: Option<(Dimension, usize)>,
     ) -> Result<TimeSeries, StoreError> {
+        let (span, starts, days) = self.buckets(filter, granularity, tz)?;
+        let key = split.map(|(d, _)| d);
+        let bucket_of = |t: DateTime<Utc>| granularity.bucket_start(t, tz);
+        let rows = self.slotted(filter, &span, key, days, bucket_of).await?;
+        Ok(assemble(granularity, tz, starts, split, rows))
+    }
+
+    /// The checked range of a series over `filter`, its buckets' starts, and whether a
+    /// whole UTC day lies inside one bucket (only for day-or-longer buckets in UTC).
+    fn buckets(
+        &self,
+        filter: &Filter,
+        granularity: Granularity,
+        tz: Tz,
+    ) -> Result<(Span, Vec<DateTime<Utc>>, bool), StoreError> {
         let span = self.span(filter)?;
         let max = self.inner.limits.max_buckets;
         let starts = granularity
             .starts(filter.range.from, filter.range.to, tz, max)
             .map_err(|buckets| QueryError::TooManyBuckets { buckets, max })?;
-        // A whole UTC day lies inside one bucket only for day-or-longer buckets in UTC.
         let days = tz == Tz::UTC && granularity != Granularity::Hour;
-        let key = split.map(|(d, _)| d);
-        let bucket_of = |t: DateTime<Utc>| granularity.bucket_start(t, tz);
-        let rows = self.slotted(filter, &span, key, days, bucket_of).await?;
-        Ok(assemble(granularity, tz, starts, split, rows))
+        Ok((span, starts, days))
     }
 
     /// Sums per dimension value and time slot, each slot given by its start; the slots
