@@ -31,6 +31,8 @@ use tower_usage::store::DieselStore;
 use tower_usage::{extract, Recorder, SinkError, UsageHandle, UsageLayer, UsageRecord, UsageSink};
 
 type Req = Request<Empty<Bytes>>;
+type Res = Response<Full<Bytes>>;
+type Answer = std::future::Ready<Result<Res, Infallible>>;
 
 /// A sink that throws records away, so the worker drains as fast as it can.
 #[derive(Debug)]
@@ -51,12 +53,7 @@ fn request() -> Req {
         .unwrap()
 }
 
-fn bare() -> impl Service<
-    Req,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
-> + Clone {
+fn bare() -> impl Service<Req, Response = Res, Error = Infallible, Future = Answer> + Clone {
     tower::service_fn(|_req: Req| {
         std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
             b"{\"ok\":true}",
