@@ -291,6 +291,8 @@ impl UsageHandle {
     /// Reads the request's user, service, model and provider as its record will hold
     /// them so far: a value set through the handle, else the layer's extractor's, with
     /// surrounding white space trimmed and blanks left out.
+    // Read by the budget layer, which needs a store.
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
     pub(crate) fn with_names<T>(&self, f: impl FnOnce([Option<&str>; 4]) -> T) -> T {
         let state = self.lock();
         let extracted = state.extracted();

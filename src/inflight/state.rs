@@ -165,6 +165,8 @@ impl InFlight {
     }
 
     /// The values taken from the request head, until the record is taken.
+    // Read by the budget layer, which needs a store.
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
     pub(crate) fn extracted(&self) -> Option<&Extracted> {
         self.extracted.as_ref()
     }
