@@ -321,13 +321,7 @@ impl Budget {
 
     /// The budget if it makes sense, its thresholds sorted and without repeats.
     pub fn check(mut self) -> Result<Budget, BudgetError> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= MAX_NAME_LEN
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !name_ok {
+        if !valid_name(&self.name) {
             return Err(BudgetError::BadName(self.name));
         }
         for (field, value) in self.scope.fields() {
@@ -357,6 +351,16 @@ impl Budget {
     pub(crate) fn window(&self, now: DateTime<Utc>) -> Window {
         self.period.window(now, self.time_zone)
     }
+}
+
+/// Whether `name` may name a budget or a rule: 1 to [`MAX_NAME_LEN`] letters, digits,
+/// `.`, `_` and `-` (it is a path segment of the API).
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]

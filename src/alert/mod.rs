@@ -29,16 +29,23 @@
 //! # Ok(()) }
 //! ```
 
+mod alerts;
 mod budget;
 mod budgets;
+mod definitions;
 mod error;
+mod events;
 mod layer;
 mod ledger;
+mod rule;
 mod stored;
 
+pub use alerts::{AlertStats, Alerts};
 pub use budget::{Budget, BudgetError, Measure, Period, Scope, MAX_NAME_LEN, MAX_ROLLING_HOURS};
 pub use budgets::{BudgetStats, Budgets, BudgetsBuilder, Spend};
-pub use error::Error;
+pub use error::{Error, RuleStoreError};
+pub use events::{AlertEvent, EventKind};
 pub use layer::{BudgetLayer, BudgetService, ResponseFuture};
 pub use ledger::Estimate;
+pub use rule::{Condition, Rule, RuleError, RuleFilter, Signal, MAX_WINDOW_MINUTES};
 pub use stored::BudgetStatus;

@@ -1,25 +1,19 @@
-//! Budgets in the store's `usage_budgets` table, and what their scopes have spent
-//! according to the stored records.
-
-use chrono::{DateTime, Duration, Utc};
-use diesel::sql_types::Text;
-use diesel::QueryableByName;
+//! Budgets and alert rules in the store (`usage_budgets`, `usage_alert_rules`), and
+//! what the budgets' scopes have spent according to the stored records.
 
 use super::budget::{Budget, Measure, Period, Window};
-use super::error::Error;
+use super::definitions;
+use super::error::{Error, RuleStoreError};
+use super::rule::Rule;
 use crate::query::{Filter, Granularity, Metrics, Point, TimeRange, Tz};
-use crate::store::sql::Sql;
 use crate::store::{DieselStore, StoreError};
 use crate::Outcome;
+use chrono::{DateTime, Duration, Utc};
 
 /// The budgets' table, made by the store's migrations.
 const TABLE: &str = "usage_budgets";
-
-#[derive(QueryableByName)]
-struct Definition {
-    #[diesel(sql_type = Text)]
-    definition: String,
-}
+/// The alert rules' table.
+const RULES: &str = "usage_alert_rules";
 
 /// What a budget's scope has spent in the window that holds a moment, by the stored
 /// records.
@@ -67,64 +61,54 @@ impl DieselStore {
     /// ```
     pub async fn put_budget(&self, budget: Budget) -> Result<Budget, Error> {
         let budget = budget.check()?;
-        let definition = serde_json::to_string(&budget)
-            .map_err(|e| StoreError::Corrupt(format!("a budget that cannot be written: {e}")))?;
-        let mut sql = Sql::new(self.dialect());
-        sql.push("INSERT INTO ")
-            .push(TABLE)
-            .push(" (name, definition, updated_at_us) VALUES (")
-            .bind_text(&budget.name)
-            .push(", ")
-            .bind_text(&definition)
-            .push(", ")
-            .int(Utc::now().timestamp_micros())
-            .push(")");
-        sql.on_conflict(&["name"], &["definition", "updated_at_us"], TABLE, false);
-        self.execute(vec![sql]).await?;
+        definitions::put(self, TABLE, &budget.name, &budget).await?;
         Ok(budget)
     }
 
     /// Every budget, by name.
     pub async fn budgets(&self) -> Result<Vec<Budget>, StoreError> {
-        let mut sql = Sql::new(self.dialect());
-        sql.push("SELECT definition FROM ")
-            .push(TABLE)
-            .push(" ORDER BY name");
-        self.definitions(sql).await
+        definitions::load(self, TABLE, None, |b: Budget| b.check().ok()).await
     }
 
     /// The budget named `name`, if there is one.
     pub async fn budget(&self, name: &str) -> Result<Option<Budget>, StoreError> {
-        let mut sql = Sql::new(self.dialect());
-        sql.push("SELECT definition FROM ")
-            .push(TABLE)
-            .push(" WHERE name = ")
-            .bind_text(name);
-        Ok(self.definitions(sql).await?.pop())
+        let found = definitions::load(self, TABLE, Some(name), |b: Budget| b.check().ok());
+        Ok(found.await?.pop())
     }
 
     /// Deletes the budget named `name`; returns whether there was one.
     pub async fn delete_budget(&self, name: &str) -> Result<bool, StoreError> {
-        let mut sql = Sql::new(self.dialect());
-        sql.push("DELETE FROM ")
-            .push(TABLE)
-            .push(" WHERE name = ")
-            .bind_text(name);
-        Ok(self.execute(vec![sql]).await? > 0)
+        definitions::delete(self, TABLE, name).await
     }
 
-    async fn definitions(&self, sql: Sql) -> Result<Vec<Budget>, StoreError> {
-        let rows: Vec<Definition> = self.load(sql).await?;
-        rows.into_iter()
-            .map(|row| {
-                serde_json::from_str::<Budget>(&row.definition)
-                    .ok()
-                    .and_then(|b| b.check().ok())
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!("an unreadable budget: {}", row.definition))
-                    })
-            })
-            .collect()
+    /// Creates the alert rule, or replaces the one of the same name, after
+    /// [`Rule::check`]; returns it as stored. A replaced rule keeps its state (firing
+    /// or not) and its events.
+    ///
+    /// ```
+    /// use tower_usage::alert::{Condition, Rule, Signal};
+    /// use tower_usage::store::DieselStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = DieselStore::connect("sqlite::memory:").await?;
+    /// store.put_rule(Rule::new("errors", Signal::ErrorRate, Condition::Above, 0.05)).await?;
+    /// assert_eq!(store.rules().await?.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn put_rule(&self, rule: Rule) -> Result<Rule, RuleStoreError> {
+        let rule = rule.check()?;
+        definitions::put(self, RULES, &rule.name, &rule).await?;
+        Ok(rule)
+    }
+
+    /// Every alert rule, by name.
+    pub async fn rules(&self) -> Result<Vec<Rule>, StoreError> {
+        definitions::load(self, RULES, None, |r: Rule| r.check().ok()).await
+    }
+
+    /// Deletes the alert rule named `name` (its events stay); whether there was one.
+    pub async fn delete_rule(&self, name: &str) -> Result<bool, StoreError> {
+        definitions::delete(self, RULES, name).await
     }
 
     /// What `budget`'s scope has spent in the window that holds `now`.

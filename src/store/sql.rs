@@ -284,6 +284,24 @@ impl Sql {
         }
     }
 
+    /// The start of an `INSERT` into `table` that leaves out rows whose key exists;
+    /// [`or_ignore`](Self::or_ignore) ends it.
+    pub(crate) fn insert_ignoring(&mut self, table: &str) -> &mut Self {
+        self.push(match self.dialect {
+            Dialect::Mysql => "INSERT IGNORE INTO ",
+            Dialect::Sqlite | Dialect::Postgres => "INSERT INTO ",
+        })
+        .push(table)
+    }
+
+    /// The end of an [`insert_ignoring`](Self::insert_ignoring).
+    pub(crate) fn or_ignore(&mut self) -> &mut Self {
+        if self.dialect != Dialect::Mysql {
+            self.push(" ON CONFLICT DO NOTHING");
+        }
+        self
+    }
+
     /// The clause that makes an `INSERT` overwrite the listed columns of a row whose key
     /// exists; `add` adds the new values to the stored ones instead, saturating.
     pub(crate) fn on_conflict(&mut self, key: &[&str], columns: &[&str], table: &str, add: bool) {

@@ -147,11 +147,28 @@ impl DieselStore {
             self.histograms(filter, &span),
         );
         let (totals, (_, users), (latency, ttfb)) = (totals?, ranked?, histograms?);
-        let mut sum = Totals::default();
-        totals
-            .iter()
-            .for_each(|row| sum.add(&row.measures.totals()));
-        Ok(sum.metrics(users, &latency, &ttfb))
+        Ok(sum(&totals).metrics(users, &latency, &ttfb))
+    }
+
+    /// [`metrics`](Self::metrics) without the unique users (0), and without the
+    /// percentiles (`None`) unless `percentiles`: what a check of a threshold needs,
+    /// for one or two statements instead of three.
+    pub(crate) async fn light_metrics(
+        &self,
+        filter: &Filter,
+        percentiles: bool,
+    ) -> Result<Metrics, StoreError> {
+        let span = self.span(filter)?;
+        let group = Group {
+            key: None,
+            slot_us: None,
+        };
+        let totals = self.aggregate(filter, &span, group, true).await?;
+        let (latency, ttfb) = match percentiles {
+            true => self.histograms(filter, &span).await?,
+            false => Default::default(),
+        };
+        Ok(sum(&totals).metrics(0, &latency, &ttfb))
     }
 
     async fn histograms(
@@ -738,6 +755,13 @@ fn assemble(
         buckets: starts,
         series,
     }
+}
+
+/// The rows' sums added up.
+fn sum(rows: &[AggRow]) -> Totals {
+    let mut sum = Totals::default();
+    rows.iter().for_each(|row| sum.add(&row.measures.totals()));
+    sum
 }
 
 fn series(key: SeriesKey, totals: &[Totals]) -> Series {

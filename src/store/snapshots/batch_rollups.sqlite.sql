@@ -6,7 +6,7 @@ INSERT INTO usage_user_1d (slot, user_id, requests, errors, tokens_in, tokens_ou
 -- bind 1: "alice"
 -- bind 2: "bob"
 
-INSERT OR IGNORE INTO usage_user_blocks (block, sealed) VALUES (2857, 0), (2858, 0)
+INSERT INTO usage_user_blocks (block, sealed) VALUES (2857, 0), (2858, 0) ON CONFLICT DO NOTHING
 
 SELECT block, sealed AS sealed FROM usage_user_blocks WHERE block IN (2857, 2858) OR (sealed = 0 AND block < 2858)
 

@@ -118,20 +118,14 @@ pub(crate) fn cells(rollup: Rollup, rows: &[Row]) -> BTreeMap<Key, Cell> {
 /// transaction at a time and needs none of this).
 pub(crate) fn ensure(dialect: Dialect, rollup: Rollup, cells: &BTreeMap<Key, Cell>) -> Sql {
     let mut sql = Sql::new(dialect);
-    let insert = match dialect {
-        Dialect::Mysql => "INSERT IGNORE INTO ",
-        _ => "INSERT INTO ",
-    };
-    sql.push(insert).push(rollup.table()).push(" (");
+    sql.insert_ignoring(rollup.table()).push(" (");
     push_columns(&mut sql);
     sql.push(") VALUES ");
     sql.list(cells.keys(), ", ", |sql, key| {
         push_key(sql, key);
         sql.push(", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '', '')");
     });
-    if dialect != Dialect::Mysql {
-        sql.push(" ON CONFLICT DO NOTHING");
-    }
+    sql.or_ignore();
     sql
 }
 

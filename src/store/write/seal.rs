@@ -46,18 +46,11 @@ pub(crate) fn ensure(dialect: Dialect, rows: &[Row]) -> Option<Sql> {
         return None;
     }
     let mut sql = Sql::new(dialect);
-    sql.push(match dialect {
-        Dialect::Sqlite => "INSERT OR IGNORE INTO ",
-        Dialect::Mysql => "INSERT IGNORE INTO ",
-        Dialect::Postgres => "INSERT INTO ",
-    });
-    sql.push(BLOCKS).push(" (block, sealed) VALUES ");
+    sql.insert_ignoring(BLOCKS).push(" (block, sealed) VALUES ");
     sql.list(blocks, ", ", |sql, block| {
         sql.push("(").int(block).push(", 0)");
     });
-    if dialect == Dialect::Postgres {
-        sql.push(" ON CONFLICT DO NOTHING");
-    }
+    sql.or_ignore();
     Some(sql)
 }
 

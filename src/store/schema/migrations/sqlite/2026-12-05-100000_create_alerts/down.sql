@@ -1,0 +1,2 @@
+DROP TABLE usage_alert_events;
+DROP TABLE usage_alert_rules;
