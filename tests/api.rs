@@ -286,6 +286,10 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     assert_eq!(
         listed,
         [
+            "/alerts/events",
+            "/alerts/firing",
+            "/alerts/rules",
+            "/alerts/rules/{name}",
             "/audit",
             "/budgets",
             "/budgets/status",
@@ -1127,6 +1131,73 @@ async fn admins_keep_budgets_and_users_see_their_own() {
     assert_eq!(
         (status, answer["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    h.audit.shutdown().await;
+}
+
+#[tokio::test]
+async fn admins_keep_alert_rules_and_read_what_fired() {
+    let h = Harness::new(|c| c.unlimited(Role::Admin).unlimited(Role::User)).await;
+    let token = admin();
+    let rule = r#"{"signal":"requests","condition":"below","threshold":1,"window_minutes":15,"filter":{"service":"chat"}}"#;
+    let (status, stored) = h
+        .send("PUT", "/alerts/rules/chat-stopped", &token, rule)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(stored["name"], "chat-stopped");
+    assert_eq!(
+        h.json("/alerts/rules", &token)
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    for (body, says) in [
+        (
+            r#"{"signal":"error_rate","condition":"above","threshold":3}"#,
+            "threshold",
+        ),
+        (
+            r#"{"signal":"error_rate","condition":"sideways","threshold":0.1}"#,
+            "not a rule",
+        ),
+        (
+            r#"{"signal":"cost","condition":"above","threshold":1,"window_minutes":0}"#,
+            "window",
+        ),
+    ] {
+        let (status, answer) = h.send("PUT", "/alerts/rules/bad", &token, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(says),
+            "{body}: {answer}"
+        );
+    }
+    // No traffic in the last 15 minutes (the harness's records are from November).
+    let fired = tower_usage::alert::Alerts::new(h.store.clone())
+        .evaluate(chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(fired.len(), 1);
+    let firing = h.json("/alerts/firing", &token).await;
+    assert_eq!(firing[0]["rule"], "chat-stopped");
+    assert_eq!(firing[0]["kind"], "fired");
+    let events = h.json("/alerts/events?last=1h&limit=5", &token).await;
+    assert_eq!(events.as_array().unwrap().len(), 1);
+    assert_eq!(
+        h.get("/alerts/firing", Some(&user("alice"))).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, _) = h
+        .send("DELETE", "/alerts/rules/chat-stopped", &token, "")
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.send("DELETE", "/alerts/rules/chat-stopped", &token, "")
+            .await
+            .0,
+        StatusCode::NOT_FOUND
     );
     h.audit.shutdown().await;
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use chrono::Utc;
 use serde_json::{json, Value};
-use tower_usage::alert::{Budget, Measure, Period, Scope};
+use tower_usage::alert::{Alerts, Budget, Condition, Measure, Period, Rule, Scope, Signal};
 use tower_usage::api::{self, ApiConfig, AuthError, Authenticator, Jwt, Principal, Role};
 use tower_usage::query::{Filter, Granularity, TimeRange, Tz};
 use tower_usage::store::DieselStore;
@@ -117,6 +117,14 @@ async fn serve_with(config: ApiConfig) -> (String, DieselStore, Recorder) {
         Period::Rolling { hours: 24 },
     );
     store.put_budget(everyone.soft()).await.unwrap();
+    // An alert that fires at once: fewer than a million requests in the last hour.
+    let quiet =
+        Rule::new("traffic-low", Signal::Requests, Condition::Below, 1e6).window_minutes(60);
+    store.put_rule(quiet).await.unwrap();
+    Alerts::new(store.clone())
+        .evaluate(Utc::now())
+        .await
+        .unwrap();
     let audit = Recorder::builder(store.audit_sink()).spawn();
     // Debug builds compute the metrics slowly: let live updates cost more, so that
     // they come every second here as they do in a release build.
@@ -258,6 +266,13 @@ async fn the_page_shows_what_the_api_answers_to_each_role() {
     // The budgets, each with what the store says it spent.
     let shown = browser.run(BUDGETS, json!([])).await;
     assert_eq!(shown, json!(["alice-month", "all-tokens"]));
+    let firing = browser
+        .run(
+            "return [...document.querySelectorAll('#alerts tbody tr')].map(tr => tr.dataset.alert)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(firing, json!(["traffic-low"]));
 
     // The breakdowns read from raw records come when asked for.
     browser
@@ -441,6 +456,7 @@ async fn the_page_shows_what_the_api_answers_to_each_role() {
     let budgets = browser.run(BUDGETS, json!([])).await;
     assert_eq!(budgets, json!(["alice-month"]));
     for admin_only in [
+        "/alerts/firing",
         "/budgets/status",
         "/dashboard",
         "/metrics",

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::guard::Call;
+use super::named::named_body;
 use super::Api;
 use crate::alert::{self, Budget, BudgetStatus};
 use crate::query::UserUsage;
@@ -73,7 +74,7 @@ pub(crate) async fn put(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Answer<Budget> {
-    let budget = parse(&name, &body)?;
+    let budget = named_body("budget", &name, &body)?;
     let stored = match &api.0.budgets {
         Some(budgets) => budgets.put(budget).await,
         None => api.store().put_budget(budget).await,
@@ -83,29 +84,6 @@ pub(crate) async fn put(
         Err(alert::Error::Invalid(why)) => Err(ApiError::BadBody(why.to_string())),
         Err(alert::Error::Store(e)) => Err(ApiError::store(e)),
     }
-}
-
-/// The body as a budget named `name`: a `name` in the body must be the same, and may
-/// be left out.
-fn parse(name: &str, body: &[u8]) -> Result<Budget, ApiError> {
-    let bad = |why: String| ApiError::BadBody(why);
-    let mut value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
-    let object = value
-        .as_object_mut()
-        .ok_or_else(|| bad("the body must be a JSON object (a budget)".to_owned()))?;
-    match object.get("name") {
-        None => {
-            object.insert("name".to_owned(), name.into());
-        }
-        Some(given) if given.as_str() == Some(name) => {}
-        Some(given) => {
-            return Err(bad(format!(
-                "the body names the budget {given}, the path {name:?}"
-            )))
-        }
-    }
-    serde_json::from_value(value).map_err(|e| bad(format!("not a budget: {e}")))
 }
 
 pub(crate) async fn delete(

@@ -23,6 +23,11 @@ pub(crate) enum Endpoint {
     BudgetStatus,
     PutBudget,
     DeleteBudget,
+    Rules,
+    PutRule,
+    DeleteRule,
+    AlertEvents,
+    FiringAlerts,
 }
 
 /// A query parameter.
@@ -57,7 +62,7 @@ use Param as P;
 const FILTER: &[Param] = Param::ALL.split_at(12).0;
 
 impl Endpoint {
-    pub(crate) const ALL: [Endpoint; 19] = [
+    pub(crate) const ALL: [Endpoint; 24] = [
         Endpoint::Dashboard,
         Endpoint::Metrics,
         Endpoint::Services,
@@ -77,13 +82,18 @@ impl Endpoint {
         Endpoint::BudgetStatus,
         Endpoint::PutBudget,
         Endpoint::DeleteBudget,
+        Endpoint::Rules,
+        Endpoint::PutRule,
+        Endpoint::DeleteRule,
+        Endpoint::AlertEvents,
+        Endpoint::FiringAlerts,
     ];
 
     /// Its method: `GET` but for the budget changes.
     pub(crate) fn method(self) -> http::Method {
         match self {
-            Endpoint::PutBudget => http::Method::PUT,
-            Endpoint::DeleteBudget => http::Method::DELETE,
+            Endpoint::PutBudget | Endpoint::PutRule => http::Method::PUT,
+            Endpoint::DeleteBudget | Endpoint::DeleteRule => http::Method::DELETE,
             _ => http::Method::GET,
         }
     }
@@ -108,6 +118,10 @@ impl Endpoint {
             Endpoint::Budgets => "/budgets",
             Endpoint::BudgetStatus => "/budgets/status",
             Endpoint::PutBudget | Endpoint::DeleteBudget => "/budgets/{name}",
+            Endpoint::Rules => "/alerts/rules",
+            Endpoint::PutRule | Endpoint::DeleteRule => "/alerts/rules/{name}",
+            Endpoint::AlertEvents => "/alerts/events",
+            Endpoint::FiringAlerts => "/alerts/firing",
         }
     }
 
@@ -140,10 +154,15 @@ impl Endpoint {
                     P::From | P::To | P::Last | P::Subject | P::Refused | P::Limit
                 )
             }
+            Endpoint::AlertEvents => return matches!(param, P::From | P::To | P::Last | P::Limit),
             Endpoint::Budgets
             | Endpoint::BudgetStatus
             | Endpoint::PutBudget
-            | Endpoint::DeleteBudget => return false,
+            | Endpoint::DeleteBudget
+            | Endpoint::Rules
+            | Endpoint::PutRule
+            | Endpoint::DeleteRule
+            | Endpoint::FiringAlerts => return false,
         };
         let filter = FILTER.contains(&param) && !(self == Endpoint::MyUsage && param == P::User);
         filter || own.contains(&param)
@@ -193,6 +212,14 @@ impl Endpoint {
                  `name` may be left out)"
             }
             Endpoint::DeleteBudget => "Deletes the budget of this name",
+            Endpoint::Rules => "Every alert rule",
+            Endpoint::PutRule => {
+                "Creates or replaces the alert rule of this name (the body is a `Rule`; its \
+                 `name` may be left out)"
+            }
+            Endpoint::DeleteRule => "Deletes the alert rule of this name (its events stay)",
+            Endpoint::AlertEvents => "Alert events (fired and resolved), newest first",
+            Endpoint::FiringAlerts => "The rules firing now, with the event that fired each",
         }
     }
 
@@ -215,7 +242,9 @@ impl Endpoint {
             Endpoint::Audit => "AuditEntry",
             Endpoint::Budgets | Endpoint::PutBudget => "Budget",
             Endpoint::BudgetStatus => "BudgetStatus",
-            Endpoint::DeleteBudget => return None,
+            Endpoint::Rules | Endpoint::PutRule => "Rule",
+            Endpoint::AlertEvents | Endpoint::FiringAlerts => "AlertEvent",
+            Endpoint::DeleteBudget | Endpoint::DeleteRule => return None,
         })
     }
 
@@ -223,7 +252,13 @@ impl Endpoint {
     pub(crate) fn is_list(self) -> bool {
         matches!(
             self,
-            Endpoint::TopUsers | Endpoint::Audit | Endpoint::Budgets | Endpoint::BudgetStatus
+            Endpoint::TopUsers
+                | Endpoint::Audit
+                | Endpoint::Budgets
+                | Endpoint::BudgetStatus
+                | Endpoint::Rules
+                | Endpoint::AlertEvents
+                | Endpoint::FiringAlerts
         )
     }
 }

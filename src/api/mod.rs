@@ -64,6 +64,7 @@
 //! was refused. Read it with `GET /audit` or
 //! [`DieselStore::audit_log`](crate::store::DieselStore::audit_log).
 
+mod alerts;
 mod audit;
 mod auth;
 mod budgets;
@@ -78,6 +79,7 @@ mod handlers;
 mod jwt;
 mod limit;
 mod live;
+mod named;
 mod openapi;
 mod params;
 
@@ -220,6 +222,11 @@ fn route(api: &Api, endpoint: Endpoint) -> MethodRouter<Api> {
         Endpoint::BudgetStatus => get(budgets::status),
         Endpoint::PutBudget => put(budgets::put),
         Endpoint::DeleteBudget => delete(budgets::delete),
+        Endpoint::Rules => get(alerts::rules),
+        Endpoint::PutRule => put(alerts::put),
+        Endpoint::DeleteRule => delete(alerts::delete),
+        Endpoint::AlertEvents => get(alerts::events),
+        Endpoint::FiringAlerts => get(alerts::firing),
     };
     let guard = axum::middleware::from_fn_with_state((api.clone(), endpoint), guard::guard);
     method.route_layer(guard)

@@ -14,7 +14,10 @@ use super::auth::{Principal, Role};
 use super::budgets::MyUsage;
 use super::endpoint::{Endpoint, Param};
 use super::error::ErrorBody;
-use crate::alert::{Budget, BudgetStatus, Measure, Period, Scope};
+use crate::alert::{
+    AlertEvent, Budget, BudgetStatus, Condition, EventKind, Measure, Period, Rule, RuleFilter,
+    Scope, Signal,
+};
 use crate::query::{
     AuditEntry, Breakdown, Dashboard, LatencySeries, Metrics, TimeSeries, UserRank, UserUsage,
 };
@@ -40,7 +43,13 @@ pub(crate) const PATH: &str = "/openapi.json";
     BudgetStatus,
     Scope,
     Measure,
-    Period
+    Period,
+    Rule,
+    RuleFilter,
+    Signal,
+    Condition,
+    AlertEvent,
+    EventKind
 )))]
 struct Schemas;
 
@@ -113,13 +122,13 @@ fn operation(endpoint: Endpoint) -> OperationBuilder {
                 .name("name")
                 .parameter_in(ParameterIn::Path)
                 .required(Required::True)
-                .description(Some("The budget's name"))
+                .description(Some("The name of what is created, replaced or deleted"))
                 .schema(Some(param_schema(Param::Subject))),
         );
     }
-    if endpoint == Endpoint::PutBudget {
+    if endpoint.method() == http::Method::PUT {
         let body = ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("Budget")))
+            .schema(endpoint.schema().map(Ref::from_schema_name))
             .build();
         op = op.request_body(Some(
             utoipa::openapi::request_body::RequestBodyBuilder::new()
@@ -151,11 +160,11 @@ fn operation(endpoint: Endpoint) -> OperationBuilder {
                 ContentBuilder::new().schema(Some(schema)).build(),
             )
         }
-        None if endpoint == Endpoint::DeleteBudget => {
+        None if endpoint.method() == http::Method::DELETE => {
             op = op.response(
                 "404",
                 ResponseBuilder::new()
-                    .description("No budget of this name")
+                    .description("Nothing of this name")
                     .content(
                         "application/json",
                         ContentBuilder::new()
@@ -176,7 +185,7 @@ fn operation(endpoint: Endpoint) -> OperationBuilder {
             .content("text/csv", ContentBuilder::new().build())
             .content("application/x-ndjson", ContentBuilder::new().build()),
     };
-    let ok_status = if endpoint == Endpoint::DeleteBudget {
+    let ok_status = if endpoint.method() == http::Method::DELETE {
         "204"
     } else {
         "200"

@@ -318,6 +318,30 @@
     });
   }
 
+  // The rules firing now, each with what it measured when it fired.
+  function alerts(firing) {
+    if (!firing.length) {
+      $("alerts").replaceChildren(el("p", { class: "empty", text: "No alert is firing." }));
+      return;
+    }
+    const when = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+    const show = (signal, v) => {
+      if (signal === "error_rate") return fmt.percent(v);
+      if (signal === "latency_p95" || signal === "ttfb_p95") return fmt.micros(v);
+      if (signal === "cost") return fmt.cost(v);
+      return fmt.count(v);
+    };
+    $("alerts").replaceChildren(table([
+      { label: "Rule", value: (a) => a.rule },
+      { label: "Signal", value: (a) => a.signal.replace("_", " ") },
+      { label: "Measured", value: (a) => show(a.signal, a.value) },
+      { label: "Threshold", value: (a) => (a.condition === "above" ? "> " : "< ") + show(a.signal, a.threshold) },
+      { label: "Window", value: (a) => a.window_minutes + " min" },
+      { label: "Since", value: (a) => when.format(new Date(a.at)) },
+    ], firing));
+    $("alerts").querySelectorAll("tbody tr").forEach((tr, i) => { tr.dataset.alert = firing[i].rule; tr.classList.add("firing"); });
+  }
+
   function peakHours(peak) {
     const max = Math.max(1, ...peak.counts.flat());
     const days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -507,7 +531,7 @@
     const q = query(r);
     const p95 = $("measure").value === "p95";
     $("split").disabled = p95;
-    const [dash, previous, series, providers, top, spend] = await Promise.all([
+    const [dash, previous, series, providers, top, spend, firing] = await Promise.all([
       call("dashboard", q),
       call("metrics", query(r.previous)),
       p95
@@ -516,6 +540,7 @@
       call("providers", query(r, { limit: "10" })),
       call("users/top", query(r, { by: $("rank-by").value, limit: "10" })),
       call("budgets/status"),
+      call("alerts/firing"),
     ]);
     previousMetrics = previous;
     headline(dash.metrics, previous);
@@ -528,6 +553,7 @@
     for (const extra of shownExtras) loadExtra(extra, r);
     topUsers(top);
     budgets(spend);
+    alerts(firing);
     peakHours(dash.peak_hours);
   }
 

@@ -1,0 +1,68 @@
+//! The alert endpoints (admins): rules to list, create or replace and delete, the
+//! events, and the rules firing now.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use http::StatusCode;
+
+use super::error::ApiError;
+use super::guard::Call;
+use super::named::named_body;
+use super::Api;
+use crate::alert::{AlertEvent, Rule, RuleStoreError};
+
+type Answer<T> = Result<Json<T>, ApiError>;
+
+/// Events when the request names no `limit`.
+const DEFAULT_EVENTS: usize = 100;
+
+pub(crate) async fn rules(State(api): State<Api>) -> Answer<Vec<Rule>> {
+    api.store().rules().await.map(Json).map_err(ApiError::store)
+}
+
+pub(crate) async fn put(
+    State(api): State<Api>,
+    Extension(_call): Extension<Call>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Answer<Rule> {
+    let rule: Rule = named_body("rule", &name, &body)?;
+    match api.store().put_rule(rule).await {
+        Ok(rule) => Ok(Json(rule)),
+        Err(RuleStoreError::Invalid(why)) => Err(ApiError::BadBody(why.to_string())),
+        Err(RuleStoreError::Store(e)) => Err(ApiError::store(e)),
+    }
+}
+
+pub(crate) async fn delete(
+    State(api): State<Api>,
+    Extension(_call): Extension<Call>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    match api.store().delete_rule(&name).await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::NotFound(format!("no alert rule named {name:?}"))),
+        Err(e) => Err(ApiError::store(e)),
+    }
+}
+
+pub(crate) async fn events(
+    State(api): State<Api>,
+    Extension(call): Extension<Call>,
+) -> Answer<Vec<AlertEvent>> {
+    let p = &call.params;
+    api.store()
+        .alert_events(&p.filter.range, None, p.limit.unwrap_or(DEFAULT_EVENTS))
+        .await
+        .map(Json)
+        .map_err(ApiError::store)
+}
+
+pub(crate) async fn firing(State(api): State<Api>) -> Answer<Vec<AlertEvent>> {
+    api.store()
+        .firing_alerts()
+        .await
+        .map(Json)
+        .map_err(ApiError::store)
+}
