@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use axum::Router;
 use jsonwebtoken::{EncodingKey, Header};
-use tower_usage::alert::{Budget, Budgets, Measure, Period, Scope};
+use tower_usage::alert::{
+    Alerts, Budget, Budgets, Condition, Measure, Period, Rule, Scope, Signal,
+};
 use tower_usage::api::{self, ApiConfig, Jwt, Role};
 use tower_usage::recorder::Overflow;
 use tower_usage::store::DieselStore;
@@ -65,6 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .spawn();
 
     let budgets = demo_budgets(&store).await?;
+    demo_alerts(&store).await?.spawn(Duration::from_secs(15));
     let app = app(
         store.clone(),
         recorder.clone(),
@@ -93,6 +96,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("  for i in 1 2 3 4 5 6; do curl -s -X POST -H 'x-user-id: alice' {addr}/chat; done   # the 6th is over alice's budget");
     eprintln!(
         "  curl -H \"Authorization: Bearer $ADMIN_TOKEN\" '{addr}/api/analytics/budgets/status'"
+    );
+    eprintln!(
+        "  curl -H \"Authorization: Bearer $ADMIN_TOKEN\" '{addr}/api/analytics/alerts/firing'   # within 15 s of that loop"
     );
     eprintln!("  curl -H \"Authorization: Bearer $ADMIN_TOKEN\" '{addr}/api/analytics/dashboard?last=24h'");
     eprintln!("  curl -H \"Authorization: Bearer $ADMIN_TOKEN\" '{addr}/api/analytics/timeseries?granularity=hour&last=24h&split=model'");
@@ -136,6 +142,24 @@ async fn demo_budgets(store: &DieselStore) -> Result<Budgets, Box<dyn std::error
         }
     }
     Ok(budgets)
+}
+
+/// One demo alert rule: more than one request in ten failing (refusals included) on
+/// the demo routes over five minutes, once there are five requests to judge by.
+async fn demo_alerts(store: &DieselStore) -> Result<Alerts, Box<dyn std::error::Error>> {
+    let mut errors = Rule::new(
+        "quickstart-errors",
+        Signal::ErrorRate,
+        Condition::Above,
+        0.1,
+    )
+    .window_minutes(5)
+    .min_requests(5);
+    errors.filter.service = Some("quickstart".to_owned());
+    if store.rules().await?.iter().all(|r| r.name != errors.name) {
+        store.put_rule(errors).await?;
+    }
+    Ok(Alerts::new(store.clone()))
 }
 
 /// The demo routes, held to `budgets`, and the analytics API under `/api/analytics`.
@@ -212,12 +236,13 @@ mod tests {
         (status, serde_json::from_slice(&bytes).unwrap_or_default())
     }
 
-    /// The example's app over an in-memory store, with its recorders.
-    async fn example() -> (Router, Recorder, Recorder) {
+    /// The example's app over an in-memory store, with its recorders and alerts.
+    async fn example() -> (Router, Recorder, Recorder, Alerts) {
         let store = DieselStore::connect("sqlite::memory:").await.unwrap();
         let recorder = Recorder::builder(store.clone()).spawn();
         let audit = Recorder::builder(store.audit_sink()).spawn();
         let budgets = demo_budgets(&store).await.unwrap();
+        let alerts = demo_alerts(&store).await.unwrap();
         let app = app(
             store,
             recorder.clone(),
@@ -227,12 +252,12 @@ mod tests {
             true,
         )
         .unwrap();
-        (app, recorder, audit)
+        (app, recorder, audit, alerts)
     }
 
     #[tokio::test]
     async fn the_example_serves_the_analytics_to_admins_and_own_usage_to_users() {
-        let (app, recorder, audit) = example().await;
+        let (app, recorder, audit, _alerts) = example().await;
         let hour = Duration::from_secs(3_600);
         let admin = token(SECRET, "admin", Role::Admin, hour).unwrap();
         let alice = token(SECRET, "alice", Role::User, hour).unwrap();
@@ -289,7 +314,7 @@ mod tests {
 
     #[tokio::test]
     async fn alices_sixth_chat_in_an_hour_is_over_her_demo_budget() {
-        let (app, recorder, audit) = example().await;
+        let (app, recorder, audit, alerts) = example().await;
         let mut statuses = Vec::new();
         for _ in 0..6 {
             let chat = Request::post("/chat")
@@ -306,6 +331,11 @@ mod tests {
         }
         assert_eq!(statuses[..5], [StatusCode::OK; 5]);
         assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+        // One refusal in six: the demo rule fires.
+        recorder.flush().await;
+        let fired = alerts.evaluate(chrono::Utc::now()).await.unwrap();
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].rule, "quickstart-errors");
         // Bob's budget is his own.
         let chat = Request::post("/chat")
             .header("x-user-id", "bob")

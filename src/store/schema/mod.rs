@@ -15,6 +15,9 @@
 //! | `usage_user_hours` | UTC hour | heavy user, service, model | one user's usage |
 //! | `usage_user_hist` | UTC day | heavy user, histogram bucket | one user's percentiles |
 //! | `usage_audit` | | time, id | the API's audit trail |
+//! | `usage_budgets` | | name | budgets, as JSON (module `alert`) |
+//! | `usage_alert_rules` | | name | alert rules, as JSON |
+//! | `usage_alert_events` | | rule, number | each time a rule fired or resolved; the last is its state |
 
 pub(crate) mod histogram;
 pub(crate) mod row;
