@@ -119,6 +119,15 @@ pub mod body;
 pub mod extract;
 pub mod inspect;
 pub mod layer;
+#[cfg(all(
+    feature = "store",
+    any(feature = "sqlite", feature = "postgres", feature = "mysql")
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql")))
+)]
+pub mod notify;
 pub mod presets;
 pub mod pricing;
 pub mod query;

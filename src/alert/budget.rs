@@ -7,10 +7,11 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::query::Granularity;
+use crate::store::definitions::valid_name;
 use crate::UsageRecord;
 
-/// The longest name a budget may have (it is a path segment of the API).
-pub const MAX_NAME_LEN: usize = 128;
+/// The longest name a budget or a rule may have (it is a path segment of the API).
+pub const MAX_NAME_LEN: usize = crate::store::definitions::MAX_NAME_LEN;
 /// The longest rolling window, in hours (31 days).
 pub const MAX_ROLLING_HOURS: u32 = 31 * 24;
 /// The longest name a scope may hold, as a record's text fields are kept.
@@ -351,16 +352,6 @@ impl Budget {
     pub(crate) fn window(&self, now: DateTime<Utc>) -> Window {
         self.period.window(now, self.time_zone)
     }
-}
-
-/// Whether `name` may name a budget or a rule: 1 to [`MAX_NAME_LEN`] letters, digits,
-/// `.`, `_` and `-` (it is a path segment of the API).
-pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]

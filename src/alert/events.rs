@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::rule::{Condition, Signal};
+use crate::notify;
 use crate::query::TimeRange;
 use crate::store::sql::Sql;
 use crate::store::{DieselStore, StoreError};
@@ -104,8 +105,9 @@ pub(crate) async fn latest(
         .collect())
 }
 
-/// Writes `event` unless its rule already has an event of its number; whether it was
-/// this write that made it.
+/// Writes `event` unless its rule already has an event of its number, and with it, in
+/// the same transaction, its delivery to every webhook; whether it was this write that
+/// made it.
 pub(crate) async fn claim(store: &DieselStore, event: &AlertEvent) -> Result<bool, StoreError> {
     let detail = serde_json::to_string(event)
         .map_err(|e| StoreError::Corrupt(format!("an alert event that cannot be written: {e}")))?;
@@ -126,7 +128,24 @@ pub(crate) async fn claim(store: &DieselStore, event: &AlertEvent) -> Result<boo
         .bind_text(&detail)
         .push(")")
         .or_ignore();
-    Ok(store.execute(vec![sql]).await? == 1)
+    let kind = match event.kind {
+        EventKind::Fired => "alert.fired",
+        EventKind::Resolved => "alert.resolved",
+    };
+    let id = event.id.to_string();
+    let payload = serde_json::json!({
+        "id": id,
+        "type": kind,
+        "created_at": event.at,
+        "data": event,
+    });
+    let deliver = notify::enqueue(
+        store.dialect(),
+        &id,
+        &payload.to_string(),
+        event.at.timestamp_micros(),
+    );
+    store.claim(sql, vec![deliver]).await
 }
 
 impl DieselStore {

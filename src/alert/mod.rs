@@ -32,7 +32,6 @@
 mod alerts;
 mod budget;
 mod budgets;
-mod definitions;
 mod error;
 mod events;
 mod layer;

@@ -4,8 +4,9 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::budget::{valid_name, MAX_NAME_LEN};
+use super::budget::MAX_NAME_LEN;
 use crate::query::{Filter, Metrics, StatusClass, TimeRange};
+use crate::store::definitions::valid_name;
 use crate::{ClientPlatform, Outcome};
 
 /// The longest window a rule looks back over, in minutes (7 days).

@@ -2,11 +2,10 @@
 //! what the budgets' scopes have spent according to the stored records.
 
 use super::budget::{Budget, Measure, Period, Window};
-use super::definitions;
 use super::error::{Error, RuleStoreError};
 use super::rule::Rule;
 use crate::query::{Filter, Granularity, Metrics, Point, TimeRange, Tz};
-use crate::store::{DieselStore, StoreError};
+use crate::store::{definitions, DieselStore, StoreError};
 use crate::Outcome;
 use chrono::{DateTime, Duration, Utc};
 

@@ -123,6 +123,7 @@
 //! ```
 
 mod backend;
+pub(crate) mod definitions;
 mod error;
 mod read;
 mod records;
@@ -141,7 +142,7 @@ use async_trait::async_trait;
 
 use crate::record::UsageRecord;
 use crate::sink::{SinkError, UsageSink};
-use backend::run::{Execute, Job, Load, Readable};
+use backend::run::{Claim, Execute, Job, Load, Readable};
 use backend::{Failure, Pool};
 use error::mask;
 use schema::row::Row;
@@ -372,6 +373,12 @@ impl DieselStore {
     #[cfg_attr(not(feature = "api"), allow(dead_code))]
     pub(crate) async fn execute(&self, statements: Vec<Sql>) -> Result<usize, StoreError> {
         self.run(Execute(statements)).await
+    }
+
+    /// Runs `first` in a transaction and, if it changed exactly one row, `then` in the
+    /// same transaction; whether it did (see the backend's `Claim`).
+    pub(crate) async fn claim(&self, first: Sql, then: Vec<Sql>) -> Result<bool, StoreError> {
+        self.run(Claim(first, then)).await
     }
 
     /// Takes a connection from the pool, proving the database answers.

@@ -157,6 +157,31 @@ impl Job for Execute {
     }
 }
 
+/// Runs the first statement in a transaction and, if it changed exactly one row, the
+/// others after it in the same transaction; whether it did. A claim: the first
+/// statement is an insert or update only one writer can make, the rest what the claim
+/// brings with it.
+pub(crate) struct Claim(pub(crate) Sql, pub(crate) Vec<Sql>);
+
+impl Job for Claim {
+    type Output = bool;
+
+    fn run<C: Run>(self, conn: &mut C) -> BoxFuture<'_, QueryResult<bool>> {
+        let Claim(first, then) = self;
+        conn.transaction(Box::new(move |conn| {
+            Box::pin(async move {
+                if conn.execute(first).await? != 1 {
+                    return Ok(false);
+                }
+                for sql in then {
+                    conn.execute(sql).await?;
+                }
+                Ok(true)
+            })
+        }))
+    }
+}
+
 /// A [`Run::ping`].
 pub(crate) struct Ping;
 

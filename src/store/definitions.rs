@@ -1,6 +1,6 @@
 //! Named definitions kept as JSON in a table of three columns (`name`, `definition`,
-//! `updated_at_us`): how budgets and alert rules are stored. The crate checks a
-//! definition before it writes it and again when it reads it back.
+//! `updated_at_us`): how budgets, alert rules and webhooks are stored. The caller checks
+//! a definition before it writes it, and again when it reads it back.
 
 use chrono::Utc;
 use diesel::sql_types::Text;
@@ -8,8 +8,21 @@ use diesel::QueryableByName;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::store::sql::Sql;
-use crate::store::{DieselStore, StoreError};
+use super::sql::Sql;
+use super::{DieselStore, StoreError};
+
+/// The longest name a definition may have (it is a path segment of the API).
+pub(crate) const MAX_NAME_LEN: usize = 128;
+
+/// Whether `name` may name a definition: 1 to [`MAX_NAME_LEN`] letters, digits, `.`,
+/// `_` and `-`.
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
 
 #[derive(QueryableByName)]
 struct Definition {

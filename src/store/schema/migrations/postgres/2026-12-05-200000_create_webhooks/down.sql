@@ -1,0 +1,2 @@
+DROP TABLE usage_webhook_outbox;
+DROP TABLE usage_webhooks;
