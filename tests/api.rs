@@ -309,6 +309,8 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
             "/services",
             "/timeseries",
             "/users/top",
+            "/webhooks",
+            "/webhooks/{name}",
         ]
     );
     let token = admin();
@@ -1197,6 +1199,45 @@ async fn admins_keep_alert_rules_and_read_what_fired() {
         h.send("DELETE", "/alerts/rules/chat-stopped", &token, "")
             .await
             .0,
+        StatusCode::NOT_FOUND
+    );
+    h.audit.shutdown().await;
+}
+
+#[tokio::test]
+async fn admins_keep_webhooks_whose_secrets_never_come_back() {
+    let h = Harness::new(|c| c.unlimited(Role::Admin)).await;
+    let token = admin();
+    let body = r#"{"url":"https://ops.example.com/usage","secret":"a secret of some length"}"#;
+    let (status, stored) = h.send("PUT", "/webhooks/ops", &token, body).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(
+        stored,
+        json!({"name": "ops", "url": "https://ops.example.com/usage"})
+    );
+    let listed = h.json("/webhooks", &token).await;
+    assert!(!listed.to_string().contains("secret"), "{listed}");
+    for (body, says) in [
+        (
+            r#"{"url":"ftp://x/y","secret":"a secret of some length"}"#,
+            "URL",
+        ),
+        (r#"{"url":"https://x/y","secret":"short"}"#, "secret"),
+        (r#"{"url":"https://x/y"}"#, "not a webhook"),
+    ] {
+        let (status, answer) = h.send("PUT", "/webhooks/bad", &token, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(says),
+            "{body}: {answer}"
+        );
+    }
+    assert_eq!(
+        h.send("DELETE", "/webhooks/ops", &token, "").await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        h.send("DELETE", "/webhooks/ops", &token, "").await.0,
         StatusCode::NOT_FOUND
     );
     h.audit.shutdown().await;

@@ -28,6 +28,9 @@ pub(crate) enum Endpoint {
     DeleteRule,
     AlertEvents,
     FiringAlerts,
+    Webhooks,
+    PutWebhook,
+    DeleteWebhook,
 }
 
 /// A query parameter.
@@ -62,7 +65,7 @@ use Param as P;
 const FILTER: &[Param] = Param::ALL.split_at(12).0;
 
 impl Endpoint {
-    pub(crate) const ALL: [Endpoint; 24] = [
+    pub(crate) const ALL: [Endpoint; 27] = [
         Endpoint::Dashboard,
         Endpoint::Metrics,
         Endpoint::Services,
@@ -87,13 +90,18 @@ impl Endpoint {
         Endpoint::DeleteRule,
         Endpoint::AlertEvents,
         Endpoint::FiringAlerts,
+        Endpoint::Webhooks,
+        Endpoint::PutWebhook,
+        Endpoint::DeleteWebhook,
     ];
 
     /// Its method: `GET` but for the budget changes.
     pub(crate) fn method(self) -> http::Method {
         match self {
-            Endpoint::PutBudget | Endpoint::PutRule => http::Method::PUT,
-            Endpoint::DeleteBudget | Endpoint::DeleteRule => http::Method::DELETE,
+            Endpoint::PutBudget | Endpoint::PutRule | Endpoint::PutWebhook => http::Method::PUT,
+            Endpoint::DeleteBudget | Endpoint::DeleteRule | Endpoint::DeleteWebhook => {
+                http::Method::DELETE
+            }
             _ => http::Method::GET,
         }
     }
@@ -122,6 +130,8 @@ impl Endpoint {
             Endpoint::PutRule | Endpoint::DeleteRule => "/alerts/rules/{name}",
             Endpoint::AlertEvents => "/alerts/events",
             Endpoint::FiringAlerts => "/alerts/firing",
+            Endpoint::Webhooks => "/webhooks",
+            Endpoint::PutWebhook | Endpoint::DeleteWebhook => "/webhooks/{name}",
         }
     }
 
@@ -162,7 +172,10 @@ impl Endpoint {
             | Endpoint::Rules
             | Endpoint::PutRule
             | Endpoint::DeleteRule
-            | Endpoint::FiringAlerts => return false,
+            | Endpoint::FiringAlerts
+            | Endpoint::Webhooks
+            | Endpoint::PutWebhook
+            | Endpoint::DeleteWebhook => return false,
         };
         let filter = FILTER.contains(&param) && !(self == Endpoint::MyUsage && param == P::User);
         filter || own.contains(&param)
@@ -220,6 +233,14 @@ impl Endpoint {
             Endpoint::DeleteRule => "Deletes the alert rule of this name (its events stay)",
             Endpoint::AlertEvents => "Alert events (fired and resolved), newest first",
             Endpoint::FiringAlerts => "The rules firing now, with the event that fired each",
+            Endpoint::Webhooks => "Every webhook endpoint (without its secret)",
+            Endpoint::PutWebhook => {
+                "Creates or replaces the webhook endpoint of this name (`url` and `secret`, \
+                 at least 16 bytes); it receives the alert events written from then on"
+            }
+            Endpoint::DeleteWebhook => {
+                "Deletes the webhook endpoint of this name; its pending deliveries are not made"
+            }
         }
     }
 
@@ -244,8 +265,18 @@ impl Endpoint {
             Endpoint::BudgetStatus => "BudgetStatus",
             Endpoint::Rules | Endpoint::PutRule => "Rule",
             Endpoint::AlertEvents | Endpoint::FiringAlerts => "AlertEvent",
-            Endpoint::DeleteBudget | Endpoint::DeleteRule => return None,
+            Endpoint::Webhooks | Endpoint::PutWebhook => "WebhookView",
+            Endpoint::DeleteBudget | Endpoint::DeleteRule | Endpoint::DeleteWebhook => return None,
         })
+    }
+
+    /// The name of the schema of the body a `PUT` takes: what it answers, but for a
+    /// webhook, whose secret goes in and never comes out.
+    pub(crate) fn body_schema(self) -> Option<&'static str> {
+        match self {
+            Endpoint::PutWebhook => Some("Webhook"),
+            _ => self.schema(),
+        }
     }
 
     /// Whether the answer is a JSON array of [`schema`](Self::schema).
@@ -259,6 +290,7 @@ impl Endpoint {
                 | Endpoint::Rules
                 | Endpoint::AlertEvents
                 | Endpoint::FiringAlerts
+                | Endpoint::Webhooks
         )
     }
 }

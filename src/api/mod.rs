@@ -227,6 +227,9 @@ fn route(api: &Api, endpoint: Endpoint) -> MethodRouter<Api> {
         Endpoint::DeleteRule => delete(alerts::delete),
         Endpoint::AlertEvents => get(alerts::events),
         Endpoint::FiringAlerts => get(alerts::firing),
+        Endpoint::Webhooks => get(alerts::webhooks),
+        Endpoint::PutWebhook => put(alerts::put_webhook),
+        Endpoint::DeleteWebhook => delete(alerts::delete_webhook),
     };
     let guard = axum::middleware::from_fn_with_state((api.clone(), endpoint), guard::guard);
     method.route_layer(guard)

@@ -18,6 +18,7 @@ use crate::alert::{
     AlertEvent, Budget, BudgetStatus, Condition, EventKind, Measure, Period, Rule, RuleFilter,
     Scope, Signal,
 };
+use crate::notify::{Webhook, WebhookView};
 use crate::query::{
     AuditEntry, Breakdown, Dashboard, LatencySeries, Metrics, TimeSeries, UserRank, UserUsage,
 };
@@ -49,7 +50,9 @@ pub(crate) const PATH: &str = "/openapi.json";
     Signal,
     Condition,
     AlertEvent,
-    EventKind
+    EventKind,
+    Webhook,
+    WebhookView
 )))]
 struct Schemas;
 
@@ -128,7 +131,7 @@ fn operation(endpoint: Endpoint) -> OperationBuilder {
     }
     if endpoint.method() == http::Method::PUT {
         let body = ContentBuilder::new()
-            .schema(endpoint.schema().map(Ref::from_schema_name))
+            .schema(endpoint.body_schema().map(Ref::from_schema_name))
             .build();
         op = op.request_body(Some(
             utoipa::openapi::request_body::RequestBodyBuilder::new()
