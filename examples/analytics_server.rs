@@ -14,7 +14,9 @@
 //!
 //! `ADDR` (default 127.0.0.1:3000) and `DATABASE_URL` (default `sqlite://usage.db`) work
 //! as in the quick start; `ANALYTICS_RATE_LIMIT=off` turns the rate limits off (for load
-//! tests). `DEMO_DAYS=30` fills a database without records with 30 days of generated
+//! tests). `WEBHOOK_URL` and `WEBHOOK_SECRET` send the alert events to a webhook (with
+//! `--features webhooks`; `examples/webhook_receiver.rs` receives them).
+//! `DEMO_DAYS=30` fills a database without records with 30 days of generated
 //! demo usage (seven users, three services, five models), so that the page has
 //! something to show at once; requests to the example are recorded on top.
 
@@ -68,6 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let budgets = demo_budgets(&store).await?;
     demo_alerts(&store).await?.spawn(Duration::from_secs(15));
+    demo_webhook(&store).await?;
     let app = app(
         store.clone(),
         recorder.clone(),
@@ -160,6 +163,25 @@ async fn demo_alerts(store: &DieselStore) -> Result<Alerts, Box<dyn std::error::
         store.put_rule(errors).await?;
     }
     Ok(Alerts::new(store.clone()))
+}
+
+/// With `WEBHOOK_URL` and `WEBHOOK_SECRET` set, sends the alert events there (feature
+/// `webhooks`), checking the outbox every second.
+async fn demo_webhook(store: &DieselStore) -> Result<(), Box<dyn std::error::Error>> {
+    let Ok(url) = std::env::var("WEBHOOK_URL") else {
+        return Ok(());
+    };
+    if !cfg!(feature = "webhooks") {
+        return Err("WEBHOOK_URL is set: build the example with `--features webhooks`".into());
+    }
+    let secret = std::env::var("WEBHOOK_SECRET")
+        .map_err(|_| "WEBHOOK_URL is set: set WEBHOOK_SECRET (16 bytes or more) too")?;
+    let hook = tower_usage::notify::Webhook::new("demo", url.as_str(), secret);
+    store.put_webhook(hook).await?;
+    #[cfg(feature = "webhooks")]
+    tower_usage::notify::Sender::new(store.clone()).spawn(Duration::from_secs(1));
+    eprintln!("alert events go to {url}");
+    Ok(())
 }
 
 /// The demo routes, held to `budgets`, and the analytics API under `/api/analytics`.

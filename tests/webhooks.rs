@@ -175,6 +175,32 @@ async fn every_event_reaches_every_endpoint_once_whatever_the_others_do() {
     }
 }
 
+/// Spawned, the evaluator and the sender do it all on their own, their handles dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_evaluation_and_sending_deliver_without_being_asked() {
+    let (base, _, received) = receivers().await;
+    let store = DieselStore::connect("sqlite::memory:").await.unwrap();
+    store
+        .put_webhook(Webhook::new("ok", format!("{base}/ok"), SECRET))
+        .await
+        .unwrap();
+    store
+        .put_rule(Rule::new("quiet", Signal::Requests, Condition::Below, 1.0))
+        .await
+        .unwrap();
+    drop(Alerts::new(store.clone()).spawn(Duration::from_secs(1)));
+    drop(Sender::new(store.clone()).spawn(Duration::from_millis(100)));
+    let started = Instant::now();
+    while calls(&received, "ok").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nothing delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(calls(&received, "ok").len(), 1);
+}
+
 #[tokio::test]
 async fn bad_webhooks_are_refused_with_what_is_wrong() {
     let store = DieselStore::connect("sqlite::memory:").await.unwrap();

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -34,7 +34,8 @@ use crate::store::{DieselStore, StoreError};
 /// let fired = alerts.evaluate(chrono::Utc::now()).await?;
 /// assert_eq!(fired[0].rule, "no-traffic");
 /// assert!(alerts.evaluate(chrono::Utc::now()).await?.is_empty()); // once, until it resolves
-/// alerts.spawn(Duration::from_secs(60)); // from now on, every minute
+/// let task = alerts.spawn(Duration::from_secs(60)); // from now on, every minute
+/// task.abort(); // and no more
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -77,11 +78,11 @@ impl Alerts {
     }
 
     /// Evaluates every `every` (at least a second) on the current tokio runtime, until
-    /// every clone of this `Alerts` is dropped. A failed round is logged (once in a row)
-    /// and counted, and the next one tries again.
-    pub fn spawn(&self, every: Duration) {
+    /// the returned task is aborted (or the runtime ends). A failed round is logged
+    /// (once in a row) and counted, and the next one tries again.
+    pub fn spawn(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let every = every.max(Duration::from_secs(1));
-        tokio::spawn(evaluate_forever(Arc::downgrade(&self.shared), every));
+        tokio::spawn(evaluate_forever(self.clone(), every))
     }
 
     /// One round at `now`: the events this process wrote, in the order of the rules'
@@ -185,14 +186,11 @@ fn transition(
     })
 }
 
-async fn evaluate_forever(shared: Weak<Shared>, every: Duration) {
+async fn evaluate_forever(alerts: Alerts, every: Duration) {
     let mut failing = false;
     loop {
         tokio::time::sleep(every).await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        match (Alerts { shared }.evaluate(Utc::now()).await, failing) {
+        match (alerts.evaluate(Utc::now()).await, failing) {
             (Err(e), false) => {
                 tracing::warn!("alert rules: evaluation failed (retrying quietly): {e}");
                 failing = true;

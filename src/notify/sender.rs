@@ -1,7 +1,7 @@
 //! [`Sender`]: sends the outbox's due deliveries, signed, and records what came of them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -120,11 +120,11 @@ impl Sender {
     }
 
     /// Starts a pass every `every` (at least 100 ms) on the current tokio runtime, until
-    /// every clone of this sender is dropped. Passes overlap when endpoints are slow:
-    /// each takes only deliveries no other holds.
-    pub fn spawn(&self, every: Duration) {
+    /// the returned task is aborted (or the runtime ends). Passes overlap when endpoints
+    /// are slow: each takes only deliveries no other holds.
+    pub fn spawn(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let every = every.max(Duration::from_millis(100));
-        tokio::spawn(send_forever(Arc::downgrade(&self.shared), every));
+        tokio::spawn(send_forever(self.clone(), every))
     }
 
     /// One pass at `now`: leases what is due, sends it all at once, and records what
@@ -295,16 +295,13 @@ fn cut(why: &str) -> String {
     why.chars().take(500).collect()
 }
 
-async fn send_forever(shared: Weak<Shared>, every: Duration) {
+async fn send_forever(sender: Sender, every: Duration) {
     let mut failing = false;
     loop {
         tokio::time::sleep(every).await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let sender = Sender { shared };
+        let pass = sender.clone();
         // A pass of its own: a slow endpoint holds back no later pass.
-        let pass = tokio::spawn(async move { sender.send_due(Utc::now()).await });
+        let pass = tokio::spawn(async move { pass.send_due(Utc::now()).await });
         // Only the start of the pass is waited for here, to learn whether the store
         // answers; the sends go on in the background.
         if let Ok(Ok(Err(e))) = tokio::time::timeout(every, pass).await {
