@@ -12,6 +12,12 @@
 //!    with room for ten estimates, each request using half as much again as its
 //!    estimate: how many got through and how far the spend went past the limit, against
 //!    the bound of what the requests let through used beyond their estimates.
+//! 3. Alert evaluation: 1,000 rules (services, models, both, users and everything;
+//!    windows of 5 minutes to a day; every signal) over the 1,000,000 records of
+//!    `benches/queries.rs`, one round at the data's last moment, on SQLite and (with
+//!    `TOWER_USAGE_POSTGRES_URL`) PostgreSQL; the target is under a second a round. The
+//!    data is the queries bench's: run that first (`bash benches/dashboard_load.sh`
+//!    makes the SQLite file). The rules are removed afterwards.
 #![allow(missing_docs)]
 
 use std::convert::Infallible;
@@ -22,11 +28,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{TimeZone, Utc};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Empty, Full};
 use tower::{Layer, Service, ServiceExt};
-use tower_usage::alert::{Budget, BudgetLayer, Budgets, Estimate, Measure, Period, Scope};
+use tower_usage::alert::{
+    Alerts, Budget, BudgetLayer, Budgets, Condition, Estimate, Measure, Period, Rule, Scope, Signal,
+};
 use tower_usage::store::DieselStore;
 use tower_usage::{extract, Recorder, SinkError, UsageHandle, UsageLayer, UsageRecord, UsageSink};
 
@@ -241,6 +250,110 @@ fn overshoot(runtime: &tokio::runtime::Runtime) {
     });
 }
 
+/// The 1,000 rules of part 3.
+fn rules() -> Vec<Rule> {
+    const SERVICES: [&str; 4] = ["chat", "embeddings", "images", "mcp"];
+    const MODELS: [&str; 6] = [
+        "gpt-4o",
+        "gpt-4o-mini",
+        "claude-sonnet",
+        "claude-haiku",
+        "llama-70b",
+        "text-embedding-3",
+    ];
+    const SIGNALS: [(Signal, f64); 6] = [
+        (Signal::ErrorRate, 0.5),
+        (Signal::LatencyP95, 5_000_000.0),
+        (Signal::TtfbP95, 5_000_000.0),
+        (Signal::Requests, 1e9),
+        (Signal::Tokens, 1e12),
+        (Signal::Cost, 1e15),
+    ];
+    (0..1000)
+        .map(|i: usize| {
+            let (signal, threshold) = SIGNALS[i % SIGNALS.len()];
+            let window = [5, 15, 60, 1440][(i / 5) % 4];
+            let mut rule = Rule::new(format!("bench-{i:04}"), signal, Condition::Above, threshold)
+                .window_minutes(window);
+            let f = &mut rule.filter;
+            match i % 5 {
+                0 => f.service = Some(SERVICES[i / 20 % 4].to_owned()),
+                1 => f.model = Some(MODELS[i / 20 % 6].to_owned()),
+                2 => {
+                    f.service = Some(SERVICES[i / 20 % 4].to_owned());
+                    f.model = Some(MODELS[i / 80 % 6].to_owned());
+                }
+                3 => f.user = Some(format!("user-{:05}", i / 20 % 50)),
+                _ => {}
+            }
+            rule
+        })
+        .collect()
+}
+
+fn alert_rounds(runtime: &tokio::runtime::Runtime) {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let sqlite = target.join("bench-queries-1000000.db");
+    let mut targets = Vec::new();
+    if sqlite.exists() {
+        targets.push(("sqlite", format!("sqlite://{}", sqlite.display())));
+    } else {
+        println!(
+            "alert evaluation: no {} (make it with the queries bench); skipped",
+            sqlite.display()
+        );
+    }
+    if let Ok(admin) = std::env::var("TOWER_USAGE_POSTGRES_URL") {
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
+        targets.push(("postgres", format!("{base}/tower_usage_bench_1000000")));
+    }
+    // The queries bench's data ends here.
+    let end = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let rules = rules();
+    let distinct: std::collections::HashSet<String> = rules
+        .iter()
+        .map(|r| format!("{}{:?}", r.window_minutes, r.filter))
+        .collect();
+    for (backend, url) in targets {
+        runtime.block_on(async {
+            let store = match DieselStore::connect(&url).await {
+                Ok(store) => store,
+                Err(e) => {
+                    println!("alert evaluation on {backend}: {e}; skipped");
+                    return;
+                }
+            };
+            for rule in &rules {
+                store.put_rule(rule.clone()).await.unwrap();
+            }
+            let alerts = Alerts::new(store.clone());
+            let mut times = Vec::new();
+            let mut events = 0;
+            for round in 0..5 {
+                let started = Instant::now();
+                let written = alerts.evaluate(end + chrono::Duration::seconds(round)).await.unwrap();
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+                events += written.len();
+            }
+            println!(
+                "alert evaluation on {backend}: 1,000 rules ({} distinct readings) over 1,000,000 records: \
+                 median {:.0} ms a round (min {:.0}, max {:.0}; 5 rounds; {events} events)",
+                distinct.len(),
+                median(&mut times.clone()),
+                times.iter().copied().fold(f64::INFINITY, f64::min),
+                times.iter().copied().fold(0.0, f64::max),
+            );
+            for rule in &rules {
+                store.delete_rule(&rule.name).await.unwrap();
+            }
+        });
+    }
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -249,4 +362,5 @@ fn main() {
         .unwrap();
     cost_per_request(&runtime);
     overshoot(&runtime);
+    alert_rounds(&runtime);
 }

@@ -16,9 +16,12 @@ use axum::Router;
 use chrono::Utc;
 use common::db::fresh;
 use serde_json::Value;
-use tower_usage::alert::{Alerts, Condition, Rule, Signal};
+use tower_usage::alert::{
+    Alerts, Budget, Budgets, Condition, Measure, Period, Rule, Scope, Signal,
+};
 use tower_usage::notify::{signature, Sender, Webhook};
 use tower_usage::store::DieselStore;
+use tower_usage::{UsageRecord, UsageSink};
 
 const SECRET: &str = "a shared secret for the receivers";
 
@@ -199,6 +202,76 @@ async fn spawned_evaluation_and_sending_deliver_without_being_asked() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(calls(&received, "ok").len(), 1);
+}
+
+/// A budget that passes a warning threshold tells the webhooks once, however many
+/// processes find it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_warning_reaches_the_webhooks_once() {
+    let (base, _, received) = receivers().await;
+    let dir = std::env::temp_dir().join(format!("tu-warnings-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let url = format!("sqlite://{}", dir.display());
+    let store = DieselStore::connect(&url).await.unwrap();
+    store
+        .put_webhook(Webhook::new("ok", format!("{base}/ok"), SECRET))
+        .await
+        .unwrap();
+    let budget = Budget::new(
+        "alice-day",
+        Scope::user("alice"),
+        Measure::Cost,
+        1_000,
+        Period::Day,
+    )
+    .warn_at([50, 100]);
+    store.put_budget(budget).await.unwrap();
+    // Alice has spent 600 of 1,000; two processes' budgets find it when they read the
+    // store, and again at a reconciliation.
+    let spent = UsageRecord::builder()
+        .user("alice")
+        .cost_micros(600)
+        .build();
+    store.write_batch(&[spent]).await.unwrap();
+    let other = DieselStore::connect(&url).await.unwrap();
+    let here = Budgets::builder(store.clone())
+        .reconcile_every(None)
+        .open()
+        .await
+        .unwrap();
+    let there = Budgets::builder(other)
+        .reconcile_every(None)
+        .open()
+        .await
+        .unwrap();
+    there.reconcile().await.unwrap();
+    let sender = Sender::new(store.clone());
+    let started = Instant::now();
+    while calls(&received, "ok").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no warning delivered"
+        );
+        sender.send_due(Utc::now()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Time for a second one to show up, were there one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sender.send_due(Utc::now()).await.unwrap();
+    let ok = calls(&received, "ok");
+    assert_eq!(ok.len(), 1);
+    let warning: Value = serde_json::from_str(&ok[0].1).unwrap();
+    assert_eq!(warning["type"], "budget.warning");
+    assert_eq!(warning["data"]["budget"], "alice-day");
+    assert_eq!(warning["data"]["percent"], 50);
+    // Warnings are not alert events.
+    let events = store
+        .alert_events(&tower_usage::query::TimeRange::last_hours(1), None, 10)
+        .await
+        .unwrap();
+    assert!(events.is_empty());
+    drop((here, there));
+    let _ = std::fs::remove_file(&dir);
 }
 
 #[tokio::test]

@@ -9,7 +9,8 @@ use chrono::Utc;
 
 use super::budget::{Budget, Measure, ScopeValues};
 use super::error::Error;
-use super::ledger::{Estimate, FailMode, Ledger, Refusal, Reservation, Tracked};
+use super::events;
+use super::ledger::{BudgetWarning, Estimate, FailMode, Ledger, Refusal, Reservation, Tracked};
 use crate::store::{DieselStore, StoreError};
 use crate::UsageRecord;
 
@@ -128,10 +129,12 @@ impl BudgetsBuilder {
     /// current tokio runtime). Fails if the budgets cannot be read; a spend that cannot
     /// be read is left unknown (see [`fail_closed`](Self::fail_closed)).
     pub async fn open(self) -> Result<Budgets, StoreError> {
+        let (warnings, passed) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(report_warnings(self.store.clone(), passed));
         let budgets = Budgets {
             shared: Arc::new(Shared {
                 store: self.store,
-                ledger: Ledger::default(),
+                ledger: Ledger::new(warnings),
                 fail: self.fail,
                 counters: Counters::default(),
             }),
@@ -145,6 +148,27 @@ impl BudgetsBuilder {
             tokio::spawn(reconcile_forever(Arc::downgrade(&budgets.shared), every));
         }
         Ok(budgets)
+    }
+}
+
+/// Writes each warning threshold a budget passes as an event (sent to the webhooks),
+/// until every [`Budgets`] clone is gone. Several processes may find the same one: the
+/// event's key lets it be written once.
+async fn report_warnings(
+    store: DieselStore,
+    mut passed: tokio::sync::mpsc::UnboundedReceiver<BudgetWarning>,
+) {
+    while let Some(warning) = passed.recv().await {
+        tracing::warn!(
+            budget = %warning.budget,
+            spent = warning.spent,
+            limit = warning.limit,
+            "budget passed {}% of its limit",
+            warning.percent
+        );
+        if let Err(e) = events::claim_warning(&store, &warning, Utc::now()).await {
+            tracing::warn!("budgets: a warning could not be written: {e}");
+        }
     }
 }
 
@@ -240,6 +264,7 @@ impl Budgets {
                 false => None,
             };
             t.reconcile(window, &parts, mean);
+            self.shared.ledger.forward(t);
         }
         Ok(())
     }

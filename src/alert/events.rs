@@ -11,6 +11,7 @@ use diesel::QueryableByName;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::ledger::BudgetWarning;
 use super::rule::{Condition, Signal};
 use crate::notify;
 use crate::query::TimeRange;
@@ -148,6 +149,48 @@ pub(crate) async fn claim(store: &DieselStore, event: &AlertEvent) -> Result<boo
     store.claim(sql, vec![deliver]).await
 }
 
+/// The event kind of a budget warning: neither fired nor resolved, so no rule's state.
+const WARNING: &str = "budget_warning";
+
+/// Writes `warning` as an event of the pseudo-rule `budget:<name>` (rule names have no
+/// `:`), numbered by its window and threshold so that it is written once however many
+/// processes find it, and with it its delivery to every webhook.
+pub(crate) async fn claim_warning(
+    store: &DieselStore,
+    warning: &BudgetWarning,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let seq = warning
+        .window_from
+        .timestamp()
+        .saturating_mul(1000)
+        .saturating_add(i64::from(warning.percent));
+    let id = crate::id::new_v7(now).to_string();
+    let payload = serde_json::json!({
+        "id": id,
+        "type": "budget.warning",
+        "created_at": now,
+        "data": warning,
+    })
+    .to_string();
+    let mut sql = Sql::new(store.dialect());
+    sql.insert_ignoring(TABLE)
+        .push(" (rule, seq, at_us, kind, detail) VALUES (")
+        .bind_text(&format!("budget:{}", warning.budget))
+        .push(", ")
+        .int(seq)
+        .push(", ")
+        .int(now.timestamp_micros())
+        .push(", '")
+        .push(WARNING)
+        .push("', ")
+        .bind_text(&payload)
+        .push(")")
+        .or_ignore();
+    let deliver = notify::enqueue(store.dialect(), &id, &payload, now.timestamp_micros());
+    store.claim(sql, vec![deliver]).await
+}
+
 impl DieselStore {
     /// Alert events in `range`, newest first, at most `limit`; only `rule`'s when
     /// given.
@@ -166,6 +209,7 @@ impl DieselStore {
             .int(from)
             .push(" AND at_us < ")
             .int(to);
+        sql.push(" AND kind <> '").push(WARNING).push("'");
         if let Some(rule) = rule {
             sql.push(" AND rule = ").bind_text(rule);
         }

@@ -42,6 +42,29 @@ struct Spend {
     known: bool,
     /// The highest warning threshold the spend has passed in this window.
     warned: u8,
+    /// Thresholds passed and not yet reported beyond the log.
+    passed: Vec<u8>,
+}
+
+/// A budget whose spend passed one of its warning thresholds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+#[non_exhaustive]
+pub struct BudgetWarning {
+    /// The budget.
+    pub budget: String,
+    /// The threshold passed, in percent of the limit.
+    pub percent: u8,
+    /// What the budget counts.
+    pub measure: Measure,
+    /// Spent when it was found.
+    pub spent: u64,
+    /// The limit.
+    pub limit: u64,
+    /// The start of the window the spend is counted over.
+    pub window_from: DateTime<Utc>,
+    /// When the window's spend starts again (or, rolling, its oldest hour leaves).
+    pub resets_at: DateTime<Utc>,
 }
 
 /// Why a request was not let through.
@@ -134,6 +157,7 @@ impl Tracked {
                 mean: 0,
                 known: false,
                 warned: 0,
+                passed: Vec::new(),
             }),
         }
     }
@@ -214,6 +238,25 @@ impl Tracked {
         spend.warn(budget);
     }
 
+    /// The warnings passed since the last call.
+    pub(crate) fn take_warnings(&self) -> Vec<BudgetWarning> {
+        let budget = &self.budget;
+        let mut spend = self.lock();
+        let passed = std::mem::take(&mut spend.passed);
+        passed
+            .into_iter()
+            .map(|percent| BudgetWarning {
+                budget: budget.name.clone(),
+                percent,
+                measure: budget.measure,
+                spent: spend.total,
+                limit: budget.limit,
+                window_from: spend.window.from,
+                resets_at: spend.window.until,
+            })
+            .collect()
+    }
+
     /// Whether no mean use of a request is known yet.
     pub(crate) fn needs_mean(&self) -> bool {
         self.lock().mean == 0
@@ -281,12 +324,7 @@ impl Spend {
         for &percent in &budget.warn_at {
             if percent > self.warned && passed(self.total, budget.limit, percent) {
                 self.warned = percent;
-                tracing::warn!(
-                    budget = %budget.name,
-                    spent = self.total,
-                    limit = budget.limit,
-                    "budget passed {percent}% of its limit"
-                );
+                self.passed.push(percent);
             }
         }
     }
@@ -313,6 +351,8 @@ const HOUR_US: i64 = 3_600_000_000;
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
     index: RwLock<Arc<Index>>,
+    /// Where passed warning thresholds go, if anywhere but the log.
+    warnings: Option<tokio::sync::mpsc::UnboundedSender<BudgetWarning>>,
 }
 
 #[derive(Debug, Default)]
@@ -356,6 +396,25 @@ impl Index {
 }
 
 impl Ledger {
+    /// A ledger that sends the warning thresholds its budgets pass to `warnings`.
+    pub(crate) fn new(warnings: tokio::sync::mpsc::UnboundedSender<BudgetWarning>) -> Ledger {
+        Ledger {
+            index: RwLock::default(),
+            warnings: Some(warnings),
+        }
+    }
+
+    /// Sends on the warnings `tracked` has passed.
+    pub(crate) fn forward(&self, tracked: &Tracked) {
+        for warning in tracked.take_warnings() {
+            if let Some(warnings) = &self.warnings {
+                // The receiver lives as long as the budgets do; if it is gone, so is
+                // anyone to tell.
+                let _ = warnings.send(warning);
+            }
+        }
+    }
+
     fn index(&self) -> Arc<Index> {
         Arc::clone(&self.index.read().unwrap_or_else(PoisonError::into_inner))
     }
@@ -459,6 +518,7 @@ impl Ledger {
         let values = ScopeValues::of(record);
         for tracked in index.covering(&values) {
             tracked.settle(record, now);
+            self.forward(tracked);
         }
     }
 }

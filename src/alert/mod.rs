@@ -45,6 +45,6 @@ pub use budgets::{BudgetStats, Budgets, BudgetsBuilder, Spend};
 pub use error::{Error, RuleStoreError};
 pub use events::{AlertEvent, EventKind};
 pub use layer::{BudgetLayer, BudgetService, ResponseFuture};
-pub use ledger::Estimate;
+pub use ledger::{BudgetWarning, Estimate};
 pub use rule::{Condition, Rule, RuleError, RuleFilter, Signal, MAX_WINDOW_MINUTES};
 pub use stored::BudgetStatus;
