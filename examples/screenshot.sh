@@ -31,10 +31,13 @@ for _ in $(seq 100); do grep -q '^ADMIN_TOKEN=' "$work/out" 2>/dev/null && break
 token=$(sed -n 's/^ADMIN_TOKEN=//p' "$work/out")
 [ -n "$token" ] || { cat "$work/err"; exit 1; }
 
-# Traffic now, so that the live view and the last hour have something.
-for user in alice bob carol alice dave alice; do
+# Traffic now, so that the live view and the last hour have something; alice's sixth
+# call is over her demo budget, which trips the demo alert rule at its next evaluation
+# (every 15 seconds).
+for user in alice bob carol alice dave alice alice alice alice; do
     curl -s -X POST -H "x-user-id: $user" "127.0.0.1:$port/chat" >/dev/null
 done
+sleep 16
 
 chromedriver --port=$driver_port >/dev/null 2>&1 &
 pids+=($!)
@@ -43,7 +46,7 @@ session=""
 for _ in $(seq 100); do
     session=$(wd POST /session '{"capabilities":{"alwaysMatch":{"browserName":"chrome","goog:chromeOptions":{
         "binary":"/usr/bin/chromium","args":["--headless=new","--no-sandbox","--disable-gpu",
-        "--no-first-run","--disable-dev-shm-usage","--window-size=1280,2150","--hide-scrollbars"]}}}}' \
+        "--no-first-run","--disable-dev-shm-usage","--window-size=1280,2500","--hide-scrollbars"]}}}}' \
         2>/dev/null | jq -r '.value.sessionId // empty' 2>/dev/null || true)
     [ -n "$session" ] && break
     sleep 0.2
