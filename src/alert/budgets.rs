@@ -14,6 +14,10 @@ use super::ledger::{BudgetWarning, Estimate, FailMode, Ledger, Refusal, Reservat
 use crate::store::{DieselStore, StoreError};
 use crate::UsageRecord;
 
+/// How long requests skip Redis after it failed.
+#[cfg(feature = "redis")]
+const REDIS_PAUSE_MS: i64 = 5_000;
+
 /// How far back the mean use of a request is read, for requests without an estimate.
 const MEAN_HOURS: i64 = 24;
 
@@ -53,6 +57,12 @@ struct Shared {
     ledger: Ledger,
     fail: FailMode,
     counters: Counters,
+    #[cfg(feature = "redis")]
+    redis: Option<super::shared::Shared>,
+    /// After Redis fails, requests skip it until then (Unix milliseconds), rather than
+    /// each waiting for it to fail again.
+    #[cfg(feature = "redis")]
+    redis_down_until: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +72,7 @@ struct Counters {
     unmetered: AtomicU64,
     reconciled: AtomicU64,
     reconcile_failures: AtomicU64,
+    shared_failures: AtomicU64,
 }
 
 /// What [`Budgets`] has done so far.
@@ -80,6 +91,9 @@ pub struct BudgetStats {
     /// Reconciliations that failed (the store could not be read); the spend is then
     /// this process's own count.
     pub reconcile_failures: u64,
+    /// Calls to Redis that failed (feature `redis`): the request was then checked
+    /// against this process's own count (or refused, failing closed).
+    pub shared_failures: u64,
 }
 
 /// One budget's spend as this process knows it.
@@ -107,6 +121,8 @@ pub struct BudgetsBuilder {
     store: DieselStore,
     reconcile_every: Option<Duration>,
     fail: FailMode,
+    #[cfg(feature = "redis")]
+    redis: Option<(String, String, Duration)>,
 }
 
 impl BudgetsBuilder {
@@ -125,10 +141,47 @@ impl BudgetsBuilder {
         self
     }
 
+    /// Shares the spend through the Redis server at `url` (feature `redis`), so that
+    /// several replicas hold one budget: every check and reservation is one atomic
+    /// script, and a reservation not settled within 5 minutes (a process killed in
+    /// between) expires. Keys start with `tower-usage:`. When Redis fails, a request is
+    /// checked against this process's own count (or refused with 503 when failing
+    /// closed), and the failure is counted.
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis = Some((
+            url.into(),
+            "tower-usage".to_owned(),
+            Duration::from_secs(300),
+        ));
+        self
+    }
+
+    /// The Redis keys' prefix and how long a reservation lives unsettled (see
+    /// [`redis`](Self::redis)).
+    #[cfg(feature = "redis")]
+    pub fn redis_keys(mut self, prefix: impl Into<String>, reservation_ttl: Duration) -> Self {
+        if let Some((_, p, ttl)) = self.redis.as_mut() {
+            *p = prefix.into();
+            *ttl = reservation_ttl.max(Duration::from_secs(1));
+        }
+        self
+    }
+
     /// Reads the budgets and their spend and starts the reconciliation task (on the
-    /// current tokio runtime). Fails if the budgets cannot be read; a spend that cannot
-    /// be read is left unknown (see [`fail_closed`](Self::fail_closed)).
-    pub async fn open(self) -> Result<Budgets, StoreError> {
+    /// current tokio runtime). Fails if the budgets cannot be read (or Redis, when
+    /// configured, cannot be reached); a spend that cannot be read is left unknown (see
+    /// [`fail_closed`](Self::fail_closed)).
+    pub async fn open(self) -> Result<Budgets, Error> {
+        #[cfg(feature = "redis")]
+        let redis = match &self.redis {
+            None => None,
+            Some((url, prefix, ttl)) => Some(
+                super::shared::Shared::connect(url, prefix, *ttl)
+                    .await
+                    .map_err(|e| Error::Shared(format!("{url}: {e}")))?,
+            ),
+        };
         let (warnings, passed) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(report_warnings(self.store.clone(), passed));
         let budgets = Budgets {
@@ -137,6 +190,10 @@ impl BudgetsBuilder {
                 ledger: Ledger::new(warnings),
                 fail: self.fail,
                 counters: Counters::default(),
+                #[cfg(feature = "redis")]
+                redis,
+                #[cfg(feature = "redis")]
+                redis_down_until: std::sync::atomic::AtomicI64::new(0),
             }),
         };
         let loaded = budgets.shared.store.budgets().await?;
@@ -199,11 +256,13 @@ impl Budgets {
             store,
             reconcile_every: Some(Duration::from_secs(10)),
             fail: FailMode::Open,
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 
     /// [`builder`](Self::builder) with the defaults, opened.
-    pub async fn open(store: DieselStore) -> Result<Budgets, StoreError> {
+    pub async fn open(store: DieselStore) -> Result<Budgets, Error> {
         Budgets::builder(store).open().await
     }
 
@@ -265,6 +324,17 @@ impl Budgets {
             };
             t.reconcile(window, &parts, mean);
             self.shared.ledger.forward(t);
+            #[cfg(feature = "redis")]
+            if let Some(redis) = &self.shared.redis {
+                let parts: Vec<(i64, u64)> = parts
+                    .iter()
+                    .map(|(at, n)| (at.timestamp_micros(), *n))
+                    .collect();
+                let expires = window.until + chrono::Duration::hours(1);
+                if redis.raise(&t.budget.name, &parts, expires).await.is_err() {
+                    self.count_shared_failure();
+                }
+            }
         }
         Ok(())
     }
@@ -300,6 +370,7 @@ impl Budgets {
             unmetered: get(&c.unmetered),
             reconciled: get(&c.reconciled),
             reconcile_failures: get(&c.reconcile_failures),
+            shared_failures: get(&c.shared_failures),
         }
     }
 
@@ -331,6 +402,144 @@ impl Budgets {
 
     pub(crate) fn settle_reserved(&self, record: &UsageRecord, reservation: Reservation) {
         self.shared.ledger.settle(record, reservation, Utc::now());
+    }
+
+    /// Whether the spend is shared through Redis.
+    #[cfg(feature = "redis")]
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared.redis.is_some()
+    }
+
+    /// Confirms `reservation` (made in this process's ledger) in Redis: the same
+    /// budgets and amounts, reserved there too if every one has room. Returns the
+    /// reservation and its id in Redis (none when Redis failed and the budgets fail
+    /// open).
+    #[cfg(feature = "redis")]
+    pub(crate) async fn confirm(
+        &self,
+        reservation: Reservation,
+    ) -> Result<(Reservation, Option<String>), Refusal> {
+        let Some(redis) = &self.shared.redis else {
+            return Ok((reservation, None));
+        };
+        let now = Utc::now();
+        let checks: Vec<super::shared::Check<'_>> = reservation
+            .held()
+            .map(|(t, amount)| super::shared::Check {
+                name: &t.budget.name,
+                limit: t.budget.limit,
+                amount,
+                parts: t.part_starts(now),
+            })
+            .collect();
+        let id = crate::id::new_v7(now).to_string();
+        let down_until = self.shared.redis_down_until.load(Ordering::Relaxed);
+        let answer = if now.timestamp_millis() < down_until {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "Redis failed a moment ago",
+            )))
+        } else {
+            redis.admit(&id, &checks, now).await
+        };
+        match answer {
+            Ok(Ok(())) => Ok((reservation, Some(id))),
+            Ok(Err(full)) => {
+                let tracked = reservation.held().nth(full.index).map(|(t, _)| t);
+                let refusal = match tracked {
+                    Some(t) => Refusal::Spent {
+                        name: t.budget.name.clone(),
+                        measure: t.budget.measure,
+                        limit: t.budget.limit,
+                        spent: full.spent,
+                        reserved: full.reserved,
+                        retry_at: t.window(now).until,
+                    },
+                    None => Refusal::Unknown {
+                        name: String::new(),
+                    },
+                };
+                self.shared
+                    .counters
+                    .admitted
+                    .fetch_sub(1, Ordering::Relaxed);
+                self.shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+                Err(refusal)
+            }
+            Err(e) => {
+                self.count_shared_failure();
+                if now.timestamp_millis() >= down_until {
+                    tracing::warn!("budgets: Redis failed; checking locally for 5 s: {e}");
+                    let until = Utc::now().timestamp_millis() + REDIS_PAUSE_MS;
+                    self.shared.redis_down_until.store(until, Ordering::Relaxed);
+                }
+                match self.shared.fail {
+                    FailMode::Open => Ok((reservation, None)),
+                    FailMode::Closed => {
+                        let name = checks.first().map_or("", |c| c.name).to_owned();
+                        Err(Refusal::Unknown { name })
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`settle_reserved`](Self::settle_reserved), and in Redis: the reservation `id`
+    /// given back, and what `record` used added to every budget that covers it.
+    #[cfg(feature = "redis")]
+    pub(crate) fn settle_shared(
+        &self,
+        record: &UsageRecord,
+        reservation: Reservation,
+        id: Option<String>,
+    ) {
+        let now = Utc::now();
+        let reserved: Vec<(String, u64)> = match &id {
+            Some(_) => reservation
+                .held()
+                .map(|(t, amount)| (t.budget.name.clone(), amount))
+                .collect(),
+            None => Vec::new(),
+        };
+        let spent: Vec<(String, i64, u64, chrono::DateTime<Utc>)> = self
+            .shared
+            .ledger
+            .covering(record)
+            .iter()
+            .filter_map(|t| {
+                let (part, until) = t.part_at(record.started_at, now)?;
+                let expires = until + chrono::Duration::hours(1);
+                Some((
+                    t.budget.name.clone(),
+                    part,
+                    t.budget.measure.of(record),
+                    expires,
+                ))
+            })
+            .collect();
+        self.settle_reserved(record, reservation);
+        let Some(redis) = self.shared.redis.clone() else {
+            return;
+        };
+        if spent.is_empty() && reserved.is_empty() {
+            return;
+        }
+        let budgets = self.clone();
+        let id = id.unwrap_or_default();
+        // The worker that calls this must not wait for Redis.
+        tokio::spawn(async move {
+            if redis.settle(&id, &reserved, &spent).await.is_err() {
+                budgets.count_shared_failure();
+            }
+        });
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn count_shared_failure(&self) {
+        self.shared
+            .counters
+            .shared_failures
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_unmetered(&self) {

@@ -4,7 +4,7 @@ use super::budget::BudgetError;
 use super::rule::RuleError;
 use crate::store::StoreError;
 
-/// Why a budget could not be stored.
+/// Why a budget could not be stored, or budgets could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -14,6 +14,9 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The Redis server that shares the spend could not be reached (feature `redis`).
+    #[error("budgets: the Redis server could not be reached: {0}")]
+    Shared(String),
 }
 
 /// Why an alert rule could not be stored.

@@ -105,12 +105,15 @@ pub struct BudgetService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BudgetService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: From<String>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<String> + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -133,23 +136,49 @@ where
             budgets.admit(&values, &estimate)
         });
         match admitted {
+            #[cfg(feature = "redis")]
+            Ok(reservation) if budgets.is_shared() => {
+                // Redis answers asynchronously: the request waits for it in the future,
+                // with the service that was made ready, a clone left in its place.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let (budgets, usage, status) = (budgets.clone(), usage.clone(), self.layer.status);
+                ResponseFuture::checking(Box::pin(async move {
+                    match budgets.confirm(reservation).await {
+                        Ok((reservation, id)) => {
+                            usage.on_recorded(move |record| {
+                                budgets.settle_shared(record, reservation, id)
+                            });
+                            inner.call(request).await
+                        }
+                        Err(refusal) => Ok(refused(&usage, &refusal, status)),
+                    }
+                }))
+            }
             Ok(reservation) => {
                 let budgets = budgets.clone();
                 usage.on_recorded(move |record| budgets.settle_reserved(record, reservation));
                 ResponseFuture::inner(self.inner.call(request))
             }
-            Err(refusal) => {
-                let (name, kind) = match &refusal {
-                    Refusal::Spent { name, .. } => (name, "budget_spent"),
-                    Refusal::Unknown { name } => (name, "budget_unknown"),
-                };
-                usage.mark_failed(Outcome::Refused);
-                usage.insert_metadata("refused", kind);
-                usage.insert_metadata("budget", name.as_str());
-                ResponseFuture::refused(refuse(&refusal, self.layer.status))
-            }
+            Err(refusal) => ResponseFuture::refused(refused(usage, &refusal, self.layer.status)),
         }
     }
+}
+
+/// The answer to a refused request, and its record marked so.
+fn refused<B: From<String>>(
+    usage: &UsageHandle,
+    refusal: &Refusal,
+    status: StatusCode,
+) -> Response<B> {
+    let (name, kind) = match refusal {
+        Refusal::Spent { name, .. } => (name, "budget_spent"),
+        Refusal::Unknown { name } => (name, "budget_unknown"),
+    };
+    usage.mark_failed(Outcome::Refused);
+    usage.insert_metadata("refused", kind);
+    usage.insert_metadata("budget", name.as_str());
+    refuse(refusal, status)
 }
 
 impl<S> BudgetService<S> {
@@ -220,22 +249,34 @@ fn refuse<B: From<String>>(refusal: &Refusal, status: StatusCode) -> Response<B>
 }
 
 pin_project_lite::pin_project! {
-    /// The future of [`BudgetService`]: the inner service's, or a refusal at once.
-    pub struct ResponseFuture<F, B> {
+    /// The future of [`BudgetService`]: the inner service's, a refusal at once, or (with
+    /// the spend shared through Redis) the check and then the inner service's.
+    pub struct ResponseFuture<F, B, E> {
         #[pin]
-        kind: Kind<F, B>,
+        kind: Kind<F, B, E>,
     }
 }
+
+/// A request waiting for the shared spend's answer before it runs.
+type Checking<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
 pin_project_lite::pin_project! {
     #[project = KindProj]
-    enum Kind<F, B> {
+    enum Kind<F, B, E> {
         Inner { #[pin] future: F },
         Refused { response: Option<Response<B>> },
+        Checking { future: Checking<B, E> },
     }
 }
 
-impl<F, B> ResponseFuture<F, B> {
+impl<F, B, E> ResponseFuture<F, B, E> {
+    #[cfg(feature = "redis")]
+    fn checking(future: Checking<B, E>) -> Self {
+        ResponseFuture {
+            kind: Kind::Checking { future },
+        }
+    }
+
     fn inner(future: F) -> Self {
         ResponseFuture {
             kind: Kind::Inner { future },
@@ -251,7 +292,7 @@ impl<F, B> ResponseFuture<F, B> {
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+impl<F, B, E> Future for ResponseFuture<F, B, E>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
@@ -266,11 +307,12 @@ where
                 // rather than with a panic.
                 None => Poll::Pending,
             },
+            KindProj::Checking { future } => future.as_mut().poll(cx),
         }
     }
 }
 
-impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
+impl<F, B, E> std::fmt::Debug for ResponseFuture<F, B, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ResponseFuture")
     }

@@ -104,6 +104,12 @@ impl Reservation {
     fn is_empty(&self) -> bool {
         self.held.is_empty()
     }
+
+    /// The budgets reserved in, and how much in each.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn held(&self) -> impl Iterator<Item = (&Tracked, u64)> {
+        self.held.iter().map(|(t, amount)| (t.as_ref(), *amount))
+    }
 }
 
 impl Drop for Reservation {
@@ -255,6 +261,33 @@ impl Tracked {
                 resets_at: spend.window.until,
             })
             .collect()
+    }
+
+    /// The starts of the parts of the window that holds `now` (microseconds): the
+    /// period's start, or each UTC hour of a rolling window.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn part_starts(&self, now: DateTime<Utc>) -> Vec<i64> {
+        let window = self.window(now);
+        let from = window.from.timestamp_micros();
+        match self.budget.period {
+            Period::Rolling { .. } => (from..window.until.timestamp_micros())
+                .step_by(HOUR_US as usize)
+                .collect(),
+            Period::Day | Period::Week | Period::Month => vec![from],
+        }
+    }
+
+    /// The part `at` counts in now, and when the window that holds it ends.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn part_at(
+        &self,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<(i64, DateTime<Utc>)> {
+        let mut spend = self.lock();
+        spend.roll(&self.budget, now);
+        let part = spend.part_of(&self.budget, at)?;
+        Some((part, spend.window.until))
     }
 
     /// Whether no mean use of a request is known yet.
@@ -504,6 +537,14 @@ impl Ledger {
             Some(refusal) => Err(refusal),
             None => Ok(reservation),
         }
+    }
+
+    /// The budgets that cover `record`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn covering(&self, record: &UsageRecord) -> Vec<Arc<Tracked>> {
+        let index = self.index();
+        let values = ScopeValues::of(record);
+        index.covering(&values).cloned().collect()
     }
 
     /// Counts `record` in every budget that covers it, and gives `reservation` back.

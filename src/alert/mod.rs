@@ -37,6 +37,8 @@ mod events;
 mod layer;
 mod ledger;
 mod rule;
+#[cfg(feature = "redis")]
+mod shared;
 mod stored;
 
 pub use alerts::{AlertStats, Alerts};

@@ -83,6 +83,10 @@ pub(crate) async fn put(
         Ok(budget) => Ok(Json(budget)),
         Err(alert::Error::Invalid(why)) => Err(ApiError::BadBody(why.to_string())),
         Err(alert::Error::Store(e)) => Err(ApiError::store(e)),
+        Err(other) => {
+            tracing::error!(error = %other, "a budget could not be stored");
+            Err(ApiError::Internal)
+        }
     }
 }
 
