@@ -23,7 +23,6 @@ use crate::store::{DieselStore, StoreError};
 /// several processes may evaluate the same rules, and each crossing is still one event.
 ///
 /// ```
-/// use std::time::Duration;
 /// use tower_usage::alert::{Alerts, Condition, Rule, Signal};
 /// use tower_usage::store::DieselStore;
 ///
@@ -34,7 +33,7 @@ use crate::store::{DieselStore, StoreError};
 /// let fired = alerts.evaluate(chrono::Utc::now()).await?;
 /// assert_eq!(fired[0].rule, "no-traffic");
 /// assert!(alerts.evaluate(chrono::Utc::now()).await?.is_empty()); // once, until it resolves
-/// let task = alerts.spawn(Duration::from_secs(60)); // from now on, every minute
+/// let task = alerts.spawn(Alerts::EVERY_MINUTE); // from now on, every minute
 /// task.abort(); // and no more
 /// # Ok(()) }
 /// ```
@@ -64,6 +63,9 @@ pub struct AlertStats {
 }
 
 impl Alerts {
+    /// How often rules are usually evaluated: [`spawn(Alerts::EVERY_MINUTE)`](Self::spawn).
+    pub const EVERY_MINUTE: Duration = Duration::from_secs(60);
+
     /// Evaluates the rules of `store` when asked ([`evaluate`](Self::evaluate)) or
     /// regularly ([`spawn`](Self::spawn)).
     pub fn new(store: DieselStore) -> Alerts {
