@@ -102,6 +102,10 @@ pub(crate) struct Shared {
     conn: ConnectionManager,
     prefix: String,
     ttl: Duration,
+    /// The scripts, with their hashes made once.
+    admit: Script,
+    settle: Script,
+    raise: Script,
 }
 
 impl std::fmt::Debug for Shared {
@@ -130,6 +134,9 @@ impl Shared {
             conn,
             prefix: prefix.to_owned(),
             ttl,
+            admit: Script::new(ADMIT),
+            settle: Script::new(SETTLE),
+            raise: Script::new(RAISE),
         })
     }
 
@@ -148,8 +155,7 @@ impl Shared {
         checks: &[Check<'_>],
         now: DateTime<Utc>,
     ) -> redis::RedisResult<Result<(), Full>> {
-        let script = Script::new(ADMIT);
-        let mut call = script.prepare_invoke();
+        let mut call = self.admit.prepare_invoke();
         let now_ms = now.timestamp_millis();
         let expires = now_ms + i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX / 2);
         call.arg(now_ms).arg(expires).arg(id).arg(checks.len());
@@ -180,20 +186,32 @@ impl Shared {
         reserved: &[(String, u64)],
         spent: &[(String, i64, u64, DateTime<Utc>)],
     ) -> redis::RedisResult<()> {
-        let script = Script::new(SETTLE);
-        let mut call = script.prepare_invoke();
+        let mut call = self.settle.prepare_invoke();
         call.arg(reserved.len());
         for (name, amount) in reserved {
             call.key(self.res_key(name)).arg(format!("{id}:{amount}"));
         }
         for (name, part, amount, expires) in spent {
-            call.key(self.spent_key(name, *part))
-                .arg(*amount)
-                .arg(expires.timestamp_millis());
+            self.push_part(&mut call, name, *part, *amount, *expires);
         }
         call.invoke_async::<i64>(&mut self.conn.clone())
             .await
             .map(drop)
+    }
+
+    /// A part's key, its amount and when it expires, as the settling and raising
+    /// scripts take them.
+    fn push_part(
+        &self,
+        call: &mut redis::ScriptInvocation<'_>,
+        name: &str,
+        part: i64,
+        amount: u64,
+        expires: DateTime<Utc>,
+    ) {
+        call.key(self.spent_key(name, part))
+            .arg(amount)
+            .arg(expires.timestamp_millis());
     }
 
     /// Raises `name`'s parts to the store's figures (`(part, amount)`), each kept until
@@ -207,12 +225,9 @@ impl Shared {
         if parts.is_empty() {
             return Ok(());
         }
-        let script = Script::new(RAISE);
-        let mut call = script.prepare_invoke();
+        let mut call = self.raise.prepare_invoke();
         for (part, amount) in parts {
-            call.key(self.spent_key(name, *part))
-                .arg(*amount)
-                .arg(expires.timestamp_millis());
+            self.push_part(&mut call, name, *part, *amount, expires);
         }
         call.invoke_async::<i64>(&mut self.conn.clone())
             .await
