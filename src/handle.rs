@@ -115,15 +115,13 @@ impl UsageHandle {
         self.lock().finish(f)
     }
 
-    /// Takes the record out, completed (see [`InFlight::take_record`]). `None` if
-    /// already taken.
-    pub(crate) fn take_record(&self, anchor: &Anchor) -> Option<UsageRecord> {
-        self.lock().take_record(anchor)
-    }
-
-    /// Takes what is to run with the finished record (the recorder's worker).
-    pub(crate) fn take_on_recorded(&self) -> Vec<OnRecorded> {
-        self.lock().take_on_recorded()
+    /// Takes the record out, completed (see [`InFlight::take_record`]; `None` if taken
+    /// already), and what is to run with it (the recorder's worker), under one lock.
+    pub(crate) fn take_finished(
+        &self,
+        anchor: &Anchor,
+    ) -> (Option<UsageRecord>, Option<OnRecorded>) {
+        self.lock().take_finished(anchor)
     }
 
     fn with_overrides(&self, f: impl FnOnce(&mut crate::inflight::Overrides)) {
@@ -347,12 +345,27 @@ mod tests {
         handle.add_cost_micros(5);
         handle.add_cost_micros(5);
         handle.insert_metadata("b", 2);
-        let record = handle.take_record(&Anchor::now()).unwrap();
+        let record = handle.take_finished(&Anchor::now()).0.unwrap();
         assert_eq!(record.user.as_deref(), Some("from-header"));
         assert_eq!(record.model.as_deref(), Some("resolved"));
         assert_eq!(record.tokens, TokenUsage::new(11, 20).with_cached_input(1));
         assert_eq!(record.cost_micros, Some(10));
         assert_eq!(record.metadata, serde_json::json!({"a": 1, "b": 2}));
+    }
+
+    #[test]
+    fn functions_told_of_the_record_run_in_order_and_once() {
+        use std::sync::{Arc, Mutex};
+        let handle = UsageHandle::attached(UsageRecord::builder().build(), Extracted::default());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        for name in ["first", "second"] {
+            let seen = Arc::clone(&seen);
+            handle.on_recorded(move |_| seen.lock().unwrap().push(name));
+        }
+        let (record, run) = handle.take_finished(&Anchor::now());
+        (run.expect("the functions").0)(&record.unwrap());
+        assert_eq!(*seen.lock().unwrap(), ["first", "second"]);
+        assert!(handle.take_finished(&Anchor::now()).1.is_none());
     }
 
     #[test]
@@ -367,9 +380,9 @@ mod tests {
         );
         handle.set_user("late");
         assert_eq!(handle.user(), None);
-        let record = handle.take_record(&Anchor::now()).unwrap();
+        let record = handle.take_finished(&Anchor::now()).0.unwrap();
         assert_eq!((record.user, record.response_bytes), (None, 7));
-        assert!(handle.take_record(&Anchor::now()).is_none());
+        assert!(handle.take_finished(&Anchor::now()).0.is_none());
     }
 
     #[test]
@@ -392,7 +405,7 @@ mod reuse_tests {
 
     fn finished(handle: &UsageHandle) -> UsageRecord {
         assert!(handle.finish(|_| {}));
-        handle.take_record(&Anchor::now()).expect("a record")
+        handle.take_finished(&Anchor::now()).0.expect("a record")
     }
 
     #[test]
@@ -434,7 +447,7 @@ mod reuse_tests {
         });
         assert!(handle.finish(|m| m.status = Some(http::StatusCode::OK)));
         assert!(handle.with_record(|_| ()).is_none(), "finished");
-        let record = handle.take_record(&Anchor::now()).unwrap();
+        let record = handle.take_finished(&Anchor::now()).0.unwrap();
         assert_eq!(record.model.as_deref(), Some("from-handle"));
         assert_eq!(record.provider.as_deref(), Some("from-hook"));
         assert_eq!(record.request_bytes, Some(12), "the hook's change wins");
@@ -443,7 +456,7 @@ mod reuse_tests {
         let slot = handle.into_slot().expect("no clone left");
         let next = UsageHandle::attached_in(Some(slot), measured(), Extracted::default());
         assert!(next.finish(|_| {}));
-        let record = next.take_record(&Anchor::now()).unwrap();
+        let record = next.take_finished(&Anchor::now()).0.unwrap();
         assert_eq!((record.model, record.provider), (None, None));
         assert_eq!(record.request_bytes, Some(10));
     }

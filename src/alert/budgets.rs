@@ -404,6 +404,11 @@ impl Budgets {
         self.shared.ledger.settle(record, reservation, Utc::now());
     }
 
+    /// Whether there is no budget: then a request has nothing to reserve or settle.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.shared.ledger.is_empty()
+    }
+
     /// Whether the spend is shared through Redis.
     #[cfg(feature = "redis")]
     pub(crate) fn is_shared(&self) -> bool {

@@ -155,6 +155,11 @@ where
                     }
                 }))
             }
+            // With no budget at all, the record has nothing to settle: no function for
+            // the worker to run, and nothing allocated for one.
+            Ok(reservation) if reservation.is_empty() && budgets.is_empty() => {
+                ResponseFuture::inner(self.inner.call(request))
+            }
             Ok(reservation) => {
                 let budgets = budgets.clone();
                 usage.on_recorded(move |record| budgets.settle_reserved(record, reservation));

@@ -100,8 +100,7 @@ pub(crate) struct Reservation {
 }
 
 impl Reservation {
-    #[cfg(test)]
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.held.is_empty()
     }
 
@@ -450,6 +449,11 @@ impl Ledger {
 
     fn index(&self) -> Arc<Index> {
         Arc::clone(&self.index.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Whether it tracks no budget at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.index().all.is_empty()
     }
 
     /// Every tracked budget.

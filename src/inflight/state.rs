@@ -30,9 +30,10 @@ pub(crate) struct InFlight {
     overrides: Option<Box<Overrides>>,
     /// Set when the request ended: from then on the handle changes nothing.
     finished: bool,
-    /// What runs with the finished record (see [`OnRecorded`]); empty for most
-    /// requests, and then it allocates nothing.
-    on_recorded: Vec<OnRecorded>,
+    /// What runs with the finished record (see [`OnRecorded`]); `None` for most
+    /// requests. Several are chained into one, so a request that has one allocates
+    /// only that.
+    on_recorded: Option<OnRecorded>,
 }
 
 /// A function told the finished, priced record of its request by the recorder's worker,
@@ -67,7 +68,7 @@ impl InFlight {
             base,
             overrides: None,
             finished: false,
-            on_recorded: Vec::new(),
+            on_recorded: None,
         }
     }
 
@@ -145,16 +146,28 @@ impl InFlight {
         Some(record)
     }
 
-    /// Adds a function to run with the finished record, unless the request ended.
+    /// Adds a function to run with the finished record (after those added before),
+    /// unless the request ended.
     pub(crate) fn on_recorded(&mut self, f: OnRecorded) {
-        if !self.finished {
-            self.on_recorded.push(f);
+        if self.finished {
+            return;
         }
+        self.on_recorded = Some(match self.on_recorded.take() {
+            None => f,
+            Some(first) => OnRecorded(Box::new(move |record: &UsageRecord| {
+                (first.0)(record);
+                (f.0)(record);
+            })),
+        });
     }
 
-    /// Takes the functions to run with the finished record.
-    pub(crate) fn take_on_recorded(&mut self) -> Vec<OnRecorded> {
-        std::mem::take(&mut self.on_recorded)
+    /// Takes the record out, completed, with what is to run with it; in one go, so that
+    /// the worker locks the state once.
+    pub(crate) fn take_finished(
+        &mut self,
+        anchor: &Anchor,
+    ) -> (Option<UsageRecord>, Option<OnRecorded>) {
+        (self.take_record(anchor), self.on_recorded.take())
     }
 
     /// Lets `f` change the values set through the handle, unless the request ended.

@@ -113,7 +113,7 @@ pub(crate) struct Taken {
     /// The request's emptied state, when nothing else holds it.
     pub(crate) slot: Option<crate::inflight::Slot>,
     /// What runs with the record before it is written.
-    pub(crate) on_recorded: Vec<crate::inflight::OnRecorded>,
+    pub(crate) on_recorded: Option<crate::inflight::OnRecorded>,
 }
 
 impl Queued {
@@ -123,13 +123,16 @@ impl Queued {
             Queued::Record(record) => Taken {
                 record: Some(*record),
                 slot: None,
-                on_recorded: Vec::new(),
+                on_recorded: None,
             },
-            Queued::Request(handle) => Taken {
-                record: handle.take_record(anchor),
-                on_recorded: handle.take_on_recorded(),
-                slot: handle.into_slot(),
-            },
+            Queued::Request(handle) => {
+                let (record, on_recorded) = handle.take_finished(anchor);
+                Taken {
+                    record,
+                    on_recorded,
+                    slot: handle.into_slot(),
+                }
+            }
         }
     }
 }

@@ -94,7 +94,7 @@ impl RecorderWorker {
                 if record.clamp_amounts() {
                     Counters::add(&self.counters.clamped, 1);
                 }
-                for f in taken.on_recorded {
+                if let Some(f) = taken.on_recorded {
                     // Someone else's code: a panic there must not end the worker.
                     let run = std::panic::AssertUnwindSafe(|| (f.0)(&record));
                     if std::panic::catch_unwind(run).is_err() {
