@@ -115,38 +115,17 @@ pub(crate) async fn claim(store: &DieselStore, event: &AlertEvent) -> Result<boo
     let seq = i64::try_from(event.seq).map_err(|_| {
         StoreError::Corrupt(format!("alert event number {} out of range", event.seq))
     })?;
-    let mut sql = Sql::new(store.dialect());
-    sql.insert_ignoring(TABLE)
-        .push(" (rule, seq, at_us, kind, detail) VALUES (")
-        .bind_text(&event.rule)
-        .push(", ")
-        .int(seq)
-        .push(", ")
-        .int(event.at.timestamp_micros())
-        .push(", '")
-        .push(event.kind.as_str())
-        .push("', ")
-        .bind_text(&detail)
-        .push(")")
-        .or_ignore();
     let kind = match event.kind {
         EventKind::Fired => "alert.fired",
         EventKind::Resolved => "alert.resolved",
     };
-    let id = event.id.to_string();
-    let payload = serde_json::json!({
-        "id": id,
-        "type": kind,
-        "created_at": event.at,
-        "data": event,
-    });
-    let deliver = notify::enqueue(
-        store.dialect(),
-        &id,
-        &payload.to_string(),
-        event.at.timestamp_micros(),
-    );
-    store.claim(sql, vec![deliver]).await
+    let row = Row {
+        rule: &event.rule,
+        seq,
+        kind: event.kind.as_str(),
+        detail: &detail,
+    };
+    write(store, row, event.id, kind, event, event.at).await
 }
 
 /// The event kind of a budget warning: neither fired nor resolved, so no rule's state.
@@ -165,29 +144,72 @@ pub(crate) async fn claim_warning(
         .timestamp()
         .saturating_mul(1000)
         .saturating_add(i64::from(warning.percent));
-    let id = crate::id::new_v7(now).to_string();
-    let payload = serde_json::json!({
-        "id": id,
-        "type": "budget.warning",
-        "created_at": now,
-        "data": warning,
-    })
-    .to_string();
+    let detail = serde_json::to_string(warning).map_err(|e| {
+        StoreError::Corrupt(format!("a budget warning that cannot be written: {e}"))
+    })?;
+    let row = Row {
+        rule: &format!("budget:{}", warning.budget),
+        seq,
+        kind: WARNING,
+        detail: &detail,
+    };
+    write(
+        store,
+        row,
+        crate::id::new_v7(now),
+        "budget.warning",
+        warning,
+        now,
+    )
+    .await
+}
+
+/// An event's row: its key, its kind (a fixed name) and what it holds.
+struct Row<'a> {
+    rule: &'a str,
+    seq: i64,
+    kind: &'static str,
+    detail: &'a str,
+}
+
+/// Writes `row` unless its key is taken, and with it, in the same transaction, the
+/// delivery to every webhook of `{id, type, created_at, data}`; whether it was this
+/// write that made the row.
+async fn write(
+    store: &DieselStore,
+    row: Row<'_>,
+    id: Uuid,
+    kind: &str,
+    data: &impl Serialize,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
     let mut sql = Sql::new(store.dialect());
     sql.insert_ignoring(TABLE)
         .push(" (rule, seq, at_us, kind, detail) VALUES (")
-        .bind_text(&format!("budget:{}", warning.budget))
+        .bind_text(row.rule)
         .push(", ")
-        .int(seq)
+        .int(row.seq)
         .push(", ")
-        .int(now.timestamp_micros())
+        .int(at.timestamp_micros())
         .push(", '")
-        .push(WARNING)
+        .push(row.kind)
         .push("', ")
-        .bind_text(&payload)
+        .bind_text(row.detail)
         .push(")")
         .or_ignore();
-    let deliver = notify::enqueue(store.dialect(), &id, &payload, now.timestamp_micros());
+    let id = id.to_string();
+    let payload = serde_json::json!({
+        "id": id,
+        "type": kind,
+        "created_at": at,
+        "data": data,
+    });
+    let deliver = notify::enqueue(
+        store.dialect(),
+        &id,
+        &payload.to_string(),
+        at.timestamp_micros(),
+    );
     store.claim(sql, vec![deliver]).await
 }
 
