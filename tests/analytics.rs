@@ -16,7 +16,7 @@ use serde_json::Value;
 use tower_usage::query::{
     Dimension, Filter, Granularity, QueryError, RankBy, StatusClass, TimeRange, Tz,
 };
-use tower_usage::store::{DieselStore, StoreError};
+use tower_usage::store::{AnswerCache, DieselStore, StoreError};
 use tower_usage::{ClientPlatform, Outcome, TokenUsage, UsageRecord, UsageSink};
 
 /// Names that differ only by a trailing space, case, Unicode normalization form or an
@@ -454,6 +454,82 @@ async fn every_query_matches_the_reference_on_every_backend() {
                 )
                 .await;
             }
+        }
+        db.cleanup().await;
+    }
+}
+
+/// The same checks through an answer cache, over windows around the present (so that
+/// ranges are cut into settled days, today's closed slots and the open tail): cold,
+/// warm, and after each later case wrote records into slots earlier answers were read
+/// from, through two stores sharing one cache (two writers of one process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_matches_the_reference_through_the_answer_cache() {
+    let cases: usize = std::env::var("TOWER_USAGE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(4, |n: usize| n.div_ceil(3));
+    let mut runner = TestRunner::deterministic();
+    let data = prop::collection::vec(spec(), 0..60);
+    let generated: Vec<(Vec<Spec>, Vec<Query>, usize)> = (0..cases)
+        .map(|_| {
+            let specs = data.new_tree(&mut runner).unwrap().current();
+            let queries = prop::collection::vec(query(), 3)
+                .new_tree(&mut runner)
+                .unwrap()
+                .current();
+            let batch = (1..20usize).new_tree(&mut runner).unwrap().current();
+            (specs, queries, batch)
+        })
+        .collect();
+    // Every case's window: from eight days ago (midnight UTC) to two days ahead.
+    let base = (Utc::now().timestamp_micros().div_euclid(DAY) - 8) * DAY;
+    for db in fresh("answer_cache").await {
+        let cache = AnswerCache::new(16 << 20);
+        let one = DieselStore::builder(&db.url)
+            .user_detail_min_records(2)
+            .answer_cache(cache.clone())
+            .connect()
+            .await
+            .unwrap();
+        let two = DieselStore::builder(&db.url)
+            .answer_cache(cache.clone())
+            .connect()
+            .await
+            .unwrap();
+        let mut all: Vec<UsageRecord> = Vec::new();
+        let mut previous: Vec<Query> = Vec::new();
+        for (i, (specs, queries, batch)) in generated.iter().enumerate() {
+            let records: Vec<UsageRecord> = specs.iter().map(|s| record(base, s)).collect();
+            for (n, chunk) in records.chunks(*batch).enumerate() {
+                let writer = if n % 2 == 0 { &one } else { &two };
+                writer.write_batch(chunk).await.unwrap();
+            }
+            all.extend(records);
+            // The last case's questions again: their answers were kept, and this case's
+            // records fall into some of the slots they read.
+            for q in &previous {
+                let f = filter(base, q);
+                let label = format!("{} cached after writes case {i}", db.backend);
+                check(&one, &all, &f, q, &label).await;
+            }
+            for q in queries {
+                let f = filter(base, q);
+                for pass in ["cold", "warm"] {
+                    let label = format!("{} cached {pass} case {i}", db.backend);
+                    check(&one, &all, &f, q, &label).await;
+                }
+            }
+            previous = queries.clone();
+        }
+        let stats = cache.stats();
+        assert!(stats.hits > 0 && stats.misses > 0, "{stats:?}");
+        assert!(stats.entries > 0 && stats.bytes > 0, "{stats:?}");
+        if cases > 1 {
+            assert!(
+                stats.invalidations > 0,
+                "later cases write into read slots: {stats:?}"
+            );
         }
         db.cleanup().await;
     }

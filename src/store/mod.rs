@@ -123,6 +123,7 @@
 //! ```
 
 mod backend;
+mod cache;
 pub(crate) mod definitions;
 mod error;
 mod read;
@@ -133,6 +134,7 @@ mod snapshots;
 pub(crate) mod sql;
 mod write;
 
+pub use cache::{AnswerCache, CacheStats};
 pub use error::StoreError;
 
 use std::sync::Arc;
@@ -166,6 +168,7 @@ struct Inner {
     /// How many batches this process has written: watchers wake on a change, and a
     /// writer never waits for them (a watch keeps only the latest value).
     written: tokio::sync::watch::Sender<u64>,
+    cache: Option<AnswerCache>,
 }
 
 /// What queries may ask for, how they read, and which users get detail rows.
@@ -208,6 +211,7 @@ pub struct DieselStoreBuilder {
     run_migrations: bool,
     connect_timeout: Duration,
     limits: Limits,
+    cache: Option<AnswerCache>,
 }
 
 impl DieselStoreBuilder {
@@ -275,6 +279,21 @@ impl DieselStoreBuilder {
         self
     }
 
+    /// Keeps what the analytics read in `cache`, and tells it of every batch this store
+    /// writes, so that each answer stays exact (see [`AnswerCache`]). Give one cache to
+    /// every store of the process over the same database (a clone shares it).
+    ///
+    /// ```
+    /// use tower_usage::store::{AnswerCache, DieselStore};
+    ///
+    /// let builder = DieselStore::builder("sqlite::memory:").answer_cache(AnswerCache::new(64 << 20));
+    /// # drop(builder);
+    /// ```
+    pub fn answer_cache(mut self, cache: AnswerCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
     /// Opens the pool, checks that the database answers, and runs the migrations unless
     /// told not to.
     pub async fn connect(self) -> Result<DieselStore, StoreError> {
@@ -287,6 +306,7 @@ impl DieselStoreBuilder {
                 limits: self.limits,
                 buckets: std::sync::OnceLock::new(),
                 written: tokio::sync::watch::Sender::new(0),
+                cache: self.cache,
             }),
         };
         let ready = async {
@@ -320,6 +340,7 @@ impl DieselStore {
             run_migrations: true,
             connect_timeout: Duration::from_secs(30),
             limits: Limits::default(),
+            cache: None,
         }
     }
 
@@ -425,7 +446,18 @@ impl DieselStore {
     /// `usage_records` table by hand.
     pub async fn rebuild_rollups(&self) -> Result<u64, StoreError> {
         let detail_min = self.inner.limits.detail_min_records;
-        self.run(write::rebuild::Rebuild { detail_min }).await
+        let rebuilt = self.run(write::rebuild::Rebuild { detail_min }).await;
+        // Called after the records were changed by hand: what was read may be gone.
+        if let Some(cache) = &self.inner.cache {
+            cache.record_written_everywhere();
+        }
+        rebuilt
+    }
+
+    /// The answer cache this store reads through, if it was given one
+    /// ([`DieselStoreBuilder::answer_cache`]).
+    pub fn answer_cache(&self) -> Option<&AnswerCache> {
+        self.inner.cache.as_ref()
     }
 
     /// The `limit` most recent records, newest first.
@@ -471,8 +503,17 @@ impl DieselStore {
 impl UsageSink for DieselStore {
     async fn write_batch(&self, records: &[UsageRecord]) -> Result<(), SinkError> {
         let rows: Vec<Row> = records.iter().map(Row::from).collect();
+        let slots = self
+            .inner
+            .cache
+            .as_ref()
+            .map(|_| cache::slots_of(rows.iter().map(|row| row.started_at_us)));
         let detail_min = self.inner.limits.detail_min_records;
         let written = write::write_rows(&self.inner.pool, rows, detail_min).await;
+        // Whatever the outcome: a batch that failed may have committed.
+        if let (Some(cache), Some(slots)) = (&self.inner.cache, slots) {
+            cache.record_written(slots);
+        }
         // Some rows are stored even when others were refused.
         if matches!(written, Ok(()) | Err(SinkError::Rejected { .. })) {
             self.inner.written.send_modify(|n| *n = n.wrapping_add(1));

@@ -108,6 +108,25 @@ impl Sql {
         out
     }
 
+    /// The statement and its binds in one string, equal only for equal statements: each
+    /// bind is written after its kind and length, so no value can pass for another.
+    pub(crate) fn key(&self) -> String {
+        let mut key = self.text();
+        for bind in &self.binds {
+            match bind {
+                Bind::Text(text) => {
+                    key.push_str(&format!("\0t{}:", text.len()));
+                    key.push_str(text);
+                }
+                Bind::Bytes(bytes) => {
+                    key.push_str(&format!("\0b{}:", bytes.len()));
+                    bytes.iter().for_each(|b| key.push_str(&format!("{b:02x}")));
+                }
+            }
+        }
+        key
+    }
+
     /// A PostgreSQL `BIGINT[]` of `values`, written into the text as one literal: parsed
     /// as a single token, where a `VALUES` list of a thousand rows costs the server
     /// milliseconds to parse and plan.
@@ -419,6 +438,47 @@ pub(crate) struct Measures {
     unpriced: i64,
 }
 
+impl AggRow {
+    /// `rows` with those of one group and slot summed into one, in the order each group
+    /// and slot first came.
+    pub(crate) fn merge(rows: Vec<AggRow>) -> Vec<AggRow> {
+        let mut at: std::collections::HashMap<(Option<String>, Option<i64>), usize> =
+            std::collections::HashMap::with_capacity(rows.len());
+        let mut merged: Vec<(Option<String>, Option<i64>, crate::query::Totals)> = Vec::new();
+        for row in rows {
+            let totals = row.measures.totals();
+            match at.entry((row.k1, row.slot)) {
+                std::collections::hash_map::Entry::Occupied(i) => merged[*i.get()].2.add(&totals),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let (k1, slot) = v.key().clone();
+                    v.insert(merged.len());
+                    merged.push((k1, slot, totals));
+                }
+            }
+        }
+        merged
+            .into_iter()
+            .map(|(k1, slot, t)| AggRow {
+                k1,
+                slot,
+                measures: Measures {
+                    requests: t.requests,
+                    errors: t.errors,
+                    tokens_in: t.tokens_in,
+                    tokens_out: t.tokens_out,
+                    tokens_cached: t.tokens_cached,
+                    cost_micros: t.cost_micros,
+                    response_bytes: t.response_bytes,
+                    duration_sum_us: t.duration_sum_us,
+                    ttfb_sum_us: t.ttfb_sum_us,
+                    ttfb_count: t.ttfb_count,
+                    unpriced: t.unpriced,
+                },
+            })
+            .collect()
+    }
+}
+
 impl Measures {
     pub(crate) fn totals(&self) -> crate::query::Totals {
         crate::query::Totals {
@@ -482,6 +542,21 @@ pub(crate) struct UserSums {
     pub(crate) tokens_cached: i64,
     #[diesel(sql_type = BigInt)]
     pub(crate) cost_micros: i64,
+}
+
+impl UserSums {
+    /// The user's sums (those a per-user rollup keeps; the others zero).
+    pub(crate) fn totals(&self) -> crate::query::Totals {
+        crate::query::Totals {
+            requests: self.requests,
+            errors: self.errors,
+            tokens_in: self.tokens_in,
+            tokens_out: self.tokens_out,
+            tokens_cached: self.tokens_cached,
+            cost_micros: self.cost_micros,
+            ..crate::query::Totals::default()
+        }
+    }
 }
 
 /// One number.

@@ -3,6 +3,7 @@
 //! shares, buckets in the caller's time zone), so every backend answers alike.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -14,6 +15,8 @@ use crate::query::{
     LatencySeries, Metrics, PeakHours, Point, QueryError, RankBy, Series, SeriesKey, TimeSeries,
     Totals, UserRank, UserUsage,
 };
+use crate::store::backend::run::Readable;
+use crate::store::cache;
 use crate::store::schema::histogram;
 use crate::store::schema::slots::{HOUR_US, QUARTER_US, WEEK_US};
 use crate::store::sql::{AggRow, HistPair, Sql, UserAgg, UserSums, ValueCount};
@@ -24,6 +27,7 @@ use crate::store::{DieselStore, StoreError};
 const DASHBOARD_ROWS: usize = 10;
 
 /// The checked range of a filter, in microseconds.
+#[derive(Debug, Clone, Copy)]
 struct Span {
     from: i64,
     to: i64,
@@ -48,6 +52,49 @@ impl DieselStore {
             0 => Err(QueryError::ZeroLimit),
             n if n > max => Err(QueryError::LimitTooLarge { limit, max }),
             _ => Ok(()),
+        }
+    }
+
+    /// The pieces a read of `span` is cut into: the span itself without an answer cache,
+    /// with one the settled days, today's closed slots and the open tail, each read and
+    /// kept apart (see [`cache::pieces`]).
+    fn pieces(&self, span: &Span) -> Vec<Span> {
+        let pieces = match &self.inner.cache {
+            None => Vec::new(),
+            Some(_) => cache::pieces(span.from, span.to, Utc::now().timestamp_micros()),
+        };
+        if pieces.is_empty() {
+            return vec![*span];
+        }
+        pieces
+            .into_iter()
+            .map(|(from, to)| Span { from, to })
+            .collect()
+    }
+
+    /// The rows `sql` reads, the records of `piece` alone: from the answer cache when it
+    /// keeps them and no record was written into the piece since, else from the
+    /// database (with parallel workers off on PostgreSQL when `rollups`, see
+    /// `load_rollups`).
+    async fn read<T: Readable + Sync>(
+        &self,
+        sql: Sql,
+        piece: &Span,
+        rollups: bool,
+    ) -> Result<Arc<Vec<T>>, StoreError> {
+        let load = |sql| async move {
+            match rollups {
+                true => self.load_rollups(sql).await,
+                false => self.load(sql).await,
+            }
+        };
+        match &self.inner.cache {
+            None => load(sql).await.map(Arc::new),
+            Some(cache) => {
+                let url = &self.inner.url;
+                let key = format!("{url}\n{}\n{}", std::any::type_name::<T>(), sql.key());
+                cache.rows(key, (piece.from, piece.to), || load(sql)).await
+            }
         }
     }
 
@@ -77,10 +124,24 @@ impl DieselStore {
         group: Group,
         days: bool,
     ) -> Result<Vec<AggRow>, StoreError> {
-        let parts = self.plan(filter, span, group, days, false);
-        let mut sql = Sql::new(self.dialect());
-        plan::aggregate(&mut sql, filter, group, &parts);
-        self.load::<AggRow>(sql).await
+        let pieces = self.pieces(span);
+        let mut rows = Vec::new();
+        for piece in &pieces {
+            let parts = self.plan(filter, piece, group, days, false);
+            let mut sql = Sql::new(self.dialect());
+            plan::aggregate(&mut sql, filter, group, &parts);
+            rows.extend(
+                self.read::<AggRow>(sql, piece, false)
+                    .await?
+                    .iter()
+                    .cloned(),
+            );
+        }
+        // A group may have rows in several pieces.
+        Ok(match pieces.len() {
+            1 => rows,
+            _ => AggRow::merge(rows),
+        })
     }
 
     /// Per-minute sums of the records `filter` selects in the hour up to the minute
@@ -193,34 +254,38 @@ impl DieselStore {
         days: bool,
     ) -> Result<HashMap<Option<i64>, (Histogram, Histogram)>, StoreError> {
         let group = Group { key: None, slot_us };
-        let parts = self.plan(filter, span, group, days, true);
-        let mut raw = Vec::new();
-        let mut rolled = Vec::new();
-        for part in parts {
-            match part {
-                Part::Raw(from, to) => raw.push((from, to)),
-                Part::Rollup(rollup, from, to) => rolled.push((rollup, from, to)),
-                Part::Totals(..) => {}
-            }
-        }
         let mut slots: HashMap<Option<i64>, (Histogram, Histogram)> = HashMap::new();
-        if !raw.is_empty() {
-            let mut sql = Sql::new(self.dialect());
-            plan::raw_values(&mut sql, filter, &raw, slot_us);
-            for row in self.load::<ValueCount>(sql).await? {
-                let (latency, ttfb) = slots.entry(row.slot).or_default();
-                let histogram = if row.kind == 0 { latency } else { ttfb };
-                histogram.add(row.v, row.n);
+        for piece in self.pieces(span) {
+            let parts = self.plan(filter, &piece, group, days, true);
+            let mut raw = Vec::new();
+            let mut rolled = Vec::new();
+            for part in parts {
+                match part {
+                    Part::Raw(from, to) => raw.push((from, to)),
+                    Part::Rollup(rollup, from, to) => rolled.push((rollup, from, to)),
+                    Part::Totals(..) => {}
+                }
             }
-        }
-        if !rolled.is_empty() {
-            let mut sql = Sql::new(self.dialect());
-            plan::rollup_histograms(&mut sql, filter, &rolled, slot_us.is_some());
-            for row in self.load::<HistPair>(sql).await? {
-                let (latency, ttfb) = slots.entry(row.slot).or_default();
-                let read = histogram::merge_into(latency, &row.latency_hist)
-                    .and(histogram::merge_into(ttfb, &row.ttfb_hist));
-                read.ok_or_else(|| StoreError::Corrupt("an unreadable rollup histogram".into()))?;
+            if !raw.is_empty() {
+                let mut sql = Sql::new(self.dialect());
+                plan::raw_values(&mut sql, filter, &raw, slot_us);
+                for row in self.read::<ValueCount>(sql, &piece, false).await?.iter() {
+                    let (latency, ttfb) = slots.entry(row.slot).or_default();
+                    let histogram = if row.kind == 0 { latency } else { ttfb };
+                    histogram.add(row.v, row.n);
+                }
+            }
+            if !rolled.is_empty() {
+                let mut sql = Sql::new(self.dialect());
+                plan::rollup_histograms(&mut sql, filter, &rolled, slot_us.is_some());
+                for row in self.read::<HistPair>(sql, &piece, false).await?.iter() {
+                    let (latency, ttfb) = slots.entry(row.slot).or_default();
+                    let read = histogram::merge_into(latency, &row.latency_hist)
+                        .and(histogram::merge_into(ttfb, &row.ttfb_hist));
+                    read.ok_or_else(|| {
+                        StoreError::Corrupt("an unreadable rollup histogram".into())
+                    })?;
+                }
             }
         }
         Ok(slots)
@@ -470,14 +535,15 @@ impl DieselStore {
                 key,
                 slot_us: Some(SECOND),
             };
-            let mut sql = Sql::new(self.dialect());
-            let parts = [Part::Raw(span.from, span.to)];
-            plan::aggregate(&mut sql, filter, seconds, &parts);
-            self.load::<AggRow>(sql)
-                .await?
-                .into_iter()
-                .map(|r| (r, SECOND))
-                .collect()
+            let mut rows = Vec::new();
+            for piece in self.pieces(span) {
+                let mut sql = Sql::new(self.dialect());
+                let parts = [Part::Raw(piece.from, piece.to)];
+                plan::aggregate(&mut sql, filter, seconds, &parts);
+                let read = self.read::<AggRow>(sql, &piece, false).await?;
+                rows.extend(read.iter().map(|r| (r.clone(), SECOND)));
+            }
+            rows
         };
         rows.into_iter()
             .map(|(row, width)| {
@@ -501,7 +567,8 @@ impl DieselStore {
     }
 
     /// The top users and how many users there are in all, from one pass over the
-    /// per-user sums.
+    /// per-user sums. Read in pieces (with an answer cache), every piece's users are
+    /// read and ranked here, since the top of each piece is not the top of the whole.
     async fn ranked(
         &self,
         filter: &Filter,
@@ -510,41 +577,48 @@ impl DieselStore {
         limit: usize,
     ) -> Result<(Vec<UserRank>, i64), StoreError> {
         let rollups = self.inner.limits.read_rollups && plan::time_only(filter);
-        let parts = if rollups {
-            plan::user_parts(span.from, span.to)
-        } else {
-            vec![UserPart::Raw(span.from, span.to)]
-        };
-        let mut sql = Sql::new(self.dialect());
-        plan::user_sums(&mut sql, filter, &parts, by, limit);
-        let rows: Vec<UserSums> = if rollups {
-            self.load_rollups(sql).await?
-        } else {
-            self.load(sql).await?
-        };
-        let users = rows.first().map_or(0, |r| r.groups);
-        let ranks = rows
-            .into_iter()
-            .map(|row| {
-                let totals = Totals {
-                    requests: row.requests,
-                    errors: row.errors,
-                    tokens_in: row.tokens_in,
-                    tokens_out: row.tokens_out,
-                    tokens_cached: row.tokens_cached,
-                    cost_micros: row.cost_micros,
-                    ..Totals::default()
-                };
-                UserRank {
-                    user: row.k1,
-                    requests: u64::try_from(totals.requests).unwrap_or(0),
-                    errors: u64::try_from(totals.errors).unwrap_or(0),
-                    tokens: totals.tokens(),
-                    cost_micros: totals.cost_micros,
+        let pieces = self.pieces(span);
+        let whole = pieces.len() == 1;
+        let mut users: HashMap<String, Totals> = HashMap::new();
+        let mut ranked = Vec::new();
+        let mut count = 0;
+        for piece in &pieces {
+            let parts = if rollups {
+                plan::user_parts(piece.from, piece.to)
+            } else {
+                vec![UserPart::Raw(piece.from, piece.to)]
+            };
+            let mut sql = Sql::new(self.dialect());
+            let piece_limit = if whole { limit } else { usize::MAX };
+            plan::user_sums(&mut sql, filter, &parts, by, piece_limit);
+            let rows = self.read::<UserSums>(sql, piece, rollups).await?;
+            if whole {
+                count = rows.first().map_or(0, |r| r.groups);
+                ranked = rows
+                    .iter()
+                    .map(|row| (row.k1.clone(), row.totals()))
+                    .collect();
+            } else {
+                for row in rows.iter() {
+                    users.entry(row.k1.clone()).or_default().add(&row.totals());
                 }
+            }
+        }
+        if !whole {
+            count = i64::try_from(users.len()).unwrap_or(i64::MAX);
+            ranked = top(users, by, limit);
+        }
+        let ranks = ranked
+            .into_iter()
+            .map(|(user, totals)| UserRank {
+                user,
+                requests: u64::try_from(totals.requests).unwrap_or(0),
+                errors: u64::try_from(totals.errors).unwrap_or(0),
+                tokens: totals.tokens(),
+                cost_micros: totals.cost_micros,
             })
             .collect();
-        Ok((ranks, users))
+        Ok((ranks, count))
     }
 
     /// Requests per weekday and hour of `tz`'s local time.
@@ -582,17 +656,18 @@ impl DieselStore {
         // pass over the user's raw rows (through the user index) elsewhere.
         let days: Vec<i64> = starts.iter().map(DateTime::timestamp_micros).collect();
         let detail = self.user_detail_served(&filter, &span, &days).await?;
-        let raw = detail::rest(span.from, span.to, &detail);
-        let mut sql = Sql::new(self.dialect());
         let buckets = self.inner.buckets.get_or_init(lower_bounds);
-        plan::user_usage(&mut sql, &filter, &raw, &detail, &days, buckets);
-        let rows: Vec<UserAgg> = if sql.is_empty() {
-            Vec::new()
-        } else if raw.is_empty() {
-            self.load_rollups(sql).await?
-        } else {
-            self.load(sql).await?
-        };
+        let mut rows: Vec<UserAgg> = Vec::new();
+        for piece in self.pieces(&span) {
+            let detail = detail::clip(&detail, piece.from, piece.to);
+            let raw = detail::rest(piece.from, piece.to, &detail);
+            let mut sql = Sql::new(self.dialect());
+            plan::user_usage(&mut sql, &filter, &raw, &detail, &days, buckets);
+            if !sql.is_empty() {
+                let read = self.read::<UserAgg>(sql, &piece, raw.is_empty()).await?;
+                rows.extend(read.iter().cloned());
+            }
+        }
         let mut all = Totals::default();
         let (mut latency, mut ttfb) = (Histogram::default(), Histogram::default());
         let mut services: HashMap<Option<String>, Totals> = HashMap::new();
@@ -810,4 +885,23 @@ fn split_series(
         out.push(series(SeriesKey::Other, &other));
     }
     out
+}
+
+/// The `limit` users with the most of `by`, ties to the name that sorts first (byte
+/// order), as the ranking statement orders them.
+fn top(users: HashMap<String, Totals>, by: RankBy, limit: usize) -> Vec<(String, Totals)> {
+    let metric = |t: &Totals| match by {
+        RankBy::Requests => t.requests,
+        RankBy::Tokens => t.tokens_in.saturating_add(t.tokens_out),
+        RankBy::Cost => t.cost_micros,
+    };
+    let mut users: Vec<(String, Totals)> =
+        users.into_iter().filter(|(_, t)| t.requests > 0).collect();
+    users.sort_by(|(a, x), (b, y)| {
+        metric(y)
+            .cmp(&metric(x))
+            .then_with(|| a.as_bytes().cmp(b.as_bytes()))
+    });
+    users.truncate(limit);
+    users
 }

@@ -52,6 +52,18 @@ pub(crate) fn served(from: i64, to: i64, detailed: &[i64]) -> Vec<(i64, i64)> {
     ranges
 }
 
+/// The whole UTC days of `served` inside `[from, to)`.
+pub(crate) fn clip(served: &[(i64, i64)], from: i64, to: i64) -> Vec<(i64, i64)> {
+    served
+        .iter()
+        .map(|&(start, end)| {
+            let start = ceil_div(start.max(from), DAY_US) * DAY_US;
+            (start, end.min(to).div_euclid(DAY_US) * DAY_US)
+        })
+        .filter(|(start, end)| start < end)
+        .collect()
+}
+
 /// What is left of `[from, to)` outside `served` (ascending, within it).
 pub(crate) fn rest(from: i64, to: i64, served: &[(i64, i64)]) -> Vec<(i64, i64)> {
     let mut rest = Vec::new();
