@@ -19,6 +19,8 @@
 //! `DEMO_DAYS=30` fills a database without records with 30 days of generated
 //! demo usage (seven users, three services, five models), so that the page has
 //! something to show at once; requests to the example are recorded on top.
+//! `ANSWER_CACHE_MB` sizes the answer cache the analytics read through (64 by default,
+//! 0 for none).
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;

@@ -10,15 +10,27 @@ use axum::response::sse::{Event, Sse};
 use axum::{routing::get, routing::post, Extension, Json, Router};
 use tower_usage::alert::{BudgetLayer, Budgets};
 use tower_usage::query::{Dashboard, Filter, TimeRange, Tz};
-use tower_usage::store::DieselStore;
+use tower_usage::store::{AnswerCache, DieselStore};
 use tower_usage::{extract, FanoutSink, JsonLinesSink, Recorder, UsageHandle, UsageLayer};
 
 /// Connects to `database_url` and starts a recorder that writes there and prints each
-/// record as a JSON line on stdout.
+/// record as a JSON line on stdout. The analytics read through an answer cache of
+/// `ANSWER_CACHE_MB` megabytes (64 by default; 0 turns it off): this process is the
+/// database's only writer, so the cache sees every write.
 pub(crate) async fn open(
     database_url: &str,
 ) -> Result<(DieselStore, Recorder), Box<dyn std::error::Error>> {
-    let store = DieselStore::connect(database_url).await?;
+    let megabytes = match std::env::var("ANSWER_CACHE_MB") {
+        Ok(mb) => mb
+            .parse::<u64>()
+            .map_err(|_| format!("ANSWER_CACHE_MB={mb:?}: give a number of megabytes"))?,
+        Err(_) => 64,
+    };
+    let mut builder = DieselStore::builder(database_url);
+    if megabytes > 0 {
+        builder = builder.answer_cache(AnswerCache::new(megabytes << 20));
+    }
+    let store = builder.connect().await?;
     eprintln!(
         "recording into {} ({} records so far)",
         store.backend_name(),

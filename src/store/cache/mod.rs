@@ -68,13 +68,14 @@ struct Shared {
     invalidations: AtomicU64,
 }
 
-/// A piece's rows as read at `epoch`, for `[from, to)`.
+/// A piece's rows, or a whole answer, as read at `epoch`, for the records of
+/// `[from, to)`.
 #[derive(Clone)]
 struct Entry {
     epoch: u64,
     from: i64,
     to: i64,
-    rows: Arc<dyn Any + Send + Sync>,
+    value: Arc<dyn Any + Send + Sync>,
     bytes: u64,
 }
 
@@ -179,12 +180,30 @@ impl AnswerCache {
     pub(crate) async fn rows<T, E, F>(
         &self,
         key: String,
-        (from, to): (i64, i64),
+        range: (i64, i64),
         load: impl FnOnce() -> F,
     ) -> Result<Arc<Vec<T>>, E>
     where
         T: Send + Sync + 'static,
         F: Future<Output = Result<Vec<T>, E>>,
+    {
+        let weigh = |rows: &Vec<T>| (rows.len() as u64).saturating_mul(row_bytes::<T>());
+        self.value(key, range, weigh, load).await
+    }
+
+    /// The value kept under `key` for the records of `[from, to)` if it is fresh, else
+    /// the one `load` makes (kept for the next call, weighing `weigh` bytes).
+    /// Concurrent calls for a missing key wait for one load.
+    pub(crate) async fn value<V, E, F>(
+        &self,
+        key: String,
+        (from, to): (i64, i64),
+        weigh: impl FnOnce(&V) -> u64,
+        load: impl FnOnce() -> F,
+    ) -> Result<Arc<V>, E>
+    where
+        V: Send + Sync + 'static,
+        F: Future<Output = Result<V, E>>,
     {
         let entries = &self.shared.entries;
         let mut waits = 0;
@@ -194,9 +213,9 @@ impl AnswerCache {
                 Err(guard) => break Some(guard),
             };
             if self.fresh(&found) {
-                if let Ok(rows) = Arc::clone(&found.rows).downcast::<Vec<T>>() {
+                if let Ok(value) = Arc::clone(&found.value).downcast::<V>() {
                     self.shared.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(rows);
+                    return Ok(value);
                 }
             }
             // Stale: dropped unless another call already put a newer read in its place.
@@ -215,20 +234,19 @@ impl AnswerCache {
         // Stamped before the read: a write committed after this point is stamped later,
         // and makes the entry stale.
         let epoch = self.written().epoch();
-        let rows = Arc::new(load().await?);
+        let value = Arc::new(load().await?);
         if let Some(guard) = guard {
-            let bytes = (rows.len() as u64).saturating_mul(row_bytes::<T>());
             let entry = Entry {
                 epoch,
                 from,
                 to,
-                rows: Arc::clone(&rows) as Arc<dyn Any + Send + Sync>,
-                bytes,
+                bytes: weigh(&value),
+                value: Arc::clone(&value) as Arc<dyn Any + Send + Sync>,
             };
             // Refused only when the entry is heavier than the whole cache.
             let _ = guard.insert(entry);
         }
-        Ok(rows)
+        Ok(value)
     }
 }
 

@@ -98,6 +98,29 @@ impl DieselStore {
         }
     }
 
+    /// What `compute` answers about the records `filter` selects, kept whole in the
+    /// answer cache (when there is one) under `what` (the question and its parameters
+    /// besides the filter), for as long as no record is written into the filter's range.
+    /// `compute` comes boxed: the questions nest (a dashboard asks for a series), and
+    /// each would otherwise carry the whole of the next in its own future.
+    async fn answer<V, F>(&self, what: String, filter: &Filter, compute: F) -> Result<V, StoreError>
+    where
+        V: Clone + serde::Serialize + Send + Sync + 'static,
+        F: std::future::Future<Output = Result<V, StoreError>>,
+    {
+        let Some(cache) = &self.inner.cache else {
+            return compute.await;
+        };
+        let span = self.span(filter)?;
+        let key = format!("{}\n{what}\n{filter:?}", self.inner.url);
+        // Weighed once per read from the database, as the bytes of its JSON.
+        let weigh = |answer: &V| serde_json::to_vec(answer).map_or(4096, |b| b.len() as u64);
+        let answer = cache
+            .value(key, (span.from, span.to), weigh, || compute)
+            .await?;
+        Ok(V::clone(&answer))
+    }
+
     /// Which parts answer an aggregate of `filter` grouped by `group`; `days` says
     /// whether a UTC day may be counted as one unit of the grouping, `histograms` that
     /// the parts must keep latency histograms.
@@ -196,6 +219,12 @@ impl DieselStore {
     /// # Ok(()) }
     /// ```
     pub async fn metrics(&self, filter: &Filter) -> Result<Metrics, StoreError> {
+        let what = "metrics".to_owned();
+        self.answer(what, filter, Box::pin(self.read_metrics(filter)))
+            .await
+    }
+
+    async fn read_metrics(&self, filter: &Filter) -> Result<Metrics, StoreError> {
         let span = self.span(filter)?;
         let group = Group {
             key: None,
@@ -294,6 +323,21 @@ impl DieselStore {
     /// The records `filter` selects, grouped by `dimension`: the `limit` largest groups
     /// and the rest summed as `other`.
     pub async fn breakdown(
+        &self,
+        filter: &Filter,
+        dimension: Dimension,
+        limit: usize,
+    ) -> Result<Breakdown, StoreError> {
+        let what = format!("breakdown {dimension:?} {limit}");
+        self.answer(
+            what,
+            filter,
+            Box::pin(self.read_breakdown(filter, dimension, limit)),
+        )
+        .await
+    }
+
+    async fn read_breakdown(
         &self,
         filter: &Filter,
         dimension: Dimension,
@@ -410,6 +454,21 @@ impl DieselStore {
         granularity: Granularity,
         tz: Tz,
     ) -> Result<LatencySeries, StoreError> {
+        let what = format!("latency {granularity:?} {tz}");
+        self.answer(
+            what,
+            filter,
+            Box::pin(self.read_latency_series(filter, granularity, tz)),
+        )
+        .await
+    }
+
+    async fn read_latency_series(
+        &self,
+        filter: &Filter,
+        granularity: Granularity,
+        tz: Tz,
+    ) -> Result<LatencySeries, StoreError> {
         let (span, starts, days) = self.buckets(filter, granularity, tz)?;
         let bucket_of = |t: DateTime<Utc>| granularity.bucket_start(t, tz);
         // The bucket a slot starting at `t` counts in: the last that starts at or before
@@ -459,6 +518,22 @@ impl DieselStore {
     }
 
     async fn series(
+        &self,
+        filter: &Filter,
+        granularity: Granularity,
+        tz: Tz,
+        split: Option<(Dimension, usize)>,
+    ) -> Result<TimeSeries, StoreError> {
+        let what = format!("series {granularity:?} {tz} {split:?}");
+        self.answer(
+            what,
+            filter,
+            Box::pin(self.read_series(filter, granularity, tz, split)),
+        )
+        .await
+    }
+
+    async fn read_series(
         &self,
         filter: &Filter,
         granularity: Granularity,
@@ -561,6 +636,21 @@ impl DieselStore {
         by: RankBy,
         limit: usize,
     ) -> Result<Vec<UserRank>, StoreError> {
+        let what = format!("top users {by:?} {limit}");
+        self.answer(
+            what,
+            filter,
+            Box::pin(self.read_top_users(filter, by, limit)),
+        )
+        .await
+    }
+
+    async fn read_top_users(
+        &self,
+        filter: &Filter,
+        by: RankBy,
+        limit: usize,
+    ) -> Result<Vec<UserRank>, StoreError> {
         let span = self.span(filter)?;
         self.check_limit(limit)?;
         Ok(self.ranked(filter, &span, by, limit).await?.0)
@@ -623,6 +713,12 @@ impl DieselStore {
 
     /// Requests per weekday and hour of `tz`'s local time.
     pub async fn peak_hours(&self, filter: &Filter, tz: Tz) -> Result<PeakHours, StoreError> {
+        let what = format!("peak hours {tz}");
+        self.answer(what, filter, Box::pin(self.read_peak_hours(filter, tz)))
+            .await
+    }
+
+    async fn read_peak_hours(&self, filter: &Filter, tz: Tz) -> Result<PeakHours, StoreError> {
         let span = self.span(filter)?;
         let hour_of = |t: DateTime<Utc>| weekday_hour(t, tz);
         let rows = self.slotted(filter, &span, None, false, hour_of).await?;
@@ -640,6 +736,21 @@ impl DieselStore {
     /// One user's metrics, daily series in `tz` and breakdowns by service and model:
     /// what a "my usage" page shows. `filter`'s own user, if any, is replaced by `user`.
     pub async fn user_usage(
+        &self,
+        user: &str,
+        filter: &Filter,
+        tz: Tz,
+    ) -> Result<UserUsage, StoreError> {
+        let what = format!("user usage {user:?} {tz}");
+        self.answer(
+            what,
+            filter,
+            Box::pin(self.read_user_usage(user, filter, tz)),
+        )
+        .await
+    }
+
+    async fn read_user_usage(
         &self,
         user: &str,
         filter: &Filter,
@@ -753,6 +864,12 @@ impl DieselStore {
     /// Metrics, the top services, models and users, a daily series and peak hours, in
     /// one answer; the parts are read concurrently on separate connections.
     pub async fn dashboard(&self, filter: &Filter, tz: Tz) -> Result<Dashboard, StoreError> {
+        let what = format!("dashboard {tz}");
+        self.answer(what, filter, Box::pin(self.read_dashboard(filter, tz)))
+            .await
+    }
+
+    async fn read_dashboard(&self, filter: &Filter, tz: Tz) -> Result<Dashboard, StoreError> {
         let span = self.span(filter)?;
         // The totals are the sum of the services' sums, and the ranking's pass over the
         // per-user sums also counts the users: two reads fewer.
