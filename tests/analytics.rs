@@ -393,17 +393,12 @@ async fn check(store: &DieselStore, records: &[UsageRecord], f: &Filter, q: &Que
     assert_eq!(exported, expected, "export {ctx}");
 }
 
-/// Random records, written in random batches with some written twice, then random
-/// queries; every answer must equal the reference, read from rollups or raw rows.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_query_matches_the_reference_on_every_backend() {
-    let cases: usize = std::env::var("TOWER_USAGE_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(12);
+/// `cases` cases of up to `records` random records, three random queries and a batch
+/// size, the same on every run.
+fn cases_of(cases: usize, records: usize) -> Vec<(Vec<Spec>, Vec<Query>, usize)> {
     let mut runner = TestRunner::deterministic();
-    let data = prop::collection::vec(spec(), 0..80);
-    let generated: Vec<(Vec<Spec>, Vec<Query>, usize)> = (0..cases)
+    let data = prop::collection::vec(spec(), 0..records);
+    (0..cases)
         .map(|_| {
             let specs = data.new_tree(&mut runner).unwrap().current();
             let queries = prop::collection::vec(query(), 3)
@@ -413,7 +408,18 @@ async fn every_query_matches_the_reference_on_every_backend() {
             let batch = (1..20usize).new_tree(&mut runner).unwrap().current();
             (specs, queries, batch)
         })
-        .collect();
+        .collect()
+}
+
+/// Random records, written in random batches with some written twice, then random
+/// queries; every answer must equal the reference, read from rollups or raw rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_matches_the_reference_on_every_backend() {
+    let cases: usize = std::env::var("TOWER_USAGE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let generated = cases_of(cases, 80);
     for db in fresh("conformance").await {
         // Users with two records in a sealed block get detail rows: most of them.
         let rolled = DieselStore::builder(&db.url)
@@ -469,19 +475,7 @@ async fn every_query_matches_the_reference_through_the_answer_cache() {
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(4, |n: usize| n.div_ceil(3));
-    let mut runner = TestRunner::deterministic();
-    let data = prop::collection::vec(spec(), 0..60);
-    let generated: Vec<(Vec<Spec>, Vec<Query>, usize)> = (0..cases)
-        .map(|_| {
-            let specs = data.new_tree(&mut runner).unwrap().current();
-            let queries = prop::collection::vec(query(), 3)
-                .new_tree(&mut runner)
-                .unwrap()
-                .current();
-            let batch = (1..20usize).new_tree(&mut runner).unwrap().current();
-            (specs, queries, batch)
-        })
-        .collect();
+    let generated = cases_of(cases, 60);
     // Every case's window: from eight days ago (midnight UTC) to two days ahead.
     let base = (Utc::now().timestamp_micros().div_euclid(DAY) - 8) * DAY;
     for db in fresh("answer_cache").await {

@@ -438,47 +438,6 @@ pub(crate) struct Measures {
     unpriced: i64,
 }
 
-impl AggRow {
-    /// `rows` with those of one group and slot summed into one, in the order each group
-    /// and slot first came.
-    pub(crate) fn merge(rows: Vec<AggRow>) -> Vec<AggRow> {
-        let mut at: std::collections::HashMap<(Option<String>, Option<i64>), usize> =
-            std::collections::HashMap::with_capacity(rows.len());
-        let mut merged: Vec<(Option<String>, Option<i64>, crate::query::Totals)> = Vec::new();
-        for row in rows {
-            let totals = row.measures.totals();
-            match at.entry((row.k1, row.slot)) {
-                std::collections::hash_map::Entry::Occupied(i) => merged[*i.get()].2.add(&totals),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    let (k1, slot) = v.key().clone();
-                    v.insert(merged.len());
-                    merged.push((k1, slot, totals));
-                }
-            }
-        }
-        merged
-            .into_iter()
-            .map(|(k1, slot, t)| AggRow {
-                k1,
-                slot,
-                measures: Measures {
-                    requests: t.requests,
-                    errors: t.errors,
-                    tokens_in: t.tokens_in,
-                    tokens_out: t.tokens_out,
-                    tokens_cached: t.tokens_cached,
-                    cost_micros: t.cost_micros,
-                    response_bytes: t.response_bytes,
-                    duration_sum_us: t.duration_sum_us,
-                    ttfb_sum_us: t.ttfb_sum_us,
-                    ttfb_count: t.ttfb_count,
-                    unpriced: t.unpriced,
-                },
-            })
-            .collect()
-    }
-}
-
 impl Measures {
     pub(crate) fn totals(&self) -> crate::query::Totals {
         crate::query::Totals {

@@ -2,6 +2,7 @@
 //! ([`plan`](super::plan)), sums in the database, and finishes in Rust (percentiles,
 //! shares, buckets in the caller's time zone), so every backend answers alike.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -146,25 +147,31 @@ impl DieselStore {
         span: &Span,
         group: Group,
         days: bool,
-    ) -> Result<Vec<AggRow>, StoreError> {
+    ) -> Result<Vec<GroupSums>, StoreError> {
         let pieces = self.pieces(span);
-        let mut rows = Vec::new();
+        let mut sums: Vec<GroupSums> = Vec::new();
+        // Where each group and slot stands in `sums`: it may have rows in several pieces.
+        let mut at: HashMap<(Option<String>, Option<i64>), usize> = HashMap::new();
         for piece in &pieces {
             let parts = self.plan(filter, piece, group, days, false);
             let mut sql = Sql::new(self.dialect());
             plan::aggregate(&mut sql, filter, group, &parts);
-            rows.extend(
-                self.read::<AggRow>(sql, piece, false)
-                    .await?
-                    .iter()
-                    .cloned(),
-            );
+            let rows = self.read::<AggRow>(sql, piece, false).await?;
+            if pieces.len() == 1 {
+                return Ok(rows.iter().map(GroupSums::of).collect());
+            }
+            for row in rows.iter() {
+                let totals = row.measures.totals();
+                match at.entry((row.k1.clone(), row.slot)) {
+                    Entry::Occupied(i) => sums[*i.get()].totals.add(&totals),
+                    Entry::Vacant(place) => {
+                        place.insert(sums.len());
+                        sums.push(GroupSums::of(row));
+                    }
+                }
+            }
         }
-        // A group may have rows in several pieces.
-        Ok(match pieces.len() {
-            1 => rows,
-            _ => AggRow::merge(rows),
-        })
+        Ok(sums)
     }
 
     /// Per-minute sums of the records `filter` selects in the hour up to the minute
@@ -350,10 +357,7 @@ impl DieselStore {
             slot_us: None,
         };
         let rows = self.aggregate(filter, &span, group, true).await?;
-        let groups = rows
-            .into_iter()
-            .map(|row| (row.k1.clone(), row.measures.totals()))
-            .collect();
+        let groups = rows.into_iter().map(|row| (row.key, row.totals)).collect();
         Ok(Breakdown::from_groups(dimension, groups, limit))
     }
 
@@ -601,9 +605,7 @@ impl DieselStore {
             }
         }
         let rows = if all_fit {
-            rows.into_iter()
-                .map(|r| (r, QUARTER_US))
-                .collect::<Vec<_>>()
+            rows.into_iter().map(|r| (r, QUARTER_US)).collect()
         } else {
             const SECOND: i64 = 1_000_000;
             let seconds = Group {
@@ -616,14 +618,14 @@ impl DieselStore {
                 let parts = [Part::Raw(piece.from, piece.to)];
                 plan::aggregate(&mut sql, filter, seconds, &parts);
                 let read = self.read::<AggRow>(sql, &piece, false).await?;
-                rows.extend(read.iter().map(|r| (r.clone(), SECOND)));
+                rows.extend(read.iter().map(|r| (GroupSums::of(r), SECOND)));
             }
             rows
         };
         rows.into_iter()
-            .map(|(row, width)| {
+            .map(|(row, width): (GroupSums, i64)| {
                 let at = start(row.slot.unwrap_or(0), width)?;
-                Ok((row.k1.clone(), at, row.measures.totals()))
+                Ok((row.key, at, row.totals))
             })
             .collect()
     }
@@ -894,9 +896,8 @@ impl DieselStore {
         let services = services
             .into_iter()
             .map(|row| {
-                let sums = row.measures.totals();
-                totals.add(&sums);
-                (row.k1, sums)
+                totals.add(&row.totals);
+                (row.key, row.totals)
             })
             .collect();
         let by_service = Breakdown::from_groups(Dimension::Service, services, DASHBOARD_ROWS);
@@ -949,10 +950,27 @@ fn assemble(
     }
 }
 
-/// The rows' sums added up.
-fn sum(rows: &[AggRow]) -> Totals {
+/// A group's sums: its dimension value and time slot, when grouped by them.
+struct GroupSums {
+    key: Option<String>,
+    slot: Option<i64>,
+    totals: Totals,
+}
+
+impl GroupSums {
+    fn of(row: &AggRow) -> Self {
+        GroupSums {
+            key: row.k1.clone(),
+            slot: row.slot,
+            totals: row.measures.totals(),
+        }
+    }
+}
+
+/// The groups' sums added up.
+fn sum(groups: &[GroupSums]) -> Totals {
     let mut sum = Totals::default();
-    rows.iter().for_each(|row| sum.add(&row.measures.totals()));
+    groups.iter().for_each(|group| sum.add(&group.totals));
     sum
 }
 
