@@ -115,6 +115,14 @@ impl RecorderBuilder {
         self
     }
 
+    /// Tells `observer` of every batch the worker writes and of every write attempt, with
+    /// its duration: for metrics such as [`ops::Metrics`](crate::ops::Metrics) (feature
+    /// `prometheus`). See [`WriteObserver`](super::WriteObserver).
+    pub fn observer(mut self, observer: impl super::WriteObserver) -> Self {
+        self.config.observer = Some(Arc::new(observer));
+        self
+    }
+
     /// The recorder and its worker, for running the worker yourself (on another runtime,
     /// or under your own supervision). Records are only written while
     /// [`RecorderWorker::run`] is being awaited.

@@ -70,6 +70,8 @@ pub(crate) struct Config {
     pub(crate) write_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) pricing: Option<Arc<PriceTable>>,
+    /// Told of every batch and every write attempt (metrics).
+    pub(crate) observer: Option<Arc<dyn super::WriteObserver>>,
 }
 
 impl Config {
@@ -91,6 +93,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             pricing: None,
+            observer: None,
         }
     }
 }

@@ -26,12 +26,14 @@ mod global;
 mod queue;
 mod spares;
 pub(crate) mod stats;
+mod watcher;
 mod worker;
 
 pub use builder::RecorderBuilder;
 pub use config::{Overflow, Retry};
 pub use global::{install, installed, record_usage};
 pub use stats::RecorderStats;
+pub use watcher::{RecorderWatch, WriteObserver};
 pub use worker::RecorderWorker;
 
 use std::sync::Arc;
@@ -240,6 +242,16 @@ impl Recorder {
     /// A snapshot of the counters.
     pub fn stats(&self) -> RecorderStats {
         self.shared.counters.snapshot()
+    }
+
+    /// A read-only view of this recorder for health checks and metrics, which does not
+    /// keep it running; see [`RecorderWatch`].
+    pub fn watch(&self) -> RecorderWatch {
+        RecorderWatch::new(
+            Arc::clone(&self.shared.counters),
+            self.shared.queue.capacity(),
+            self.shared.done.clone(),
+        )
     }
 
     pub(crate) fn counters(&self) -> &Counters {

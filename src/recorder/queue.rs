@@ -52,6 +52,11 @@ impl Queue {
         }
     }
 
+    /// How many items the queue holds at most.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// A record is plain data: one that panicked elsewhere leaves it usable.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)

@@ -16,6 +16,8 @@ pub(crate) struct Counters {
     pub(crate) clamped: Padded,
     /// Records the worker has taken off the queue (counted a handful at a time).
     pub(crate) taken: Padded,
+    /// Failed attempts at the batch being written now, in a row; 0 once a write ends.
+    pub(crate) failing: Padded,
 }
 
 /// An atomic counter alone on its cache line (128 bytes: x86 prefetches lines in pairs).

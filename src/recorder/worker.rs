@@ -1,3 +1,4 @@
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -181,12 +182,21 @@ impl RecorderWorker {
             return batch;
         }
         let len = batch.len();
+        if let Some(observer) = &self.config.observer {
+            observer.batch(&batch);
+        }
         let batch = Arc::new(batch);
         let retry = self.config.retry;
         let mut backoff = retry.initial_backoff;
         let mut retries = 0u32;
         loop {
-            match self.attempt(&batch).await {
+            let started = Instant::now();
+            let attempt = self.attempt(&batch).await;
+            if let Some(observer) = &self.config.observer {
+                let written = matches!(attempt, Ok(()) | Err(SinkError::Rejected { .. }));
+                observer.attempt(started.elapsed(), written);
+            }
+            match attempt {
                 Ok(()) => {
                     Counters::add(&self.counters.written, len);
                     break;
@@ -213,11 +223,13 @@ impl RecorderWorker {
                     tracing::warn!(%error, records = len, ?backoff, "tower-usage: batch write failed; retrying");
                     retries += 1;
                     Counters::add(&self.counters.retried, 1);
+                    self.counters.failing.store(u64::from(retries), Relaxed);
                     self.back_off(backoff).await;
                     backoff = backoff.saturating_mul(2).min(retry.max_backoff);
                 }
             }
         }
+        self.counters.failing.store(0, Relaxed);
         self.control.progress.notify_waiters();
         // The write task has ended unless it was abandoned after a timeout; then it may
         // still hold the batch, and a fresh buffer is needed.
