@@ -20,7 +20,8 @@
 //! demo usage (seven users, three services, five models), so that the page has
 //! something to show at once; requests to the example are recorded on top.
 //! `ANSWER_CACHE_MB` sizes the answer cache the analytics read through (64 by default,
-//! 0 for none).
+//! 0 for none). `GET /health` answers 200, or 503 with the reasons (store, recorder,
+//! cache); with `--features prometheus`, `GET /metrics` serves the Prometheus exposition.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
@@ -56,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let limits = std::env::var("ANALYTICS_RATE_LIMIT").map_or(true, |v| v != "off");
 
-    let (store, recorder) = demo::open(&database_url).await?;
+    let (store, recorder, ops) = demo::open(&database_url).await?;
     if let Ok(days) = std::env::var("DEMO_DAYS") {
         let days = days
             .parse::<u32>()
@@ -80,7 +81,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         budgets,
         &secret,
         limits,
-    )?;
+    )?
+    .merge(ops);
 
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -111,6 +113,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("  curl -H \"Authorization: Bearer $USER_TOKEN\" '{addr}/api/analytics/my-usage'");
     eprintln!("  curl -H \"Authorization: Bearer $ADMIN_TOKEN\" '{addr}/api/analytics/audit?refused=true'");
     eprintln!("  curl '{addr}/api/analytics/openapi.json'");
+    eprintln!("  curl {addr}/health");
 
     // The peer's address limits requests with bad credentials, per client.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -7,7 +7,10 @@
 //! curl -N localhost:3000/stream
 //! curl -X POST -H 'x-user-id: alice' localhost:3000/chat
 //! curl localhost:3000/usage                  # the last 24 hours' dashboard, as JSON
+//! curl localhost:3000/health                 # 200, or 503 with the reasons
 //! ```
+//!
+//! With `--features prometheus`, `GET /metrics` serves the Prometheus exposition.
 //!
 //! Ctrl-C (or SIGTERM) stops taking requests, lets those in flight finish, writes every
 //! record still queued and exits: every request it answered is in the database, once.
@@ -25,9 +28,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let database_url =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://usage.db".to_owned());
 
-    let (store, recorder) = demo::open(&database_url).await?;
+    let (store, recorder, ops) = demo::open(&database_url).await?;
 
-    let app = demo::routes(store.clone(), recorder.clone(), None);
+    // The health check (and metrics) beside the demo routes, not metered by them.
+    let app = demo::routes(store.clone(), recorder.clone(), None).merge(ops);
 
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -37,6 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("  curl -N {addr}/stream");
     eprintln!("  curl -X POST -H 'x-user-id: alice' {addr}/chat");
     eprintln!("  curl {addr}/usage");
+    eprintln!("  curl {addr}/health");
 
     axum::serve(listener, app)
         .with_graceful_shutdown(demo::shutdown_signal())

@@ -64,6 +64,7 @@
 //! | [`sink`] | where batches go: [`MemorySink`], [`JsonLinesSink`], [`FanoutSink`], your own |
 //! | `store` | [`DieselStore`](store::DieselStore): the records in SQLite, PostgreSQL or MySQL, and the analytics over them |
 //! | [`query`] | the analytics' filter and result types, free of any database type |
+//! | [`ops`] | what operators watch: `GET /health`, and metrics for Prometheus and OpenTelemetry |
 //!
 //! # Cargo features
 //!
@@ -73,6 +74,8 @@
 //! | `sqlite` | yes | [`store::DieselStore`] on SQLite, bundled: nothing to install |
 //! | `postgres` | no | [`store::DieselStore`] on PostgreSQL |
 //! | `mysql` | no | [`store::DieselStore`] on MySQL and MariaDB |
+//! | `prometheus` | no | `ops::Metrics`: usage and recorder counters, write latency, the Prometheus text exposition |
+//! | `otel` | no | the same counters sent to an OpenTelemetry meter |
 //! | `full` | no | all of the above |
 //!
 //! [tower]: https://docs.rs/tower
@@ -128,6 +131,7 @@ pub mod layer;
     doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql")))
 )]
 pub mod notify;
+pub mod ops;
 pub mod presets;
 pub mod pricing;
 pub mod query;

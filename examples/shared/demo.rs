@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
 use axum::{routing::get, routing::post, Extension, Json, Router};
 use tower_usage::alert::{BudgetLayer, Budgets};
+use tower_usage::ops::Health;
 use tower_usage::query::{Dashboard, Filter, TimeRange, Tz};
 use tower_usage::store::{AnswerCache, DieselStore};
 use tower_usage::{extract, FanoutSink, JsonLinesSink, Recorder, UsageHandle, UsageLayer};
@@ -17,9 +18,12 @@ use tower_usage::{extract, FanoutSink, JsonLinesSink, Recorder, UsageHandle, Usa
 /// record as a JSON line on stdout. The analytics read through an answer cache of
 /// `ANSWER_CACHE_MB` megabytes (64 by default; 0 turns it off): this process is the
 /// database's only writer, so the cache sees every write.
+///
+/// Also returns what operators watch, to serve outside the usage layer: `GET /health`
+/// (the store, the recorder, the cache) and, with feature `prometheus`, `GET /metrics`.
 pub(crate) async fn open(
     database_url: &str,
-) -> Result<(DieselStore, Recorder), Box<dyn std::error::Error>> {
+) -> Result<(DieselStore, Recorder, Router), Box<dyn std::error::Error>> {
     let megabytes = match std::env::var("ANSWER_CACHE_MB") {
         Ok(mb) => mb
             .parse::<u64>()
@@ -39,10 +43,27 @@ pub(crate) async fn open(
     let sink = FanoutSink::new()
         .with(store.clone())
         .with(JsonLinesSink::stdout());
-    let recorder = Recorder::builder(sink)
-        .flush_interval(Duration::from_millis(200))
-        .spawn();
-    Ok((store, recorder))
+    let recorder = Recorder::builder(sink).flush_interval(Duration::from_millis(200));
+    #[cfg(feature = "prometheus")]
+    let metrics = tower_usage::ops::Metrics::new();
+    #[cfg(feature = "prometheus")]
+    let recorder = recorder.observer(metrics.clone());
+    let recorder = recorder.spawn();
+
+    let mut health = Health::new().check(store.clone()).check(recorder.watch());
+    if let Some(cache) = store.answer_cache() {
+        health = health.check(cache.clone());
+    }
+    let ops = health.router();
+    #[cfg(feature = "prometheus")]
+    let ops = {
+        metrics.watch(recorder.watch());
+        if let Some(cache) = store.answer_cache() {
+            metrics.watch_cache(cache.clone());
+        }
+        ops.merge(metrics.router())
+    };
+    Ok((store, recorder, ops))
 }
 
 /// `/`, `/stream`, `/chat` and `/usage`, metered into `recorder`, and held to

@@ -402,6 +402,23 @@ impl DieselStore {
         self.run(Claim(first, then)).await
     }
 
+    /// Asks the database a trivial question about the records table (none of its rows
+    /// is read): whether it answers now.
+    ///
+    /// ```
+    /// # use tower_usage::store::DieselStore;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = DieselStore::connect("sqlite::memory:").await?;
+    /// store.ping().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        // COUNT, not a bare `SELECT 1`: its type is a 64-bit integer on every backend.
+        self.number("SELECT COUNT(*) AS n FROM usage_records WHERE 1 = 0")
+            .await
+            .map(drop)
+    }
+
     /// Takes a connection from the pool, proving the database answers.
     async fn check(&self) -> Result<(), StoreError> {
         self.run(Execute(Vec::new())).await.map(drop)

@@ -89,7 +89,7 @@ impl quick_cache::Weighter<String, Entry> for Weight {
 }
 
 /// What an [`AnswerCache`] has done since it was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[non_exhaustive]
 pub struct CacheStats {
     /// Reads answered from memory.
