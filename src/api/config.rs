@@ -32,6 +32,8 @@ pub struct ApiConfig {
     pub(crate) audit: Option<Recorder>,
     pub(crate) currency: Currency,
     pub(crate) budgets: Option<Budgets>,
+    #[cfg(feature = "redis")]
+    pub(crate) shared_limits: Option<super::SharedRateLimits>,
 }
 
 /// An ISO 4217 currency code: three ASCII capital letters.
@@ -81,6 +83,8 @@ impl ApiConfig {
             audit: None,
             currency: Currency(*b"USD"),
             budgets: None,
+            #[cfg(feature = "redis")]
+            shared_limits: None,
         }
     }
 
@@ -107,6 +111,15 @@ impl ApiConfig {
     /// The limit for each subject of `role`.
     pub fn rate_limit(mut self, role: Role, limit: RateLimit) -> Self {
         *self.limit_of(role) = Some(limit);
+        self
+    }
+
+    /// Keeps the rate limits in Redis (feature `redis`), so that a subject's limit holds
+    /// across every replica that shares the server and the key prefix; this process's own
+    /// limiter decides while Redis fails. See [`SharedRateLimits`](super::SharedRateLimits).
+    #[cfg(feature = "redis")]
+    pub fn shared_rate_limits(mut self, limits: super::SharedRateLimits) -> Self {
+        self.shared_limits = Some(limits);
         self
     }
 

@@ -57,6 +57,7 @@ async fn admit(
             api.0
                 .limiter
                 .check_unauthenticated(&address)
+                .await
                 .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
             return Err(error.into());
         }
@@ -74,6 +75,7 @@ async fn admit(
     api.0
         .limiter
         .check(&principal, cost)
+        .await
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     if principal.role != Role::Admin {
         if endpoint.admin_only() {

@@ -89,6 +89,9 @@ pub use config::{ApiConfig, UnknownCurrency};
 pub use error::ErrorBody;
 pub use jwt::{Jwt, JwtAlgorithm, JwtKeyError};
 pub use limit::RateLimit;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use limit::{BadRedisUrl, SharedRateLimits};
 
 use std::sync::Arc;
 
@@ -163,10 +166,13 @@ pub fn router_with_audit(store: DieselStore, config: ApiConfig) -> (Router, Reco
             .spawn()
     });
     let api = Api(Arc::new(Shared {
-        limiter: Limiter::new(
-            config.admin_limit,
-            config.user_limit,
-            config.unauthenticated_limit,
+        limiter: shared_limits(
+            Limiter::new(
+                config.admin_limit,
+                config.user_limit,
+                config.unauthenticated_limit,
+            ),
+            &config,
         ),
         address_header: config.address_header,
         store,
@@ -197,6 +203,14 @@ pub fn router_with_audit(store: DieselStore, config: ApiConfig) -> (Router, Reco
     let router = router.route("/", get(move || dashboard::serve(page.clone())));
     let router = router.layer(UsageLayer::new(audit.clone()));
     (router, audit)
+}
+
+/// `limiter`, keeping its limits in Redis when configured.
+#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+fn shared_limits(limiter: Limiter, config: &ApiConfig) -> Limiter {
+    #[cfg(feature = "redis")]
+    let limiter = limiter.shared(config.shared_limits.clone());
+    limiter
 }
 
 /// `endpoint`'s handler behind its guard.

@@ -1,4 +1,11 @@
-//! Rate limits per role and subject, with the governor crate's GCRA.
+//! Rate limits per role and subject, with the governor crate's GCRA in this process, or
+//! in Redis for a fleet (feature `redis`).
+
+#[cfg(feature = "redis")]
+mod shared;
+
+#[cfg(feature = "redis")]
+pub use shared::{BadRedisUrl, SharedRateLimits};
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,8 +28,8 @@ use super::auth::{Principal, Role};
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
-    per_minute: NonZeroU32,
-    burst: NonZeroU32,
+    pub(super) per_minute: NonZeroU32,
+    pub(super) burst: NonZeroU32,
 }
 
 impl RateLimit {
@@ -54,7 +61,8 @@ impl RateLimit {
 /// Calls between sweeps of subjects whose buckets are full again.
 const SWEEP_EVERY: u32 = 4_096;
 
-type Keyed = (DefaultKeyedRateLimiter<String>, NonZeroU32);
+/// A role's limiter, keyed by subject, and the limit it holds.
+type Keyed = (DefaultKeyedRateLimiter<String>, RateLimit);
 
 /// One keyed limiter per role, keyed by subject, and one for unauthenticated requests,
 /// keyed by client address: governor's quota is per limiter.
@@ -63,6 +71,9 @@ pub(crate) struct Limiter {
     user: Option<Keyed>,
     unauthenticated: Option<Keyed>,
     calls: AtomicU32,
+    /// The limits kept in Redis; the keyed limiters above decide when it fails.
+    #[cfg(feature = "redis")]
+    shared: Option<SharedRateLimits>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -77,34 +88,65 @@ impl Limiter {
         user: Option<RateLimit>,
         unauthenticated: Option<RateLimit>,
     ) -> Self {
-        let keyed = |limit: RateLimit| (RateLimiter::keyed(limit.quota()), limit.burst);
+        let keyed = |limit: RateLimit| (RateLimiter::keyed(limit.quota()), limit);
         Limiter {
             admin: admin.map(keyed),
             user: user.map(keyed),
             unauthenticated: unauthenticated.map(keyed),
             calls: AtomicU32::new(0),
+            #[cfg(feature = "redis")]
+            shared: None,
         }
+    }
+
+    /// Keeps the limits in Redis, with this process's limiters for when it fails.
+    #[cfg(feature = "redis")]
+    pub(crate) fn shared(mut self, shared: Option<SharedRateLimits>) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// Spends `cost` units of `who`'s allowance, or says how long to wait. A cost above
     /// the burst spends the whole burst, so an export stays possible under a small one.
-    pub(crate) fn check(&self, who: &Principal, cost: u32) -> Result<(), Duration> {
+    pub(crate) async fn check(&self, who: &Principal, cost: u32) -> Result<(), Duration> {
         let keyed = match who.role {
             Role::Admin => &self.admin,
             Role::User => &self.user,
         };
-        self.spend(keyed.as_ref(), &who.subject, cost)
+        self.spend(keyed.as_ref(), who.role.as_str(), &who.subject, cost)
+            .await
     }
 
     /// Spends one unit of the allowance of unauthenticated requests from `address`.
-    #[allow(clippy::ptr_arg)]
-    pub(crate) fn check_unauthenticated(&self, address: &String) -> Result<(), Duration> {
-        self.spend(self.unauthenticated.as_ref(), address, 1)
+    pub(crate) async fn check_unauthenticated(&self, address: &String) -> Result<(), Duration> {
+        self.spend(self.unauthenticated.as_ref(), "anonymous", address, 1)
+            .await
+    }
+
+    /// Spends in Redis when the limits are shared and it answers, else in this process.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    async fn spend(
+        &self,
+        keyed: Option<&Keyed>,
+        kind: &str,
+        key: &String,
+        cost: u32,
+    ) -> Result<(), Duration> {
+        let Some((_, limit)) = keyed else {
+            return Ok(());
+        };
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            if let Some(verdict) = shared.spend(kind, key, *limit, cost).await {
+                return verdict;
+            }
+        }
+        self.spend_here(keyed, key, cost)
     }
 
     #[allow(clippy::ptr_arg)] // governor's keyed limiter looks keys up as `&String`.
-    fn spend(&self, keyed: Option<&Keyed>, key: &String, cost: u32) -> Result<(), Duration> {
-        let Some((limiter, burst)) = keyed else {
+    fn spend_here(&self, keyed: Option<&Keyed>, key: &String, cost: u32) -> Result<(), Duration> {
+        let Some((limiter, RateLimit { burst, .. })) = keyed else {
             return Ok(());
         };
         if self.calls.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
@@ -124,24 +166,27 @@ impl Limiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_subject_is_limited_alone_and_told_how_long_to_wait() {
+    #[tokio::test]
+    async fn a_subject_is_limited_alone_and_told_how_long_to_wait() {
         let limiter = Limiter::new(None, Some(RateLimit::per_minute(60).burst(2)), None);
         let alice = Principal::new("alice", Role::User);
         let bob = Principal::new("bob", Role::User);
-        assert!(limiter.check(&alice, 1).is_ok());
-        assert!(limiter.check(&alice, 1).is_ok());
-        let wait = limiter.check(&alice, 1).unwrap_err();
+        assert!(limiter.check(&alice, 1).await.is_ok());
+        assert!(limiter.check(&alice, 1).await.is_ok());
+        let wait = limiter.check(&alice, 1).await.unwrap_err();
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_secs(1),
             "{wait:?}"
         );
-        assert!(limiter.check(&bob, 5).is_ok(), "bob has his own allowance");
-        assert!(limiter.check(&bob, 1).is_err());
+        assert!(
+            limiter.check(&bob, 5).await.is_ok(),
+            "bob has his own allowance"
+        );
+        assert!(limiter.check(&bob, 1).await.is_err());
         let admin = Principal::new("ops", Role::Admin);
         for _ in 0..100 {
             assert!(
-                limiter.check(&admin, 10).is_ok(),
+                limiter.check(&admin, 10).await.is_ok(),
                 "admins are not limited here"
             );
         }
