@@ -20,7 +20,8 @@
 //! demo usage (seven users, three services, five models), so that the page has
 //! something to show at once; requests to the example are recorded on top.
 //! `ANSWER_CACHE_MB` sizes the answer cache the analytics read through (64 by default,
-//! 0 for none). `GET /health` answers 200, or 503 with the reasons (store, recorder,
+//! 0 for none; with `--features redis` and `REDIS_URL`, several servers over one database
+//! share the cache's write log and the API's rate limits there). `GET /health` answers 200, or 503 with the reasons (store, recorder,
 //! cache); with `--features prometheus`, `GET /metrics` serves the Prometheus exposition.
 
 use std::hash::{BuildHasher, Hasher};
@@ -206,6 +207,11 @@ fn app(
             .unlimited(Role::Admin)
             .unlimited(Role::User)
             .unauthenticated_limit(None);
+    }
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        let shared = api::SharedRateLimits::new(&url, "tower-usage-demo:limits")?;
+        config = config.shared_rate_limits(shared);
     }
     let routes = demo::routes(store.clone(), recorder, Some(budgets));
     Ok(routes.nest("/api/analytics", api::router(store, config)))

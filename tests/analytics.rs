@@ -471,6 +471,141 @@ async fn every_query_matches_the_reference_on_every_backend() {
 /// from, through two stores sharing one cache (two writers of one process).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_query_matches_the_reference_through_the_answer_cache() {
+    for db in fresh("answer_cache").await {
+        let cache = AnswerCache::new(16 << 20);
+        check_through_caches(&db, &cache, &cache, Writers::Both).await;
+        db.cleanup().await;
+    }
+}
+
+/// The same through two replicas, each with its own cache, sharing their write log
+/// through the machine's Redis: each one's answers must hold the other's writes.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_matches_the_reference_across_replicas_sharing_redis() {
+    let Some(redis) = redis_url() else { return };
+    for db in fresh("answer_cache_redis").await {
+        let prefix = format!("tu-test:answers:{}", db.url.rsplit('/').next().unwrap());
+        let one = AnswerCache::shared(16 << 20, &redis, &prefix).unwrap();
+        let two = AnswerCache::shared(16 << 20, &redis, &prefix).unwrap();
+        // Only the second replica writes: the first learns of every write from Redis.
+        check_through_caches(&db, &one, &two, Writers::SecondOnly).await;
+        assert_eq!(one.stats().shared_failures, 0);
+        assert_eq!(two.stats().shared_failures, 0);
+        db.cleanup().await;
+    }
+}
+
+/// Redis taken away from one replica (through a proxy) while it writes: its reads are
+/// answered uncached and exact, and once Redis is back, the other replica's answers
+/// kept from before hold those writes too.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_stay_exact_while_redis_is_away_and_after() {
+    let Some(redis) = redis_url() else { return };
+    let host = redis
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let upstream = tokio::net::lookup_host(host.as_str())
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = common::proxy::Proxy::start(upstream).await;
+    let through = format!("redis://{}/", proxy.addr);
+    let db = fresh("answer_cache_outage").await.remove(0);
+    let prefix = format!("tu-test:answers:{}", db.url.rsplit('/').next().unwrap());
+    let away = AnswerCache::shared(1 << 20, &through, &prefix).unwrap();
+    let steady = AnswerCache::shared(1 << 20, &redis, &prefix).unwrap();
+    let writer = DieselStore::builder(&db.url)
+        .answer_cache(away.clone())
+        .connect()
+        .await
+        .unwrap();
+    let reader = DieselStore::builder(&db.url)
+        .answer_cache(steady.clone())
+        .connect()
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let week = Filter::new(TimeRange::between(
+        now - chrono::Duration::days(7),
+        now + chrono::Duration::days(1),
+    ));
+    let batch = |n: usize| -> Vec<UsageRecord> {
+        (0..n)
+            .map(|i| {
+                UsageRecord::builder()
+                    .started_at(now - chrono::Duration::hours(i as i64 % 100))
+                    .user(format!("u{i}"))
+                    .build()
+            })
+            .collect()
+    };
+    writer.write_batch(&batch(10)).await.unwrap();
+    for store in [&writer, &reader] {
+        assert_eq!(store.metrics(&week).await.unwrap().requests, 10);
+        assert_eq!(store.metrics(&week).await.unwrap().requests, 10);
+    }
+    assert!(steady.stats().hits > 0);
+
+    proxy.take_down();
+    // Late records (hours old, in slots the kept answers read) while the writer cannot
+    // stamp them.
+    writer.write_batch(&batch(5)).await.unwrap();
+    assert_eq!(
+        writer.metrics(&week).await.unwrap().requests,
+        15,
+        "uncached, exact"
+    );
+    assert!(away.stats().shared_failures > 0);
+
+    proxy.bring_back();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // The writer's first read after the outage tells every replica it lost track.
+    assert_eq!(writer.metrics(&week).await.unwrap().requests, 15);
+    assert_eq!(
+        reader.metrics(&week).await.unwrap().requests,
+        15,
+        "kept before, stale now"
+    );
+    assert_eq!(steady.stats().shared_failures, 0);
+    db.cleanup().await;
+}
+
+/// The Redis URL, or `None` (said) when it is not set; under `CI` a missing URL fails.
+#[cfg(feature = "redis")]
+fn redis_url() -> Option<String> {
+    match std::env::var("TOWER_USAGE_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but TOWER_USAGE_REDIS_URL is not: the Redis tests would not run")
+        }
+        Err(_) => {
+            common::db::skipped("TOWER_USAGE_REDIS_URL is not set");
+            None
+        }
+    }
+}
+
+/// Which of the two stores write in [`check_through_caches`].
+#[derive(Clone, Copy, PartialEq)]
+enum Writers {
+    Both,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    SecondOnly,
+}
+
+/// Generated cases written through a store over `one` and a store over `two` (by turns,
+/// or through the second only); every query asked of both, cold, warm and after the
+/// next case's writes, and checked against the reference.
+async fn check_through_caches(
+    db: &common::db::TestDb,
+    one: &AnswerCache,
+    two: &AnswerCache,
+    writers: Writers,
+) {
     let cases: usize = std::env::var("TOWER_USAGE_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -478,44 +613,52 @@ async fn every_query_matches_the_reference_through_the_answer_cache() {
     let generated = cases_of(cases, 60);
     // Every case's window: from eight days ago (midnight UTC) to two days ahead.
     let base = (Utc::now().timestamp_micros().div_euclid(DAY) - 8) * DAY;
-    for db in fresh("answer_cache").await {
-        let cache = AnswerCache::new(16 << 20);
-        let one = DieselStore::builder(&db.url)
-            .user_detail_min_records(2)
-            .answer_cache(cache.clone())
-            .connect()
-            .await
-            .unwrap();
-        let two = DieselStore::builder(&db.url)
-            .answer_cache(cache.clone())
-            .connect()
-            .await
-            .unwrap();
-        let mut all: Vec<UsageRecord> = Vec::new();
-        let mut previous: Vec<Query> = Vec::new();
-        for (i, (specs, queries, batch)) in generated.iter().enumerate() {
-            let records: Vec<UsageRecord> = specs.iter().map(|s| record(base, s)).collect();
-            for (n, chunk) in records.chunks(*batch).enumerate() {
-                let writer = if n % 2 == 0 { &one } else { &two };
-                writer.write_batch(chunk).await.unwrap();
+    let first = DieselStore::builder(&db.url)
+        .user_detail_min_records(2)
+        .answer_cache(one.clone())
+        .connect()
+        .await
+        .unwrap();
+    let second = DieselStore::builder(&db.url)
+        .user_detail_min_records(2)
+        .answer_cache(two.clone())
+        .connect()
+        .await
+        .unwrap();
+    let stores = [&first, &second];
+    let mut all: Vec<UsageRecord> = Vec::new();
+    let mut previous: Vec<Query> = Vec::new();
+    for (i, (specs, queries, batch)) in generated.iter().enumerate() {
+        let records: Vec<UsageRecord> = specs.iter().map(|s| record(base, s)).collect();
+        for (n, chunk) in records.chunks(*batch).enumerate() {
+            let writer = match writers {
+                Writers::Both => stores[n % 2],
+                Writers::SecondOnly => stores[1],
+            };
+            writer.write_batch(chunk).await.unwrap();
+        }
+        all.extend(records);
+        // The last case's questions again: their answers were kept, and this case's
+        // records fall into some of the slots they read.
+        for q in &previous {
+            let f = filter(base, q);
+            for (s, store) in stores.iter().enumerate() {
+                let label = format!("{} store {s} cached after writes case {i}", db.backend);
+                check(store, &all, &f, q, &label).await;
             }
-            all.extend(records);
-            // The last case's questions again: their answers were kept, and this case's
-            // records fall into some of the slots they read.
-            for q in &previous {
-                let f = filter(base, q);
-                let label = format!("{} cached after writes case {i}", db.backend);
-                check(&one, &all, &f, q, &label).await;
-            }
-            for q in queries {
-                let f = filter(base, q);
-                for pass in ["cold", "warm"] {
-                    let label = format!("{} cached {pass} case {i}", db.backend);
-                    check(&one, &all, &f, q, &label).await;
+        }
+        for q in queries {
+            let f = filter(base, q);
+            for pass in ["cold", "warm"] {
+                for (s, store) in stores.iter().enumerate() {
+                    let label = format!("{} store {s} cached {pass} case {i}", db.backend);
+                    check(store, &all, &f, q, &label).await;
                 }
             }
-            previous = queries.clone();
         }
+        previous = queries.clone();
+    }
+    for cache in [one, two] {
         let stats = cache.stats();
         assert!(stats.hits > 0 && stats.misses > 0, "{stats:?}");
         assert!(stats.entries > 0 && stats.bytes > 0, "{stats:?}");
@@ -525,7 +668,6 @@ async fn every_query_matches_the_reference_through_the_answer_cache() {
                 "later cases write into read slots: {stats:?}"
             );
         }
-        db.cleanup().await;
     }
 }
 

@@ -16,8 +16,9 @@ use tower_usage::{extract, FanoutSink, JsonLinesSink, Recorder, UsageHandle, Usa
 
 /// Connects to `database_url` and starts a recorder that writes there and prints each
 /// record as a JSON line on stdout. The analytics read through an answer cache of
-/// `ANSWER_CACHE_MB` megabytes (64 by default; 0 turns it off): this process is the
-/// database's only writer, so the cache sees every write.
+/// `ANSWER_CACHE_MB` megabytes (64 by default; 0 turns it off). It sees this process's
+/// writes; for several processes over one database, build with `redis` and set
+/// `REDIS_URL`, so that each sees the others' writes through Redis.
 ///
 /// Also returns what operators watch, to serve outside the usage layer: `GET /health`
 /// (the store, the recorder, the cache) and, with feature `prometheus`, `GET /metrics`.
@@ -32,7 +33,7 @@ pub(crate) async fn open(
     };
     let mut builder = DieselStore::builder(database_url);
     if megabytes > 0 {
-        builder = builder.answer_cache(AnswerCache::new(megabytes << 20));
+        builder = builder.answer_cache(answer_cache(megabytes << 20)?);
     }
     let store = builder.connect().await?;
     eprintln!(
@@ -64,6 +65,21 @@ pub(crate) async fn open(
         ops.merge(metrics.router())
     };
     Ok((store, recorder, ops))
+}
+
+/// An in-process cache of `bytes`, or with feature `redis` and `REDIS_URL` set, one
+/// whose write log is shared with every other process of the demo on that server.
+fn answer_cache(bytes: u64) -> Result<AnswerCache, Box<dyn std::error::Error>> {
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        eprintln!("the answer cache shares its write log through {url}");
+        return Ok(AnswerCache::shared(
+            bytes,
+            &url,
+            "tower-usage-demo:answers",
+        )?);
+    }
+    Ok(AnswerCache::new(bytes))
 }
 
 /// `/`, `/stream`, `/chat` and `/usage`, metered into `recorder`, and held to

@@ -125,11 +125,7 @@ impl Shared {
         ttl: Duration,
     ) -> redis::RedisResult<Shared> {
         let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let conn = crate::store::redis::connect(&client, Duration::from_secs(1)).await?;
         Ok(Shared {
             conn,
             prefix: prefix.to_owned(),

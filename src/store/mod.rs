@@ -128,6 +128,8 @@ pub(crate) mod definitions;
 mod error;
 mod read;
 mod records;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 mod schema;
 #[cfg(test)]
 mod snapshots;
@@ -136,6 +138,8 @@ mod write;
 
 pub use cache::{AnswerCache, CacheStats};
 pub use error::StoreError;
+#[cfg(feature = "redis")]
+pub use redis::BadRedisUrl;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -466,7 +470,7 @@ impl DieselStore {
         let rebuilt = self.run(write::rebuild::Rebuild { detail_min }).await;
         // Called after the records were changed by hand: what was read may be gone.
         if let Some(cache) = &self.inner.cache {
-            cache.record_written_everywhere();
+            cache.record_written_everywhere().await;
         }
         rebuilt
     }
@@ -529,7 +533,7 @@ impl UsageSink for DieselStore {
         let written = write::write_rows(&self.inner.pool, rows, detail_min).await;
         // Whatever the outcome: a batch that failed may have committed.
         if let (Some(cache), Some(slots)) = (&self.inner.cache, slots) {
-            cache.record_written(slots);
+            cache.record_written(slots).await;
         }
         // Some rows are stored even when others were refused.
         if matches!(written, Ok(()) | Err(SinkError::Rejected { .. })) {

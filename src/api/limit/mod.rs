@@ -5,7 +5,9 @@
 mod shared;
 
 #[cfg(feature = "redis")]
-pub use shared::{BadRedisUrl, SharedRateLimits};
+pub use crate::store::BadRedisUrl;
+#[cfg(feature = "redis")]
+pub use shared::SharedRateLimits;
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};

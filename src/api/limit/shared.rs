@@ -10,6 +10,7 @@ use redis::Script;
 use tokio::sync::OnceCell;
 
 use super::RateLimit;
+use crate::store::BadRedisUrl;
 
 /// GCRA, one round trip: `KEYS[1]` holds the subject's theoretical arrival time in
 /// microseconds of Redis's own clock (one clock for every replica). `ARGV`: the emission
@@ -85,24 +86,13 @@ impl std::fmt::Debug for SharedRateLimits {
     }
 }
 
-/// A Redis URL that cannot be used; see [`SharedRateLimits::new`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a usable Redis URL ({url}): {reason}")]
-pub struct BadRedisUrl {
-    url: String,
-    reason: String,
-}
-
 impl SharedRateLimits {
     /// Limits kept in the Redis server at `url`, under keys starting with `prefix`
     /// (`<prefix>:<role>:<subject>`). Nothing is connected yet: the first call connects,
     /// and a server that is down then is a fallback, not an error. Fails only for a URL
     /// that is not a Redis URL.
     pub fn new(url: &str, prefix: impl Into<String>) -> Result<Self, BadRedisUrl> {
-        let client = redis::Client::open(url).map_err(|e| BadRedisUrl {
-            url: url.chars().take(200).collect(),
-            reason: e.to_string(),
-        })?;
+        let client = crate::store::redis::client(url)?;
         Ok(SharedRateLimits {
             inner: Arc::new(Inner {
                 client,
@@ -183,10 +173,6 @@ impl SharedRateLimits {
     }
 
     async fn connect(&self) -> redis::RedisResult<ConnectionManager> {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CALL_TIMEOUT))
-            .set_response_timeout(Some(CALL_TIMEOUT))
-            .set_number_of_retries(1);
-        ConnectionManager::new_with_config(self.inner.client.clone(), config).await
+        crate::store::redis::connect(&self.inner.client, CALL_TIMEOUT).await
     }
 }

@@ -5,8 +5,11 @@
 //! |---|---|
 //! | `pieces` | where a read's range is cut: settled days, today's closed slots, the open tail |
 //! | `written` | which slots were written since when, so a stale entry is never served |
+//! | `shared` | that log kept in Redis for a fleet of replicas (feature `redis`) |
 
 mod pieces;
+#[cfg(feature = "redis")]
+mod shared;
 mod written;
 
 pub(crate) use pieces::pieces;
@@ -34,9 +37,10 @@ use written::Written;
 /// only when a record arrives late for them.
 ///
 /// The cache knows of the writes made through the stores it is given to. Give the same
-/// cache to every store of the process that writes into the database; writes from other
-/// processes are not seen, so with several writing processes, leave the cache off where
-/// they read (a Redis-shared cache for fleets is not there yet).
+/// cache to every store of the process that writes into the database. With several
+/// writing processes, make each one's cache with [`shared`](Self::shared) (feature
+/// `redis`) over one Redis server, so that each sees the others' writes; an in-process
+/// cache ([`new`](Self::new)) does not see them.
 ///
 /// Memory is bounded by `max_bytes`, an estimate of what the kept rows take, evicted by
 /// the least recent use. [`stats`](Self::stats) counts hits, misses and invalidations.
@@ -66,6 +70,9 @@ struct Shared {
     hits: AtomicU64,
     misses: AtomicU64,
     invalidations: AtomicU64,
+    /// The write log shared with other replicas, when there is one.
+    #[cfg(feature = "redis")]
+    log: Option<shared::SharedLog>,
 }
 
 /// A piece's rows, or a whole answer, as read at `epoch`, for the records of
@@ -105,6 +112,9 @@ pub struct CacheStats {
     pub bytes: u64,
     /// The bound on `bytes`.
     pub capacity_bytes: u64,
+    /// Calls to the Redis write log that failed (or were skipped in the pause after a
+    /// failure); the reads among them were answered uncached.
+    pub shared_failures: u64,
 }
 
 impl std::fmt::Debug for AnswerCache {
@@ -123,6 +133,42 @@ const MAX_WAITS: usize = 3;
 impl AnswerCache {
     /// A cache holding up to about `max_bytes` of read rows.
     pub fn new(max_bytes: u64) -> Self {
+        Self::with_log(
+            max_bytes,
+            #[cfg(feature = "redis")]
+            None,
+        )
+    }
+
+    /// A cache of up to about `max_bytes` whose write log is shared through the Redis
+    /// server at `url`, under keys starting with `prefix` (feature `redis`): every
+    /// replica given a cache over the same server and prefix sees the others' writes,
+    /// so the answers stay exact with several processes writing into one database.
+    ///
+    /// Each read asks Redis, in one call, what was written since its last call: a hit
+    /// costs one round trip. When Redis fails or takes over 250 ms, reads are answered
+    /// uncached (exact, slower) and Redis is left alone for a second; a write that
+    /// could not be stamped there makes every replica's entries stale once Redis
+    /// answers again. Entries stay in each process's memory. Nothing is connected here;
+    /// fails only for a URL that is not a Redis URL.
+    ///
+    /// ```
+    /// use tower_usage::store::AnswerCache;
+    ///
+    /// let cache = AnswerCache::shared(64 << 20, "redis://127.0.0.1:6379/", "myapp:answers")?;
+    /// assert!(AnswerCache::shared(64 << 20, "http://example.com", "x").is_err());
+    /// # Ok::<(), tower_usage::store::BadRedisUrl>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn shared(max_bytes: u64, url: &str, prefix: &str) -> Result<Self, super::BadRedisUrl> {
+        Ok(Self::with_log(
+            max_bytes,
+            Some(shared::SharedLog::new(url, prefix)?),
+        ))
+    }
+
+    fn with_log(max_bytes: u64, #[cfg(feature = "redis")] log: Option<shared::SharedLog>) -> Self {
         // quick_cache sizes its tables from an estimate of the entry count.
         let items = usize::try_from(max_bytes / 4096)
             .unwrap_or(usize::MAX)
@@ -134,6 +180,8 @@ impl AnswerCache {
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 invalidations: AtomicU64::new(0),
+                #[cfg(feature = "redis")]
+                log,
             }),
         }
     }
@@ -148,6 +196,13 @@ impl AnswerCache {
             entries: shared.entries.len() as u64,
             bytes: shared.entries.weight(),
             capacity_bytes: shared.entries.capacity(),
+            #[cfg(feature = "redis")]
+            shared_failures: shared
+                .log
+                .as_ref()
+                .map_or(0, |log| log.failures.load(Ordering::Relaxed)),
+            #[cfg(not(feature = "redis"))]
+            shared_failures: 0,
         }
     }
 
@@ -159,15 +214,51 @@ impl AnswerCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Stamps the 15-minute `slots` as written now. Call after the write committed, or
-    /// failed in a way that may have committed.
-    pub(crate) fn record_written(&self, slots: impl IntoIterator<Item = i64>) {
+    /// Stamps the 15-minute `slots` as written now, in the shared log when there is
+    /// one. Call after the write committed, or failed in a way that may have committed.
+    pub(crate) async fn record_written(&self, slots: Vec<i64>) {
+        #[cfg(feature = "redis")]
+        if let Some(log) = &self.shared.log {
+            let stamped = log.stamp(Some(&slots)).await;
+            let mut written = self.written();
+            match stamped {
+                Some(epoch) => written.stamped(epoch, &slots),
+                None => written.stale_until_sync(),
+            }
+            return;
+        }
         self.written().record(slots);
     }
 
-    /// Makes everything kept stale: for writes whose slots are not known.
-    pub(crate) fn record_written_everywhere(&self) {
+    /// Makes everything kept stale (in every replica, with a shared log): for writes
+    /// whose slots are not known.
+    pub(crate) async fn record_written_everywhere(&self) {
+        #[cfg(feature = "redis")]
+        if let Some(log) = &self.shared.log {
+            let stamped = log.stamp(None).await;
+            let mut written = self.written();
+            match stamped {
+                Some(epoch) => written.raised(epoch),
+                None => written.stale_until_sync(),
+            }
+            return;
+        }
         self.written().everything();
+    }
+
+    /// Brings the local log up to the shared one's writes; `false` when Redis could
+    /// not say, and the read must not use the cache. Without a shared log, `true`.
+    async fn sync(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(log) = &self.shared.log {
+            let since = self.written().since();
+            let Some(synced) = log.sync(since).await else {
+                return false;
+            };
+            self.written()
+                .synced(synced.epoch, synced.floor, &synced.stamps);
+        }
+        true
     }
 
     fn fresh(&self, entry: &Entry) -> bool {
@@ -205,6 +296,11 @@ impl AnswerCache {
         V: Send + Sync + 'static,
         F: Future<Output = Result<V, E>>,
     {
+        if !self.sync().await {
+            // Other replicas' writes are unknown: read as if there were no cache.
+            self.shared.misses.fetch_add(1, Ordering::Relaxed);
+            return load().await.map(Arc::new);
+        }
         let entries = &self.shared.entries;
         let mut waits = 0;
         let guard = loop {

@@ -23,6 +23,8 @@ pub(super) struct Written {
     floor: u64,
     /// The last epoch that wrote into each slot.
     slots: BTreeMap<i64, u64>,
+    /// With a shared log: the epoch of the last sync, from which the next one reads.
+    synced: Option<u64>,
 }
 
 impl Written {
@@ -40,6 +42,62 @@ impl Written {
         }
         if self.slots.len() > MAX_SLOTS {
             self.everything();
+        }
+    }
+
+    /// Where the next sync with the shared log starts (`None`: this log holds nothing
+    /// from it yet, so nothing before now matters).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) fn since(&self) -> Option<u64> {
+        self.synced
+    }
+
+    /// Takes in what a sync with the shared log found: its epoch and floor, and every
+    /// slot stamped since the last sync (each with the last epoch that wrote into it).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) fn synced(&mut self, epoch: u64, floor: u64, stamps: &[(i64, u64)]) {
+        self.synced = Some(self.synced.map_or(epoch, |s| s.max(epoch)));
+        self.apply(epoch, floor, stamps);
+    }
+
+    /// Takes in this process's own stamp in the shared log. The epoch may pass stamps of
+    /// others not synced yet: those committed before this stamp, so a read that starts
+    /// now sees them, and the next sync (which starts from the last sync, not from here)
+    /// brings them for the entries read before.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) fn stamped(&mut self, epoch: u64, slots: &[i64]) {
+        let stamps: Vec<(i64, u64)> = slots.iter().map(|&slot| (slot, epoch)).collect();
+        self.apply(epoch, 0, &stamps);
+    }
+
+    /// Takes in this process's own raise of the shared floor to `epoch`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) fn raised(&mut self, epoch: u64) {
+        self.apply(epoch, epoch, &[]);
+    }
+
+    /// Makes every entry stale, those read from now on included, until a sync raises
+    /// the epoch past the floor: a write of this process could not be stamped in the
+    /// shared log, and only the shared log may move the epoch.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) fn stale_until_sync(&mut self) {
+        self.floor = self.epoch + 1;
+        self.slots.clear();
+    }
+
+    fn apply(&mut self, epoch: u64, floor: u64, stamps: &[(i64, u64)]) {
+        self.epoch = self.epoch.max(epoch);
+        if floor > self.floor {
+            self.floor = floor;
+            self.slots.clear();
+        }
+        for &(slot, stamped) in stamps {
+            let kept = self.slots.entry(slot).or_insert(stamped);
+            *kept = (*kept).max(stamped);
+        }
+        if self.slots.len() > MAX_SLOTS {
+            self.floor = self.epoch;
+            self.slots.clear();
         }
     }
 
@@ -119,6 +177,46 @@ mod tests {
         assert!(log.fresh(log.epoch(), 0, Q));
         log.record(0..=MAX_SLOTS as i64);
         assert!(log.slots.is_empty(), "over the cap, the log starts again");
+    }
+
+    #[test]
+    fn what_the_shared_log_says_is_taken_in() {
+        let mut log = Written::default();
+        assert_eq!(log.since(), None);
+        log.synced(7, 0, &[]);
+        let read = log.epoch();
+        assert_eq!((read, log.since()), (7, Some(7)));
+        log.stamped(10, &[60]);
+        assert_eq!(
+            (log.epoch(), log.since()),
+            (10, Some(7)),
+            "a sync starts from the last sync"
+        );
+        log.synced(10, 0, &[(3, 9), (50, 8), (60, 10)]);
+        assert!(
+            !log.fresh(read, 3 * Q, 4 * Q),
+            "another replica wrote into slot 3"
+        );
+        assert!(log.fresh(read, 4 * Q, 50 * Q));
+        log.synced(9, 0, &[(3, 8)]);
+        assert!(
+            !log.fresh(8, 3 * Q, 4 * Q),
+            "an older stamp never lowers a newer one"
+        );
+        assert_eq!(log.since(), Some(10));
+        log.synced(12, 12, &[]);
+        assert!(
+            !log.fresh(11, 100 * Q, 101 * Q),
+            "below the floor, everything is stale"
+        );
+        assert!(log.fresh(12, 3 * Q, 4 * Q));
+        log.stale_until_sync();
+        assert!(
+            !log.fresh(log.epoch(), 3 * Q, 4 * Q),
+            "stale until the next sync"
+        );
+        log.synced(13, 13, &[]);
+        assert!(log.fresh(log.epoch(), 3 * Q, 4 * Q));
     }
 
     #[test]
