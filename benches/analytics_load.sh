@@ -8,6 +8,8 @@
 #
 #   bash benches/analytics_load.sh                   # SQLite
 #   BACKEND=postgres bash benches/analytics_load.sh  # PostgreSQL (TOWER_USAGE_POSTGRES_URL)
+#   REDIS_URL=redis://127.0.0.1:6379/ bash benches/analytics_load.sh
+#       # adds a round per pass with the cache's write log shared through Redis
 #
 # The range runs from the data set's first day (2026-10-02) to the end of tomorrow (UTC),
 # so that it holds both the generated records and those written during the run.
@@ -53,7 +55,7 @@ postgres)
 esac
 
 echo "== building the example (release)"
-cargo build --release --example analytics_server --features api,postgres
+cargo build --release --example analytics_server --features api,postgres,redis
 
 WORK="$(mktemp -d)"
 PIDS=()
@@ -76,11 +78,13 @@ TO="$(date -u -d tomorrow +%F)"
 PATH_QUERY="/api/analytics/dashboard?from=2026-10-02&to=$TO"
 SECRET="load-check-secret-load-check-secret-0123"
 
-# start_server CACHE_MB ADDR LOG: the example over the round's database; sets STARTED (its
-# pid) and STARTED_TOKEN (the admin token it printed) once it listens.
+# start_server CACHE_MB ADDR LOG [SHARED_REDIS_URL]: the example over the round's
+# database; sets STARTED (its pid) and STARTED_TOKEN (the admin token it printed) once it
+# listens.
 start_server() {
-    DATABASE_URL="$URL" ADDR="$2" ANALYTICS_RATE_LIMIT=off ANSWER_CACHE_MB="$1" \
-        JWT_SECRET="$SECRET" "$TARGET/release/examples/analytics_server" >"$3" 2>&1 &
+    env -u REDIS_URL ${4:+REDIS_URL="$4"} DATABASE_URL="$URL" ADDR="$2" ANALYTICS_RATE_LIMIT=off \
+        ANSWER_CACHE_MB="$1" JWT_SECRET="$SECRET" \
+        "$TARGET/release/examples/analytics_server" >"$3" 2>&1 &
     STARTED=$!
     PIDS+=("$STARTED")
     for _ in $(seq 1 120); do
@@ -94,7 +98,7 @@ start_server() {
 fetch() { curl -sf -H "Authorization: Bearer $TOKEN" "http://$1$PATH_QUERY"; }
 
 round() {
-    local cache_mb="$1" label="$2"
+    local cache_mb="$1" label="$2" redis="${3:-}"
     if [ "$BACKEND" = sqlite ]; then
         rm -f "$WORK"/load.db*
         cp "$DB" "$WORK/load.db"
@@ -102,7 +106,10 @@ round() {
     else
         URL="$PG_URL"
     fi
-    start_server "$cache_mb" "$ADDR" "$WORK/server.log"
+    if [ -n "$redis" ]; then
+        redis-cli -u "$redis" --scan --pattern 'tower-usage-demo:*' | xargs -r redis-cli -u "$redis" del >/dev/null
+    fi
+    start_server "$cache_mb" "$ADDR" "$WORK/server.log" "$redis"
     local server=$STARTED
     TOKEN="$STARTED_TOKEN"
     fetch "$ADDR" >/dev/null
@@ -136,4 +143,7 @@ round() {
 for r in $(seq 1 "$ROUNDS"); do
     round 0 "round $r, no cache"
     round 64 "round $r, answer cache"
+    if [ -n "${REDIS_URL:-}" ]; then
+        round 64 "round $r, answer cache shared through Redis" "$REDIS_URL"
+    fi
 done

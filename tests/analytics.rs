@@ -483,9 +483,11 @@ async fn every_query_matches_the_reference_through_the_answer_cache() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_query_matches_the_reference_across_replicas_sharing_redis() {
-    let Some(redis) = redis_url() else { return };
+    let Some(redis) = common::redis::url() else {
+        return;
+    };
     for db in fresh("answer_cache_redis").await {
-        let prefix = format!("tu-test:answers:{}", db.url.rsplit('/').next().unwrap());
+        let prefix = common::redis::prefix("answers");
         let one = AnswerCache::shared(16 << 20, &redis, &prefix).unwrap();
         let two = AnswerCache::shared(16 << 20, &redis, &prefix).unwrap();
         // Only the second replica writes: the first learns of every write from Redis.
@@ -502,20 +504,12 @@ async fn every_query_matches_the_reference_across_replicas_sharing_redis() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_stay_exact_while_redis_is_away_and_after() {
-    let Some(redis) = redis_url() else { return };
-    let host = redis
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    let upstream = tokio::net::lookup_host(host.as_str())
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = common::proxy::Proxy::start(upstream).await;
-    let through = format!("redis://{}/", proxy.addr);
+    let Some(redis) = common::redis::url() else {
+        return;
+    };
+    let (proxy, through) = common::redis::behind_proxy(&redis).await;
     let db = fresh("answer_cache_outage").await.remove(0);
-    let prefix = format!("tu-test:answers:{}", db.url.rsplit('/').next().unwrap());
+    let prefix = common::redis::prefix("answers-outage");
     let away = AnswerCache::shared(1 << 20, &through, &prefix).unwrap();
     let steady = AnswerCache::shared(1 << 20, &redis, &prefix).unwrap();
     let writer = DieselStore::builder(&db.url)
@@ -572,21 +566,6 @@ async fn answers_stay_exact_while_redis_is_away_and_after() {
     );
     assert_eq!(steady.stats().shared_failures, 0);
     db.cleanup().await;
-}
-
-/// The Redis URL, or `None` (said) when it is not set; under `CI` a missing URL fails.
-#[cfg(feature = "redis")]
-fn redis_url() -> Option<String> {
-    match std::env::var("TOWER_USAGE_REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but TOWER_USAGE_REDIS_URL is not: the Redis tests would not run")
-        }
-        Err(_) => {
-            common::db::skipped("TOWER_USAGE_REDIS_URL is not set");
-            None
-        }
-    }
 }
 
 /// Which of the two stores write in [`check_through_caches`].

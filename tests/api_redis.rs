@@ -14,35 +14,11 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 use tower::ServiceExt;
 
-use common::proxy::Proxy;
 use tower_usage::api::{self, ApiConfig, Jwt, RateLimit, Role, SharedRateLimits};
 use tower_usage::store::DieselStore;
 use tower_usage::Recorder;
 
 const SECRET: &str = "a test secret of at least thirty-two bytes";
-
-/// The Redis URL, or `None` (said) when it is not set; under `CI` a missing URL fails.
-fn redis_url() -> Option<String> {
-    match std::env::var("TOWER_USAGE_REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but TOWER_USAGE_REDIS_URL is not: the Redis tests would not run")
-        }
-        Err(_) => {
-            common::db::skipped("TOWER_USAGE_REDIS_URL is not set");
-            None
-        }
-    }
-}
-
-/// A key prefix no other test run shares.
-fn prefix(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("tu-test:{test}:{}:{nanos}", std::process::id())
-}
 
 fn token(subject: &str, role: &str) -> String {
     let exp = chrono::Utc::now().timestamp() + 600;
@@ -82,10 +58,12 @@ async fn me(app: &Router, token: Option<&str>) -> (StatusCode, Option<u64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_allowance_per_subject() {
-    let Some(redis) = redis_url() else { return };
+    let Some(redis) = common::redis::url() else {
+        return;
+    };
     let store = DieselStore::connect("sqlite::memory:").await.unwrap();
     let audit = Recorder::builder(store.audit_sink()).spawn();
-    let keys = prefix("shared");
+    let keys = common::redis::prefix("shared");
     // Each replica has its own handle, as two processes would.
     let a = replica(
         &store,
@@ -119,21 +97,13 @@ async fn two_replicas_share_one_allowance_per_subject() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_taken_away_leaves_each_replica_limiting_on_its_own() {
-    let Some(redis) = redis_url() else { return };
-    let host = redis
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    let upstream = tokio::net::lookup_host(host.as_str())
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(upstream).await;
-    let through = format!("redis://{}/", proxy.addr);
+    let Some(redis) = common::redis::url() else {
+        return;
+    };
+    let (proxy, through) = common::redis::behind_proxy(&redis).await;
     let store = DieselStore::connect("sqlite::memory:").await.unwrap();
     let audit = Recorder::builder(store.audit_sink()).spawn();
-    let keys = prefix("outage");
+    let keys = common::redis::prefix("outage");
     let limits = SharedRateLimits::new(&through, &keys).unwrap();
     let a = replica(&store, &limits, &audit);
     let b = replica(

@@ -13,33 +13,9 @@ use axum::Router;
 use http::{Request, StatusCode};
 use tower::ServiceExt;
 
-use common::proxy::Proxy;
 use tower_usage::alert::{Budget, BudgetLayer, Budgets, Measure, Period, Scope};
 use tower_usage::store::DieselStore;
 use tower_usage::{extract, Recorder, UsageLayer};
-
-/// The Redis URL, or `None` (said) when it is not set; under `CI` a missing URL fails.
-fn redis_url() -> Option<String> {
-    match std::env::var("TOWER_USAGE_REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but TOWER_USAGE_REDIS_URL is not: the Redis tests would not run")
-        }
-        Err(_) => {
-            common::db::skipped("TOWER_USAGE_REDIS_URL is not set");
-            None
-        }
-    }
-}
-
-/// A key prefix no other test run shares.
-fn prefix(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("tu-test:{test}:{}:{nanos}", std::process::id())
-}
 
 /// One replica: its budgets (shared through Redis) in front of `/chat`, which waits
 /// `wait` before it answers.
@@ -82,7 +58,10 @@ async fn chat(app: &Router) -> StatusCode {
 }
 
 async fn shared_store(test: &str) -> (DieselStore, std::path::PathBuf) {
-    let path = std::env::temp_dir().join(format!("{}.db", prefix(test).replace(':', "-")));
+    let path = std::env::temp_dir().join(format!(
+        "{}.db",
+        common::redis::prefix(test).replace(':', "-")
+    ));
     let store = DieselStore::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
@@ -99,9 +78,11 @@ async fn shared_store(test: &str) -> (DieselStore, std::path::PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_hold_one_budget() {
-    let Some(redis) = redis_url() else { return };
+    let Some(redis) = common::redis::url() else {
+        return;
+    };
     let (store, path) = shared_store("replicas").await;
-    let keys = prefix("replicas");
+    let keys = common::redis::prefix("replicas");
     let wait = Duration::from_millis(200);
     let ttl = Duration::from_secs(60);
     let (a, budgets_a, rec_a) = replica(&store, &redis, &keys, ttl, wait).await;
@@ -139,9 +120,11 @@ async fn two_replicas_hold_one_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_reservations_of_a_replica_that_never_settles_expire() {
-    let Some(redis) = redis_url() else { return };
+    let Some(redis) = common::redis::url() else {
+        return;
+    };
     let (store, path) = shared_store("expiry").await;
-    let keys = prefix("expiry");
+    let keys = common::redis::prefix("expiry");
     let ttl = Duration::from_secs(1);
     // A replica whose requests hang, as if its process had stopped mid-request.
     let (stuck, _, _rec) = replica(&store, &redis, &keys, ttl, Duration::from_secs(3600)).await;
@@ -160,20 +143,12 @@ async fn the_reservations_of_a_replica_that_never_settles_expire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_taken_away_leaves_every_request_answered() {
-    let Some(redis) = redis_url() else { return };
+    let Some(redis) = common::redis::url() else {
+        return;
+    };
     let (store, path) = shared_store("outage").await;
-    let host = redis
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    let upstream = tokio::net::lookup_host(host.as_str())
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(upstream).await;
-    let through = format!("redis://{}/", proxy.addr);
-    let keys = prefix("outage");
+    let (proxy, through) = common::redis::behind_proxy(&redis).await;
+    let keys = common::redis::prefix("outage");
     let (app, budgets, rec) = replica(
         &store,
         &through,

@@ -448,6 +448,12 @@ async fn the_same_counters_reach_an_opentelemetry_meter() {
     recorder.flush().await;
     provider.force_flush().unwrap();
 
+    // A point's attributes as `k=v` sorted by name: the SDK keeps no order.
+    fn attributes<'a>(kvs: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> String {
+        let mut kvs: Vec<String> = kvs.map(|kv| format!("{}={}", kv.key, kv.value)).collect();
+        kvs.sort();
+        kvs.join(",")
+    }
     // Every figure by name: the sum of its points (the count, for a histogram), and the
     // attributes of its points.
     let mut figures = std::collections::BTreeMap::new();
@@ -458,11 +464,7 @@ async fn the_same_counters_reach_an_opentelemetry_meter() {
                 match metric.data() {
                     AggregatedMetrics::U64(MetricData::Sum(sum)) => {
                         for p in sum.data_points() {
-                            let attrs: Vec<String> = p
-                                .attributes()
-                                .map(|kv| format!("{}={}", kv.key, kv.value))
-                                .collect();
-                            points.push((attrs.join(","), p.value() as f64));
+                            points.push((attributes(p.attributes()), p.value() as f64));
                         }
                     }
                     AggregatedMetrics::U64(MetricData::Gauge(gauge)) => {
@@ -472,11 +474,7 @@ async fn the_same_counters_reach_an_opentelemetry_meter() {
                     }
                     AggregatedMetrics::F64(MetricData::Histogram(histogram)) => {
                         for p in histogram.data_points() {
-                            let attrs: Vec<String> = p
-                                .attributes()
-                                .map(|kv| format!("{}={}", kv.key, kv.value))
-                                .collect();
-                            points.push((attrs.join(","), p.count() as f64));
+                            points.push((attributes(p.attributes()), p.count() as f64));
                         }
                     }
                     other => panic!("unexpected data for {}: {other:?}", metric.name()),

@@ -4,6 +4,8 @@
 #[cfg(feature = "store")]
 pub mod db;
 pub mod proxy;
+#[cfg(all(feature = "redis", feature = "store"))]
+pub mod redis;
 #[cfg(feature = "store")]
 pub mod reference;
 #[cfg(feature = "dashboard")]
