@@ -478,8 +478,9 @@ async fn every_query_matches_the_reference_through_the_answer_cache() {
     }
 }
 
-/// The same through two replicas, each with its own cache, sharing their write log
-/// through the machine's Redis: each one's answers must hold the other's writes.
+/// The same through two replicas, each with its own cache, sharing their write log and
+/// their whole answers through the machine's Redis: each one's answers must hold the
+/// other's writes, whether read by itself or taken from the other.
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_query_matches_the_reference_across_replicas_sharing_redis() {
@@ -494,6 +495,11 @@ async fn every_query_matches_the_reference_across_replicas_sharing_redis() {
         check_through_caches(&db, &one, &two, Writers::SecondOnly).await;
         assert_eq!(one.stats().shared_failures, 0);
         assert_eq!(two.stats().shared_failures, 0);
+        assert!(
+            two.stats().shared_hits > 0,
+            "the second replica takes answers the first kept in Redis: {:?}",
+            two.stats()
+        );
         db.cleanup().await;
     }
 }

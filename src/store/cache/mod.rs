@@ -70,6 +70,9 @@ struct Shared {
     hits: AtomicU64,
     misses: AtomicU64,
     invalidations: AtomicU64,
+    /// Local misses answered from an answer another replica kept in Redis.
+    #[cfg(feature = "redis")]
+    shared_hits: AtomicU64,
     /// The write log shared with other replicas, when there is one.
     #[cfg(feature = "redis")]
     log: Option<shared::SharedLog>,
@@ -112,6 +115,9 @@ pub struct CacheStats {
     pub bytes: u64,
     /// The bound on `bytes`.
     pub capacity_bytes: u64,
+    /// Reads missing from this process's memory that were answered from a whole answer
+    /// another replica kept in Redis (they count among the misses too).
+    pub shared_hits: u64,
     /// Calls to the Redis write log that failed (or were skipped in the pause after a
     /// failure); the reads among them were answered uncached.
     pub shared_failures: u64,
@@ -149,8 +155,11 @@ impl AnswerCache {
     /// costs one round trip. When Redis fails or takes over 250 ms, reads are answered
     /// uncached (exact, slower) and Redis is left alone for a second; a write that
     /// could not be stamped there makes every replica's entries stale once Redis
-    /// answers again. Entries stay in each process's memory. Nothing is connected here;
-    /// fails only for a URL that is not a Redis URL.
+    /// answers again. Whole answers (a dashboard, a breakdown) are also kept in Redis
+    /// for an hour, as JSON under a hash of the question, so a replica that has not
+    /// read a question yet takes another's answer when no write came into its range
+    /// since; the pieces a read is cut into stay in each process's memory. Nothing is
+    /// connected here; fails only for a URL that is not a Redis URL.
     ///
     /// ```
     /// use tower_usage::store::AnswerCache;
@@ -181,6 +190,8 @@ impl AnswerCache {
                 misses: AtomicU64::new(0),
                 invalidations: AtomicU64::new(0),
                 #[cfg(feature = "redis")]
+                shared_hits: AtomicU64::new(0),
+                #[cfg(feature = "redis")]
                 log,
             }),
         }
@@ -203,6 +214,10 @@ impl AnswerCache {
                 .map_or(0, |log| log.failures.load(Ordering::Relaxed)),
             #[cfg(not(feature = "redis"))]
             shared_failures: 0,
+            #[cfg(feature = "redis")]
+            shared_hits: shared.shared_hits.load(Ordering::Relaxed),
+            #[cfg(not(feature = "redis"))]
+            shared_hits: 0,
         }
     }
 
@@ -280,6 +295,59 @@ impl AnswerCache {
     {
         let weigh = |rows: &Vec<T>| (rows.len() as u64).saturating_mul(row_bytes::<T>());
         self.value(key, range, weigh, load).await
+    }
+
+    /// A whole answer: as [`value`](Self::value), weighed as its JSON; with a shared log,
+    /// also kept in Redis, and taken from there when another replica read it and no
+    /// write into its range came since.
+    pub(crate) async fn answer<V, E, F>(
+        &self,
+        key: String,
+        range: (i64, i64),
+        load: impl FnOnce() -> F,
+    ) -> Result<Arc<V>, E>
+    where
+        V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+        F: Future<Output = Result<V, E>>,
+    {
+        let weigh = |answer: &V| serde_json::to_vec(answer).map_or(4096, |b| b.len() as u64);
+        #[cfg(feature = "redis")]
+        if let Some(log) = &self.shared.log {
+            let shared_key = key.clone();
+            let load = || async move {
+                if let Some(answer) = self.shared_answer(log, &shared_key, range).await {
+                    return Ok(answer);
+                }
+                // Taken before the read: every stamp up to it was committed before.
+                let epoch = self.written().epoch();
+                let answer = load().await?;
+                let kept = (epoch, range.0, range.1, &answer);
+                if let Ok(json) = serde_json::to_vec(&kept) {
+                    log.keep_answer(&shared_key, json).await;
+                }
+                Ok(answer)
+            };
+            return self.value(key, range, weigh, load).await;
+        }
+        self.value(key, range, weigh, load).await
+    }
+
+    /// The answer another replica kept in Redis under `key`, if it covers `range` and no
+    /// write into the range was stamped since it was read (the log was just synced).
+    #[cfg(feature = "redis")]
+    async fn shared_answer<V: serde::de::DeserializeOwned>(
+        &self,
+        log: &shared::SharedLog,
+        key: &str,
+        range: (i64, i64),
+    ) -> Option<V> {
+        let json = log.answer(key).await?;
+        let (epoch, from, to, answer): (u64, i64, i64, V) = serde_json::from_slice(&json).ok()?;
+        let fresh = (from, to) == range && self.written().fresh(epoch, from, to);
+        if fresh {
+            self.shared.shared_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        fresh.then_some(answer)
     }
 
     /// The value kept under `key` for the records of `[from, to)` if it is fresh, else

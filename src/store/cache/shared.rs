@@ -5,7 +5,9 @@
 //! Keys, under a prefix: `<prefix>:epoch` counts the writes; `<prefix>:slots` is a sorted
 //! set of slot numbers scored by the last epoch that wrote into each; `<prefix>:floor`
 //! is the epoch before which every entry is stale (raised when the set grows past its
-//! bound, or when a replica lost track of a write).
+//! bound, or when a replica lost track of a write); `<prefix>:answer:<sha-256 of the
+//! question>` holds a whole answer as JSON, `[epoch, from, to, answer]`, for an hour, so
+//! that one replica's reads serve the others.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -52,6 +54,13 @@ if since == 'now' then since = e end
 return {e, f, redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. since, '+inf', 'WITHSCORES')}
 ";
 
+/// How long a whole answer is kept in Redis: an answer over settled days stays good
+/// until a late write, but a key that nobody asks again should not stay for ever.
+const ANSWER_SECONDS: u64 = 3_600;
+
+/// Answers larger than this are kept only in each process's memory.
+const MAX_ANSWER_BYTES: usize = 4 << 20;
+
 /// Stamped slots kept in Redis before the floor is raised over them all.
 const MAX_SLOTS: usize = 100_000;
 
@@ -71,6 +80,7 @@ pub(super) struct Synced {
 /// The Redis side of an [`AnswerCache`](super::AnswerCache).
 pub(super) struct SharedLog {
     client: redis::Client,
+    prefix: String,
     keys: [String; 3],
     conn: OnceCell<ConnectionManager>,
     stamp: Script,
@@ -88,6 +98,7 @@ impl SharedLog {
     pub(super) fn new(url: &str, prefix: &str) -> Result<Self, BadRedisUrl> {
         Ok(SharedLog {
             client: crate::store::redis::client(url)?,
+            prefix: prefix.to_owned(),
             keys: [
                 format!("{prefix}:epoch"),
                 format!("{prefix}:slots"),
@@ -125,6 +136,45 @@ impl SharedLog {
                 None
             }
         }
+    }
+
+    /// The whole answer kept under `key`, as JSON, if there is one; `None` also when
+    /// Redis failed.
+    pub(super) async fn answer(&self, key: &str) -> Option<Vec<u8>> {
+        let key = self.answer_key(key);
+        self.call(|mut conn| async move {
+            redis::cmd("GET")
+                .arg(key)
+                .query_async::<Option<Vec<u8>>>(&mut conn)
+                .await
+        })
+        .await
+        .flatten()
+    }
+
+    /// Keeps a whole answer (JSON) under `key` for an hour, for the other replicas.
+    pub(super) async fn keep_answer(&self, key: &str, json: Vec<u8>) {
+        if json.len() > MAX_ANSWER_BYTES {
+            return;
+        }
+        let key = self.answer_key(key);
+        self.call(|mut conn| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(json)
+                .arg("EX")
+                .arg(ANSWER_SECONDS)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await;
+    }
+
+    fn answer_key(&self, key: &str) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}:answer:{hex}", self.prefix)
     }
 
     /// What was stamped after `since` (`None`: nothing is held yet), or `None` when

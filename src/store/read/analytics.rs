@@ -106,7 +106,7 @@ impl DieselStore {
     /// each would otherwise carry the whole of the next in its own future.
     async fn answer<V, F>(&self, what: String, filter: &Filter, compute: F) -> Result<V, StoreError>
     where
-        V: Clone + serde::Serialize + Send + Sync + 'static,
+        V: Clone + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
         F: std::future::Future<Output = Result<V, StoreError>>,
     {
         let Some(cache) = &self.inner.cache else {
@@ -114,11 +114,7 @@ impl DieselStore {
         };
         let span = self.span(filter)?;
         let key = format!("{}\n{what}\n{filter:?}", self.inner.url);
-        // Weighed once per read from the database, as the bytes of its JSON.
-        let weigh = |answer: &V| serde_json::to_vec(answer).map_or(4096, |b| b.len() as u64);
-        let answer = cache
-            .value(key, (span.from, span.to), weigh, || compute)
-            .await?;
+        let answer = cache.answer(key, (span.from, span.to), || compute).await?;
         Ok(V::clone(&answer))
     }
 
