@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::Hangs;
+use common::{Hangs, Outage};
 use tower_usage::recorder::{Overflow, Retry};
 use tower_usage::{
     FanoutSink, JsonLinesSink, MemorySink, RecordError, Recorder, SinkError, UsageRecord, UsageSink,
@@ -145,23 +145,6 @@ async fn a_retried_batch_never_counts_twice() {
         "the batch was really sent again"
     );
     assert_eq!((stats.written, stats.failed, stats.retried), (50, 0, 3));
-}
-
-/// Fails transiently until `up` is set.
-#[derive(Debug, Clone, Default)]
-struct Outage {
-    up: Arc<std::sync::atomic::AtomicBool>,
-    memory: MemorySink,
-}
-
-#[async_trait]
-impl UsageSink for Outage {
-    async fn write_batch(&self, records: &[UsageRecord]) -> Result<(), SinkError> {
-        if !self.up.load(Ordering::SeqCst) {
-            return Err(SinkError::transient("down"));
-        }
-        self.memory.write_batch(records).await
-    }
 }
 
 #[tokio::test]

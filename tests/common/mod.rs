@@ -21,6 +21,23 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tower_usage::{MemorySink, Recorder, SinkError, UsageRecord, UsageSink};
 
+/// Fails transiently until `up` is set; then stores in `memory`.
+#[derive(Debug, Clone, Default)]
+pub struct Outage {
+    pub up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub memory: MemorySink,
+}
+
+#[async_trait]
+impl UsageSink for Outage {
+    async fn write_batch(&self, records: &[UsageRecord]) -> Result<(), SinkError> {
+        if !self.up.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(SinkError::transient("down"));
+        }
+        self.memory.write_batch(records).await
+    }
+}
+
 /// A recorder that writes to memory with a short flush interval.
 pub fn memory_recorder() -> (Recorder, MemorySink) {
     let sink = MemorySink::new();
