@@ -74,7 +74,11 @@ fn micros(t: i64) -> DateTime<Utc> {
 /// The start of case `i`'s window: around a daylight-saving change (November or March).
 fn window_start(i: usize) -> i64 {
     let year = 2010 + (i / 2) as i32;
-    let (month, day) = if i % 2 == 0 { (10, 28) } else { (3, 4) };
+    let (month, day) = if i.is_multiple_of(2) {
+        (10, 28)
+    } else {
+        (3, 4)
+    };
     Utc.with_ymd_and_hms(year, month, day, 0, 0, 0)
         .unwrap()
         .timestamp_micros()
@@ -190,7 +194,7 @@ fn record(base: i64, s: &Spec) -> UsageRecord {
     match s.cost {
         Some(v) => b = b.cost_micros(v),
         // As the recorder's pricing marks a model it has no price for.
-        None if s.duration % 3 == 0 => {
+        None if s.duration.is_multiple_of(3) => {
             b = b
                 .cost_micros(0)
                 .metadata(serde_json::json!({"unpriced": true}));
@@ -950,7 +954,11 @@ async fn a_block_counts_each_record_once_before_and_after_it_is_sealed() {
             UsageRecord::builder()
                 .started_at(block + day * days + chrono::Duration::hours(3))
                 .user(user)
-                .service(if tokens % 2 == 0 { "chat" } else { "embed" })
+                .service(if tokens.is_multiple_of(2) {
+                    "chat"
+                } else {
+                    "embed"
+                })
                 .model("m")
                 .duration(Duration::from_micros(tokens * 1_000))
                 .ttfb(Duration::from_micros(tokens * 100))
