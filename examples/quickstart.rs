@@ -14,6 +14,9 @@
 //!
 //! Ctrl-C (or SIGTERM) stops taking requests, lets those in flight finish, writes every
 //! record still queued and exits: every request it answered is in the database, once.
+//! While the database is away, records wait in `usage.spill` (or `SPILL_DIR`) on disk
+//! instead of filling the queue; what is left there when the process stops, or is killed,
+//! is written at the next start.
 //!
 //! For PostgreSQL or MySQL, build with their feature and point `DATABASE_URL` at them:
 //! `DATABASE_URL=postgres://… cargo run --example quickstart --features postgres`.
@@ -49,13 +52,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     recorder.shutdown().await;
     let stats = recorder.stats();
+    let stored = match store.count().await {
+        Ok(count) => count.to_string(),
+        Err(e) => format!("unknown ({e})"),
+    };
     eprintln!(
-        "stopped: {} recorded, {} written, {} dropped, {} failed; {} records in the database",
-        stats.recorded,
-        stats.written,
-        stats.dropped,
-        stats.failed,
-        store.count().await?
+        "stopped: {} recorded, {} written, {} dropped, {} failed, {} bytes left in the spill \
+         for the next start; {stored} records in the database",
+        stats.recorded, stats.written, stats.dropped, stats.failed, stats.spill_bytes,
     );
     Ok(())
 }

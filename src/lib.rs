@@ -60,7 +60,7 @@
 //! | [`inspect`] | token usage and the resolved model read from JSON and SSE response bodies |
 //! | [`UsageHandle`] | what a handler tells the record while the request runs |
 //! | [`UsageRecord`] | the record itself |
-//! | [`recorder`] | the bounded queue, the batching worker, [`record_usage`] |
+//! | [`recorder`] | the bounded queue, the batching worker, the spill on disk, [`record_usage`] |
 //! | [`sink`] | where batches go: [`MemorySink`], [`JsonLinesSink`], [`FanoutSink`], your own |
 //! | `store` | [`DieselStore`](store::DieselStore): the records in SQLite, PostgreSQL or MySQL, and the analytics over them |
 //! | [`query`] | the analytics' filter and result types, free of any database type |

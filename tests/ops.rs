@@ -233,11 +233,17 @@ impl HealthCheck for Panics {
 
 #[tokio::test]
 async fn a_full_queue_a_hung_check_and_a_panicking_check_are_reasons_not_failures() {
+    // The worker takes one record and hangs writing it; the next nine wait in the queue.
     let recorder = Recorder::builder(Hung)
         .queue_capacity(10)
-        .batch_size(100)
-        .flush_interval(Duration::from_secs(3_600))
+        .batch_size(1)
         .spawn();
+    recorder
+        .record(record("first", "chat", "m", (1, 1), 1))
+        .unwrap();
+    while recorder.watch().queue_len() > 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     for i in 0..9 {
         recorder
             .record(record(&format!("u{i}"), "chat", "m", (1, 1), 1))
@@ -257,7 +263,8 @@ async fn a_full_queue_a_hung_check_and_a_panicking_check_are_reasons_not_failure
             "panics: the check panicked",
         ]
     );
-    assert_eq!(report.checks["recorder"]["queued"], 9);
+    assert_eq!(report.checks["recorder"]["in_queue"], 9);
+    assert_eq!(report.checks["recorder"]["queued"], 10);
     assert!(!report.healthy());
     assert!(
         Health::new().report().await.healthy(),
@@ -341,6 +348,8 @@ async fn the_exposition_counts_what_the_recorder_wrote_into_a_real_store() {
         ("tower_usage_recorder_written_total".to_owned(), 4.0),
         ("tower_usage_recorder_dropped_total".to_owned(), 0.0),
         ("tower_usage_recorder_queued".to_owned(), 0.0),
+        ("tower_usage_recorder_spilled_total".to_owned(), 0.0),
+        ("tower_usage_recorder_spill_bytes".to_owned(), 0.0),
         ("tower_usage_recorder_queue_capacity".to_owned(), 16_384.0),
         ("tower_usage_recorder_running".to_owned(), 1.0),
         (

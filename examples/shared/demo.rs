@@ -11,11 +11,12 @@ use axum::{routing::get, routing::post, Extension, Json, Router};
 use tower_usage::alert::{BudgetLayer, Budgets};
 use tower_usage::ops::Health;
 use tower_usage::query::{Dashboard, Filter, TimeRange, Tz};
+use tower_usage::recorder::{Spill, SpillError};
 use tower_usage::store::{AnswerCache, DieselStore};
 use tower_usage::{extract, FanoutSink, JsonLinesSink, Recorder, UsageHandle, UsageLayer};
 
-/// Connects to `database_url` and starts a recorder that writes there and prints each
-/// record as a JSON line on stdout. The analytics read through an answer cache of
+/// Connects to `database_url` and starts a recorder that writes there, through a spill on
+/// disk while the database is away, and prints each record as a JSON line on stdout. The analytics read through an answer cache of
 /// `ANSWER_CACHE_MB` megabytes (64 by default; 0 turns it off). It sees this process's
 /// writes; for several processes over one database, build with `redis` and set
 /// `REDIS_URL`, so that each sees the others' writes through Redis.
@@ -44,7 +45,9 @@ pub(crate) async fn open(
     let sink = FanoutSink::new()
         .with(store.clone())
         .with(JsonLinesSink::stdout());
-    let recorder = Recorder::builder(sink).flush_interval(Duration::from_millis(200));
+    let recorder = Recorder::builder(sink)
+        .flush_interval(Duration::from_millis(200))
+        .spill(spill()?);
     #[cfg(feature = "prometheus")]
     let metrics = tower_usage::ops::Metrics::new();
     #[cfg(feature = "prometheus")]
@@ -65,6 +68,24 @@ pub(crate) async fn open(
         ops.merge(metrics.router())
     };
     Ok((store, recorder, ops))
+}
+
+/// The recorder's spill: the folder `SPILL_DIR` names, `usage.spill` (beside `usage.db`) by
+/// default. While the database is down, records wait there instead of being dropped from a
+/// full queue, and what a stopped or killed process left there is written at the next start.
+fn spill() -> Result<Spill, Box<dyn std::error::Error>> {
+    let dir = std::env::var("SPILL_DIR").unwrap_or_else(|_| "usage.spill".to_owned());
+    let spill = Spill::open(&dir).map_err(|e| match e {
+        SpillError::Locked(_) => format!("{e}: give each process its own SPILL_DIR"),
+        e => e.to_string(),
+    })?;
+    if spill.bytes() > 0 {
+        eprintln!(
+            "{dir} holds {} bytes of records left by an earlier run; writing them first",
+            spill.bytes()
+        );
+    }
+    Ok(spill)
 }
 
 /// An in-process cache of `bytes`, or with feature `redis` and `REDIS_URL` set, one

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use super::config::{Config, Overflow, Retry};
 use super::queue::Queue;
+use super::spill::Spill;
 use super::stats::Counters;
 use super::worker::RecorderWorker;
 use super::{Control, Recorder, Shared};
@@ -35,6 +36,7 @@ use crate::sink::UsageSink;
 pub struct RecorderBuilder {
     sink: Arc<dyn UsageSink>,
     config: Config,
+    spill: Option<Spill>,
 }
 
 impl RecorderBuilder {
@@ -42,6 +44,7 @@ impl RecorderBuilder {
         RecorderBuilder {
             sink,
             config: Config::default(),
+            spill: None,
         }
     }
 
@@ -123,6 +126,24 @@ impl RecorderBuilder {
         self
     }
 
+    /// Keeps batches the sink cannot take yet on disk, and writes them once it answers
+    /// again, instead of giving them up or letting the queue fill; see [`Spill`].
+    ///
+    /// ```
+    /// use tower_usage::{recorder::Spill, MemorySink, Recorder};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_usage::recorder::SpillError> {
+    /// # let dir = std::env::temp_dir().join(format!("tower-usage-doc-builder-spill-{}", std::process::id()));
+    /// let recorder = Recorder::builder(MemorySink::new()).spill(Spill::open(&dir)?).spawn();
+    /// # recorder.shutdown().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(()) }
+    /// ```
+    pub fn spill(mut self, spill: Spill) -> Self {
+        self.spill = Some(spill);
+        self
+    }
+
     /// The recorder and its worker, for running the worker yourself (on another runtime,
     /// or under your own supervision). Records are only written while
     /// [`RecorderWorker::run`] is being awaited.
@@ -131,10 +152,11 @@ impl RecorderBuilder {
         // against the OS clock once per process, for up to a few milliseconds: here,
         // rather than on the first request.
         let _ = quanta::Instant::now();
-        let queue = Arc::new(Queue::new(
-            self.config.queue_capacity,
-            self.config.full_batch(),
-        ));
+        let mut queue = Queue::new(self.config.queue_capacity, self.config.full_batch());
+        if let Some(spill) = &self.spill {
+            queue = queue.with_high_water(spill.high_water_for(self.config.queue_capacity));
+        }
+        let queue = Arc::new(queue);
         let (done_tx, done_rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
         let control = Arc::new(Control::default());
@@ -147,7 +169,15 @@ impl RecorderBuilder {
                 done: done_rx,
             }),
         };
-        let worker = RecorderWorker::new(queue, self.sink, counters, control, self.config, done_tx);
+        let worker = RecorderWorker::new(
+            queue,
+            self.sink,
+            counters,
+            control,
+            self.config,
+            self.spill,
+            done_tx,
+        );
         (recorder, worker)
     }
 

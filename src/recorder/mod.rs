@@ -16,6 +16,9 @@
 //!   sink that ignores known ids never counts a retried record twice.
 //! * Each write runs in a task of its own with a timeout: a sink that panics or hangs
 //!   costs that batch at most, never a request.
+//! * With a [`Spill`], a batch the sink keeps failing goes to files on disk instead of
+//!   being given up, and is written from there, in order, once the sink answers again,
+//!   by this process or the next one that opens the same directory.
 //! * [`Recorder::shutdown`] writes everything still queued, then stops the worker.
 //!
 //! [`Recorder::stats`] counts what was recorded, written, retried, failed and dropped.
@@ -25,6 +28,7 @@ mod config;
 mod global;
 mod queue;
 mod spares;
+mod spill;
 pub(crate) mod stats;
 mod watcher;
 mod worker;
@@ -32,6 +36,7 @@ mod worker;
 pub use builder::RecorderBuilder;
 pub use config::{Overflow, Retry};
 pub use global::{install, installed, record_usage};
+pub use spill::{Spill, SpillError};
 pub use stats::RecorderStats;
 pub use watcher::{RecorderWatch, WriteObserver};
 pub use worker::RecorderWorker;
@@ -208,6 +213,7 @@ impl Recorder {
         runtime.spawn(async move {
             if shared.queue.push_when_room(queued).await.is_err() {
                 Counters::add(&shared.counters.failed, 1);
+                Counters::add(&shared.counters.settled, 1);
             }
         });
         Ok(())
@@ -249,7 +255,7 @@ impl Recorder {
     pub fn watch(&self) -> RecorderWatch {
         RecorderWatch::new(
             Arc::clone(&self.shared.counters),
-            self.shared.queue.capacity(),
+            Arc::clone(&self.shared.queue),
             self.shared.done.clone(),
         )
     }
@@ -263,7 +269,8 @@ impl Recorder {
         *done.borrow() || done.has_changed().is_err()
     }
 
-    /// Waits until every record accepted before this call has been written or given up.
+    /// Waits until every record accepted before this call has been written, given up, or
+    /// kept in the [spill](Spill) (on disk, to be written once the sink answers again).
     /// The worker writes what it holds at once instead of waiting for the flush interval.
     /// Returns at once if the worker has stopped; a worker from
     /// [`RecorderBuilder::build`] that was never run is waited for.
@@ -279,8 +286,12 @@ impl Recorder {
             let progress = control.progress.notified();
             tokio::pin!(progress);
             progress.as_mut().enable();
-            let stats = self.stats();
-            if stats.written + stats.failed >= target || self.worker_stopped() {
+            let settled = self
+                .shared
+                .counters
+                .settled
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if settled >= target || self.worker_stopped() {
                 return;
             }
             progress.await;
@@ -293,7 +304,8 @@ impl Recorder {
     ///
     /// A sink that keeps failing is retried for at most the
     /// [`shutdown_timeout`](RecorderBuilder::shutdown_timeout); what is left then is counted
-    /// as failed. Like [`flush`](Self::flush), it waits for a worker from
+    /// as failed, or, with a [spill](Spill), kept there at the first failure for the next
+    /// process that opens it. Like [`flush`](Self::flush), it waits for a worker from
     /// [`RecorderBuilder::build`] that was never run.
     pub async fn shutdown(&self) {
         self.shared.control.shutdown.notify_one();

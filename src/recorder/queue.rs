@@ -25,6 +25,10 @@ pub(crate) struct Queue {
     full: Notify,
     /// Woken when the worker has taken records, and when the queue closes.
     room: Notify,
+    /// How many records make a backlog for a recorder with a spill (`usize::MAX` without).
+    high_water: usize,
+    /// Woken when the queue reaches `high_water` records.
+    high: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -49,12 +53,30 @@ impl Queue {
             first: Notify::new(),
             full: Notify::new(),
             room: Notify::new(),
+            high_water: usize::MAX,
+            high: Notify::new(),
         }
+    }
+
+    /// Sets the backlog that [`past_high_water`](Self::past_high_water) waits for.
+    pub(crate) fn with_high_water(mut self, high_water: usize) -> Self {
+        self.high_water = high_water.max(1);
+        self
     }
 
     /// How many items the queue holds at most.
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// The backlog [`past_high_water`](Self::past_high_water) waits for.
+    pub(crate) fn high_water(&self) -> usize {
+        self.high_water
+    }
+
+    /// How many items the queue holds now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().items.len()
     }
 
     /// A record is plain data: one that panicked elsewhere leaves it usable.
@@ -80,6 +102,9 @@ impl Queue {
         }
         if len == self.ready_at {
             self.full.notify_one();
+        }
+        if len == self.high_water {
+            self.high.notify_one();
         }
         Ok(())
     }
@@ -140,6 +165,19 @@ impl Queue {
                 }
             }
             first.await;
+        }
+    }
+
+    /// Waits until the queue holds its high-water mark of records; never without one.
+    pub(crate) async fn past_high_water(&self) {
+        loop {
+            let high = self.high.notified();
+            tokio::pin!(high);
+            high.as_mut().enable();
+            if self.len() >= self.high_water {
+                return;
+            }
+            high.await;
         }
     }
 

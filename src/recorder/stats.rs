@@ -18,6 +18,16 @@ pub(crate) struct Counters {
     pub(crate) taken: Padded,
     /// Failed attempts at the batch being written now, in a row; 0 once a write ends.
     pub(crate) failing: Padded,
+    /// Records of this process that reached an end: written or given up straight from
+    /// the queue, or kept in the spill. What `flush` waits on.
+    pub(crate) settled: Padded,
+    pub(crate) spilled: Padded,
+    pub(crate) replayed: Padded,
+    pub(crate) recovered: Padded,
+    pub(crate) spill_refused: Padded,
+    pub(crate) spill_damaged: Padded,
+    /// A gauge, set by the worker after each change to the spill.
+    pub(crate) spill_bytes: Padded,
 }
 
 /// An atomic counter alone on its cache line (128 bytes: x86 prefetches lines in pairs).
@@ -43,6 +53,7 @@ impl Counters {
         // while records are moving.
         let written = self.written.load(Relaxed);
         let failed = self.failed.load(Relaxed);
+        let recovered = self.recovered.load(Relaxed);
         let recorded = self.recorded.load(Relaxed);
         RecorderStats {
             recorded,
@@ -50,9 +61,17 @@ impl Counters {
             retried: self.retried.load(Relaxed),
             failed,
             dropped: self.dropped.load(Relaxed),
-            queued: recorded.saturating_sub(written).saturating_sub(failed),
+            queued: (recorded + recovered)
+                .saturating_sub(written)
+                .saturating_sub(failed),
             extractor_panics: self.extractor_panics.load(Relaxed),
             clamped: self.clamped.load(Relaxed),
+            spilled: self.spilled.load(Relaxed),
+            replayed: self.replayed.load(Relaxed),
+            recovered,
+            spill_refused: self.spill_refused.load(Relaxed),
+            spill_damaged: self.spill_damaged.load(Relaxed),
+            spill_bytes: self.spill_bytes.load(Relaxed),
         }
     }
 }
@@ -60,7 +79,9 @@ impl Counters {
 /// What a [`Recorder`](crate::Recorder) has done so far; see
 /// [`Recorder::stats`](crate::Recorder::stats).
 ///
-/// Every accepted record ends as written or failed: `recorded == written + failed + queued`.
+/// Every accepted record ends as written or failed:
+/// `recorded + recovered == written + failed + queued`, where `queued` counts the records
+/// waiting in the queue, in the worker and in the [spill](crate::recorder::Spill).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct RecorderStats {
@@ -84,4 +105,18 @@ pub struct RecorderStats {
     /// [`UsageRecord::MAX_AMOUNT`](crate::UsageRecord::MAX_AMOUNT), kept with that amount
     /// clamped.
     pub clamped: u64,
+    /// Records moved to the [spill](crate::recorder::Spill) while the sink failed.
+    pub spilled: u64,
+    /// Records written from the spill (those `recovered` included); also in `written`.
+    pub replayed: u64,
+    /// Records found in the spill at start, left there by an earlier process.
+    pub recovered: u64,
+    /// Records the spill could not take (it was full, or the disk failed); also in
+    /// `failed`.
+    pub spill_refused: u64,
+    /// Damaged spill segments found (a torn or corrupt end, from a crash or a bad disk):
+    /// what followed the damage in that segment could not be read.
+    pub spill_damaged: u64,
+    /// Bytes the spill holds on disk now.
+    pub spill_bytes: u64,
 }

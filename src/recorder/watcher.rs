@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::queue::Queue;
 use super::stats::Counters;
 use super::RecorderStats;
 use crate::record::UsageRecord;
@@ -33,19 +34,19 @@ use crate::record::UsageRecord;
 #[derive(Debug, Clone)]
 pub struct RecorderWatch {
     counters: Arc<Counters>,
-    capacity: usize,
+    queue: Arc<Queue>,
     done: watch::Receiver<bool>,
 }
 
 impl RecorderWatch {
     pub(crate) fn new(
         counters: Arc<Counters>,
-        capacity: usize,
+        queue: Arc<Queue>,
         done: watch::Receiver<bool>,
     ) -> Self {
         RecorderWatch {
             counters,
-            capacity,
+            queue,
             done,
         }
     }
@@ -57,7 +58,13 @@ impl RecorderWatch {
 
     /// How many records the queue holds at most.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.queue.capacity()
+    }
+
+    /// How many records wait in the queue now (those the worker holds, or keeps in the
+    /// spill, are not counted).
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
     }
 
     /// Whether the worker has stopped (after a shutdown, or once every handle was dropped).

@@ -24,8 +24,10 @@ impl HealthCheck for RecorderWatch {
         let stats = self.stats();
         let capacity = u64::try_from(self.capacity()).unwrap_or(u64::MAX);
         let failing = self.failing_attempts();
+        let in_queue = u64::try_from(self.queue_len()).unwrap_or(u64::MAX);
         let detail = json!({
             "queued": stats.queued,
+            "in_queue": in_queue,
             "capacity": capacity,
             "recorded": stats.recorded,
             "written": stats.written,
@@ -33,15 +35,20 @@ impl HealthCheck for RecorderWatch {
             "failed": stats.failed,
             "dropped": stats.dropped,
             "failing_attempts": failing,
+            "spilled": stats.spilled,
+            "replayed": stats.replayed,
+            "recovered": stats.recovered,
+            "spill_refused": stats.spill_refused,
+            "spill_damaged": stats.spill_damaged,
+            "spill_bytes": stats.spill_bytes,
         });
         let unhealthy = |reason: String| Err(Unhealthy::new(reason).with_detail(detail.clone()));
         if self.stopped() {
             return unhealthy("the recorder's worker has stopped".to_owned());
         }
-        if stats.queued.saturating_mul(100) >= capacity.saturating_mul(BACKLOG_PERCENT) {
+        if in_queue.saturating_mul(100) >= capacity.saturating_mul(BACKLOG_PERCENT) {
             return unhealthy(format!(
-                "the recorder's queue is nearly full ({} of {capacity} records)",
-                stats.queued
+                "the recorder's queue is nearly full ({in_queue} of {capacity} records)"
             ));
         }
         if failing >= FAILING_ATTEMPTS {

@@ -9,7 +9,8 @@
 //! | [`DieselStore`](crate::store::DieselStore) (`store`) | a trivial query fails or takes longer than the time limit |
 //! | [`AnswerCache`](crate::store::AnswerCache) (`answer_cache`) | never: its counters are shown |
 //!
-//! A durable spill for the recorder is not there yet, so nothing reports on one.
+//! The recorder's check also shows its [spill](crate::recorder::Spill): records spilled,
+//! written from it and refused by it, and the bytes it holds.
 
 mod checks;
 #[cfg(feature = "axum")]

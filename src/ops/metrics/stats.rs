@@ -108,6 +108,30 @@ impl Metrics {
                     "Records accepted but not yet written or given up",
                     stats.map(|s| s.queued),
                 ),
+                Figure::counter(
+                    "recorder",
+                    "spilled",
+                    "Records moved to the spill on disk while the sink failed",
+                    stats.map(|s| s.spilled),
+                ),
+                Figure::counter(
+                    "recorder",
+                    "replayed",
+                    "Records written from the spill",
+                    stats.map(|s| s.replayed),
+                ),
+                Figure::counter(
+                    "recorder",
+                    "spill_refused",
+                    "Records the spill could not take (full, or the disk failed)",
+                    stats.map(|s| s.spill_refused),
+                ),
+                Figure::gauge(
+                    "recorder",
+                    "spill_bytes",
+                    "Bytes the recorder's spill holds on disk",
+                    stats.map(|s| s.spill_bytes),
+                ),
                 Figure::gauge(
                     "recorder",
                     "queue_capacity",

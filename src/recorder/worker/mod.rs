@@ -1,3 +1,5 @@
+use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -5,8 +7,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+mod spilled;
+
 use super::config::Config;
 use super::queue::Queue;
+use super::spill::Spill;
 use super::stats::Counters;
 use super::{Control, Queued};
 use crate::inflight::Anchor;
@@ -32,6 +37,10 @@ pub struct RecorderWorker {
     shutdown_deadline: Option<Instant>,
     /// Emptied request states, handed back after each batch.
     spares: Vec<crate::inflight::Slot>,
+    /// Where failing batches go, if the recorder has a spill.
+    spill: Option<Spill>,
+    /// The batches of the oldest spilled segment still to be written, once it is read.
+    replay: Option<VecDeque<Vec<UsageRecord>>>,
 }
 
 impl RecorderWorker {
@@ -41,8 +50,12 @@ impl RecorderWorker {
         counters: Arc<Counters>,
         control: Arc<Control>,
         config: Config,
+        spill: Option<Spill>,
         done: watch::Sender<bool>,
     ) -> Self {
+        if let Some(spill) = &spill {
+            counters.spill_bytes.store(spill.bytes(), Relaxed);
+        }
         RecorderWorker {
             queue,
             incoming: Vec::new(),
@@ -53,6 +66,8 @@ impl RecorderWorker {
             done,
             shutdown_deadline: None,
             spares: Vec::new(),
+            spill,
+            replay: None,
         }
     }
 
@@ -63,11 +78,20 @@ impl RecorderWorker {
         // allocate and free again for every write.
         let mut batch = Vec::with_capacity(self.config.batch_size);
         loop {
-            let queue = Arc::clone(&self.queue);
-            tokio::select! {
-                biased;
-                () = self.control.shutdown.notified() => self.begin_shutdown(),
-                () = queue.arrival() => {}
+            if self.spill_holds_records() {
+                // Until the spill is empty, batches go behind what it holds.
+                let open = self.run_spilled(&mut batch).await;
+                if !open || self.shutdown_deadline.is_some() {
+                    break;
+                }
+            }
+            if batch.is_empty() {
+                let queue = Arc::clone(&self.queue);
+                tokio::select! {
+                    biased;
+                    () = self.control.shutdown.notified() => self.begin_shutdown(),
+                    () = queue.arrival() => {}
+                }
             }
             if self.shutdown_deadline.is_some() {
                 break;
@@ -79,6 +103,9 @@ impl RecorderWorker {
             }
         }
         self.drain(batch).await;
+        // Let go of the spill's directory before anyone is told the worker stopped, so
+        // that a new recorder may open it at once.
+        self.spill = None;
         self.done.send_replace(true);
         self.control.progress.notify_waiters();
     }
@@ -106,7 +133,10 @@ impl RecorderWorker {
             }
             // Cannot happen (a request's record is queued once), but a lost record must
             // still leave the counters balanced.
-            None => Counters::add(&self.counters.failed, 1),
+            None => {
+                Counters::add(&self.counters.failed, 1);
+                Counters::add(&self.counters.settled, 1);
+            }
         }
     }
 
@@ -138,7 +168,13 @@ impl RecorderWorker {
     /// Moves what the queue holds into `batch`, up to the batch size, without waiting.
     /// Returns whether the queue is still open.
     fn take_available(&mut self, batch: &mut Vec<UsageRecord>) -> bool {
-        let room = self.config.batch_size.saturating_sub(batch.len());
+        self.take_up_to(batch, self.config.batch_size)
+    }
+
+    /// Moves what the queue holds into `batch`, up to `max` records in it, without
+    /// waiting. Returns whether the queue is still open.
+    fn take_up_to(&mut self, batch: &mut Vec<UsageRecord>, max: usize) -> bool {
+        let room = max.saturating_sub(batch.len());
         let mut incoming = std::mem::take(&mut self.incoming);
         let (taken, ended) = self.queue.take(&mut incoming, room);
         // Once per batch, not per record: request threads read this counter.
@@ -151,7 +187,8 @@ impl RecorderWorker {
         !ended
     }
 
-    /// Closes the queue and writes everything still in it.
+    /// Closes the queue and writes everything still in it (behind what the spill holds,
+    /// if it holds anything), then writes from the spill while the sink answers.
     async fn drain(&mut self, mut batch: Vec<UsageRecord>) {
         if self.shutdown_deadline.is_none() {
             self.begin_shutdown();
@@ -159,9 +196,20 @@ impl RecorderWorker {
         self.queue.close();
         loop {
             let ended = !self.take_available(&mut batch);
-            batch = self.write(batch).await;
+            if self.spill_holds_records() {
+                self.spill_batch(&batch).await;
+                batch.clear();
+            } else {
+                batch = self.write(batch).await;
+            }
             if ended && batch.is_empty() {
-                return;
+                break;
+            }
+        }
+        self.control.spares.give_back(&mut self.spares);
+        while self.spill_holds_records() && !self.past_deadline() {
+            if !self.replay_next().await {
+                break;
             }
         }
     }
@@ -174,8 +222,8 @@ impl RecorderWorker {
         self.shutdown_deadline.is_some_and(|d| Instant::now() >= d)
     }
 
-    /// Writes one batch, retrying transient failures, and counts how it ended. Gives the
-    /// emptied buffer back for the next batch.
+    /// Writes one batch, retrying transient failures (or moving it to the spill), and
+    /// counts how it ended. Gives the emptied buffer back for the next batch.
     async fn write(&mut self, batch: Vec<UsageRecord>) -> Vec<UsageRecord> {
         self.control.spares.give_back(&mut self.spares);
         if batch.is_empty() {
@@ -189,47 +237,70 @@ impl RecorderWorker {
         let retry = self.config.retry;
         let mut backoff = retry.initial_backoff;
         let mut retries = 0u32;
+        let first_try = Instant::now();
+        let mut to_spill = false;
         loop {
-            let started = Instant::now();
-            let attempt = self.attempt(&batch).await;
-            if let Some(observer) = &self.config.observer {
-                let written = matches!(attempt, Ok(()) | Err(SinkError::Rejected { .. }));
-                observer.attempt(started.elapsed(), written);
+            // With a spill, a write still running when the batch is due there is given up:
+            // the spill keeps the queue from filling behind it.
+            let until = self.spill.as_ref().map(|s| first_try + s.after_duration());
+            let attempt = self.attempt(&batch, until);
+            let attempt = if retries > 0 && self.spill.is_some() {
+                // The batch failed before: a backlog past the high-water mark sends it to
+                // the spill without waiting for this attempt, which is left to finish or
+                // fail on its own (a record written twice keeps its id).
+                let queue = Arc::clone(&self.queue);
+                tokio::select! {
+                    attempt = attempt => attempt,
+                    () = queue.past_high_water() => Err(SinkError::transient(
+                        "the queue passed its high-water mark while the batch was retried",
+                    )),
+                }
+            } else {
+                attempt.await
+            };
+            let Err(error) = self.count_attempt(attempt, len, false) else {
+                break;
+            };
+            let out_of_retries = retry.max_retries.is_some_and(|max| retries >= max);
+            if self.spill.is_some() {
+                if out_of_retries || self.due_for_spill(first_try) {
+                    tracing::warn!(%error, records = len, retries, "tower-usage: batch moved to the spill");
+                    to_spill = true;
+                    break;
+                }
+            } else if out_of_retries || self.past_deadline() {
+                tracing::error!(%error, records = len, retries, "tower-usage: batch given up");
+                Counters::add(&self.counters.failed, len);
+                break;
             }
-            match attempt {
-                Ok(()) => {
-                    Counters::add(&self.counters.written, len);
-                    break;
-                }
-                Err(SinkError::Rejected { count, reason }) => {
-                    let count = count.min(len);
-                    tracing::warn!(count, %reason, "tower-usage: sink rejected records");
-                    Counters::add(&self.counters.written, len - count);
-                    Counters::add(&self.counters.failed, count);
-                    break;
-                }
-                Err(error @ SinkError::Permanent(_)) => {
-                    tracing::error!(%error, records = len, "tower-usage: batch given up");
-                    Counters::add(&self.counters.failed, len);
-                    break;
-                }
-                Err(error) => {
-                    let out_of_retries = retry.max_retries.is_some_and(|max| retries >= max);
-                    if out_of_retries || self.past_deadline() {
-                        tracing::error!(%error, records = len, retries, "tower-usage: batch given up");
-                        Counters::add(&self.counters.failed, len);
-                        break;
-                    }
-                    tracing::warn!(%error, records = len, ?backoff, "tower-usage: batch write failed; retrying");
-                    retries += 1;
-                    Counters::add(&self.counters.retried, 1);
-                    self.counters.failing.store(u64::from(retries), Relaxed);
-                    self.back_off(backoff).await;
-                    backoff = backoff.saturating_mul(2).min(retry.max_backoff);
-                }
+            tracing::warn!(%error, records = len, ?backoff, "tower-usage: batch write failed; retrying");
+            retries += 1;
+            Counters::add(&self.counters.retried, 1);
+            self.counters.failing.store(u64::from(retries), Relaxed);
+            let mut wait = backoff;
+            if let Some(spill) = &self.spill {
+                wait = wait.min(
+                    (first_try + spill.after_duration()).saturating_duration_since(Instant::now()),
+                );
+            }
+            self.back_off(wait).await;
+            backoff = backoff.saturating_mul(2).min(retry.max_backoff);
+            if self.spill.is_some() && self.due_for_spill(first_try) {
+                tracing::warn!(
+                    records = len,
+                    retries,
+                    "tower-usage: batch moved to the spill"
+                );
+                to_spill = true;
+                break;
             }
         }
         self.counters.failing.store(0, Relaxed);
+        if to_spill {
+            self.spill_batch(&batch).await;
+        } else {
+            Counters::add(&self.counters.settled, len);
+        }
         self.control.progress.notify_waiters();
         // The write task has ended unless it was abandoned after a timeout; then it may
         // still hold the batch, and a fresh buffer is needed.
@@ -242,7 +313,38 @@ impl RecorderWorker {
         }
     }
 
+    /// Counts how an attempt at writing `len` records ended, when it ended for good
+    /// (written, or refused for good); gives a transient error back.
+    fn count_attempt(
+        &self,
+        attempt: Result<(), SinkError>,
+        len: usize,
+        from_spill: bool,
+    ) -> Result<(), SinkError> {
+        let written = match attempt {
+            Ok(()) => len,
+            Err(SinkError::Rejected { count, reason }) => {
+                let count = count.min(len);
+                tracing::warn!(count, %reason, "tower-usage: sink rejected records");
+                Counters::add(&self.counters.failed, count);
+                len - count
+            }
+            Err(error @ SinkError::Permanent(_)) => {
+                tracing::error!(%error, records = len, "tower-usage: batch given up");
+                Counters::add(&self.counters.failed, len);
+                0
+            }
+            Err(transient) => return Err(transient),
+        };
+        Counters::add(&self.counters.written, written);
+        if from_spill {
+            Counters::add(&self.counters.replayed, written);
+        }
+        Ok(())
+    }
+
     /// Sleeps before a retry; a shutdown request cuts the sleep short.
+    /// With a spill, the queue passing its high-water mark cuts it short too.
     async fn back_off(&mut self, backoff: Duration) {
         let until = match self.shutdown_deadline {
             Some(deadline) => deadline.min(Instant::now() + backoff),
@@ -252,42 +354,70 @@ impl RecorderWorker {
             tokio::time::sleep_until(until).await;
             return;
         }
+        let queue = Arc::clone(&self.queue);
         tokio::select! {
             () = tokio::time::sleep_until(until) => {}
+            () = queue.past_high_water() => {}
             () = self.control.shutdown.notified() => self.begin_shutdown(),
         }
     }
 
+    /// Whether a failing batch first tried at `first_try` goes to the spill now.
+    fn due_for_spill(&self, first_try: Instant) -> bool {
+        self.spill.as_ref().is_some_and(|spill| {
+            self.shutdown_deadline.is_some()
+                || first_try.elapsed() >= spill.after_duration()
+                || self.queue.len() >= self.queue.high_water()
+        })
+    }
+
     /// One `write_batch` call in a task of its own, so that a panic or a hang in the sink
-    /// is contained and timed out.
-    async fn attempt(&self, batch: &Arc<Vec<UsageRecord>>) -> Result<(), SinkError> {
+    /// is contained and timed out (at `until` at the latest, and at the shutdown
+    /// deadline), and told to the observer with its duration. The future owns what it
+    /// needs, so the worker can do other work while it runs.
+    fn attempt(
+        &self,
+        batch: &Arc<Vec<UsageRecord>>,
+        until: Option<Instant>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send + 'static {
         let sink = Arc::clone(&self.sink);
         let records = Arc::clone(batch);
-        let mut task = tokio::spawn(async move { sink.write_batch(&records).await });
-        let mut limit = self.config.write_timeout;
-        if let Some(deadline) = self.shutdown_deadline {
-            limit = limit.min(deadline.saturating_duration_since(Instant::now()));
-        }
-        match tokio::time::timeout(limit, &mut task).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join_error)) if join_error.is_panic() => {
-                let payload = join_error.into_panic();
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
-                Err(SinkError::permanent(format!(
-                    "the sink panicked: {message}"
-                )))
+        let observer = self.config.observer.clone();
+        let now = Instant::now();
+        let limit = [self.shutdown_deadline, until]
+            .into_iter()
+            .flatten()
+            .fold(self.config.write_timeout, |limit, at| {
+                limit.min(at.saturating_duration_since(now))
+            });
+        async move {
+            let mut task = tokio::spawn(async move { sink.write_batch(&records).await });
+            let attempt = match tokio::time::timeout(limit, &mut task).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(join_error)) if join_error.is_panic() => {
+                    let payload = join_error.into_panic();
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".to_owned());
+                    Err(SinkError::permanent(format!(
+                        "the sink panicked: {message}"
+                    )))
+                }
+                Ok(Err(join_error)) => Err(SinkError::transient(join_error)),
+                Err(_) => {
+                    task.abort();
+                    Err(SinkError::transient(format!(
+                        "the sink did not answer within {limit:?}"
+                    )))
+                }
+            };
+            if let Some(observer) = observer {
+                let written = matches!(attempt, Ok(()) | Err(SinkError::Rejected { .. }));
+                observer.attempt(now.elapsed(), written);
             }
-            Ok(Err(join_error)) => Err(SinkError::transient(join_error)),
-            Err(_) => {
-                task.abort();
-                Err(SinkError::transient(format!(
-                    "the sink did not answer within {limit:?}"
-                )))
-            }
+            attempt
         }
     }
 }
