@@ -6,6 +6,10 @@
 //! * PostgreSQL (when `TOWER_USAGE_POSTGRES_URL` is set): `COPY … FROM STDIN` of the same
 //!   rows through tokio-postgres.
 //!
+//! Each backend also writes the same records back from the recorder's spill (`spill_replay`:
+//! a spill left by a recorder whose sink was down, written by the next recorder that opens
+//! it), against `recorder_store`, the direct path.
+//!
 //! Then it streams 1,000,000 records through the recorder into SQLite and prints the
 //! process's resident memory as it goes: it should stay flat, bounded by the queue.
 //!
@@ -19,8 +23,11 @@ use criterion::{criterion_group, Criterion, Throughput};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use futures_util::SinkExt;
+use tower_usage::recorder::Spill;
 use tower_usage::store::DieselStore;
-use tower_usage::{ClientPlatform, RecordError, Recorder, TokenUsage, UsageRecord};
+use tower_usage::{
+    ClientPlatform, RecordError, Recorder, SinkError, TokenUsage, UsageRecord, UsageSink,
+};
 
 const RECORDS: u64 = 50_000;
 /// The recorder's default batch size, used by the baselines too.
@@ -145,6 +152,49 @@ async fn pump(recorder: &Recorder, records: Vec<UsageRecord>) {
     recorder.flush().await;
 }
 
+/// A sink that is down: every batch goes to the spill.
+#[derive(Debug)]
+struct Down;
+
+#[async_trait::async_trait]
+impl UsageSink for Down {
+    async fn write_batch(&self, _: &[UsageRecord]) -> Result<(), SinkError> {
+        Err(SinkError::transient("down"))
+    }
+}
+
+fn spill_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir()
+        .join("tower-usage-bench")
+        .join(format!("{name}-{}.spill", std::process::id()))
+}
+
+/// Leaves `RECORDS` records in the spill at `dir`, from a recorder whose sink was down.
+async fn spilled(dir: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let spill = Spill::open(dir).unwrap().after(Duration::ZERO);
+    let recorder = Recorder::builder(Down)
+        .batch_size(BATCH)
+        .spill(spill)
+        .spawn();
+    pump(&recorder, records(RECORDS)).await;
+    recorder.shutdown().await;
+    assert_eq!(recorder.stats().spilled, RECORDS);
+}
+
+/// Writes what the spill at `dir` holds into `store`, as the next process would.
+async fn replay(store: DieselStore, dir: &std::path::Path) {
+    let recorder = Recorder::builder(store)
+        .batch_size(BATCH)
+        .spill(Spill::open(dir).unwrap())
+        .spawn();
+    while recorder.stats().spill_bytes > 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    recorder.shutdown().await;
+    assert_eq!(recorder.stats().replayed, RECORDS);
+}
+
 fn records(n: u64) -> Vec<UsageRecord> {
     (0..n).map(|_| record()).collect()
 }
@@ -194,6 +244,22 @@ fn ingest(c: &mut Criterion) {
         )
     });
     runtime.block_on(recorder.shutdown());
+
+    // SQLite, the same records written back from a spill.
+    let spill = spill_dir("sqlite");
+    let store = runtime
+        .block_on(DieselStore::connect(&format!(
+            "sqlite://{}",
+            temp_db("replay")
+        )))
+        .unwrap();
+    group.bench_function("sqlite/spill_replay", |b| {
+        b.iter_batched(
+            || runtime.block_on(spilled(&spill)),
+            |()| runtime.block_on(replay(store.clone(), &spill)),
+            criterion::BatchSize::PerIteration,
+        )
+    });
 
     // SQLite raw: the same rows, batch and pragmas, straight through the driver.
     let path = temp_db("raw");
@@ -277,6 +343,15 @@ async fn postgres(
         )
     });
     recorder.shutdown().await;
+
+    let spill = spill_dir("postgres");
+    group.bench_function("postgres/spill_replay", |b| {
+        b.iter_batched(
+            || tokio::task::block_in_place(|| handle.block_on(spilled(&spill))),
+            |()| tokio::task::block_in_place(|| handle.block_on(replay(store.clone(), &spill))),
+            criterion::BatchSize::PerIteration,
+        )
+    });
 
     let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
         .await
