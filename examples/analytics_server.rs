@@ -41,6 +41,8 @@ use tower_usage::Recorder;
 mod demo;
 #[path = "shared/history.rs"]
 mod history;
+#[path = "shared/signal.rs"]
+mod signal;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -119,7 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The peer's address limits requests with bad credentials, per client.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
-        .with_graceful_shutdown(demo::shutdown_signal())
+        .with_graceful_shutdown(signal::shutdown_signal())
         .await?;
 
     recorder.shutdown().await;

@@ -23,6 +23,8 @@
 
 #[path = "shared/demo.rs"]
 mod demo;
+#[path = "shared/signal.rs"]
+mod signal;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("  curl {addr}/health");
 
     axum::serve(listener, app)
-        .with_graceful_shutdown(demo::shutdown_signal())
+        .with_graceful_shutdown(signal::shutdown_signal())
         .await?;
 
     recorder.shutdown().await;

@@ -1,4 +1,4 @@
-//! The quick start's demo routes and shutdown handling, shared by the examples that
+//! The quick start's demo routes, store and recorder, shared by the examples that
 //! serve them (`quickstart`, `analytics_server`).
 
 use std::convert::Infallible;
@@ -163,26 +163,4 @@ async fn usage(
         Ok(dashboard) => Ok(Json(dashboard)),
         Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
     }
-}
-
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    eprintln!("shutting down: finishing requests in flight and writing queued records");
 }

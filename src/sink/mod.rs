@@ -2,7 +2,9 @@
 //!
 //! A sink is anything that implements [`UsageSink`]: the built-in [`MemorySink`] (tests
 //! and examples), [`JsonLinesSink`] (stdout or a file), [`FanoutSink`] (several at once),
-//! a database store, or your own (Kafka, NATS, a log pipeline…).
+//! a database store, [`nats::NatsSink`] (feature `nats`: NATS JetStream, for an
+//! [`Ingester`](nats::Ingester) to write into the store), or your own (Kafka, a log
+//! pipeline…).
 //!
 //! The worker calls one `write_batch` at a time. A sink must treat a record whose
 //! [`id`](crate::UsageRecord::id) it has already stored as written: a batch whose answer
@@ -11,6 +13,8 @@
 mod fanout;
 mod json_lines;
 mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
 
 pub use fanout::FanoutSink;
 pub use json_lines::JsonLinesSink;

@@ -3,6 +3,8 @@
 
 #[cfg(feature = "store")]
 pub mod db;
+#[cfg(all(feature = "nats", feature = "store"))]
+pub mod nats;
 pub mod proxy;
 #[cfg(all(feature = "redis", feature = "store"))]
 pub mod redis;
