@@ -6,6 +6,9 @@
 //! * PostgreSQL (when `TOWER_USAGE_POSTGRES_URL` is set): `COPY … FROM STDIN` of the same
 //!   rows through tokio-postgres.
 //!
+//! With feature `nats` and `TOWER_USAGE_NATS_URL`, `postgres/nats_ingest` sends them from
+//! two producers through `NatsSink` → JetStream → one `Ingester` → PostgreSQL.
+//!
 //! Each backend also writes the same records back from the recorder's spill (`spill_replay`:
 //! a spill left by a recorder whose sink was down, written by the next recorder that opens
 //! it), against `recorder_store`, the direct path.
@@ -344,6 +347,12 @@ async fn postgres(
     });
     recorder.shutdown().await;
 
+    #[cfg(feature = "nats")]
+    match std::env::var("TOWER_USAGE_NATS_URL") {
+        Ok(nats) => nats_ingest(group, &handle, &store, &nats).await,
+        Err(_) => println!("TOWER_USAGE_NATS_URL is not set: the NATS case skipped"),
+    }
+
     let spill = spill_dir("postgres");
     group.bench_function("postgres/spill_replay", |b| {
         b.iter_batched(
@@ -387,6 +396,76 @@ async fn postgres(
 }
 
 /// One row in COPY's text format.
+/// Two producers publish `RECORDS` records through `NatsSink`, one `Ingester` writes them
+/// into PostgreSQL: timed until the ingester has written the last one.
+#[cfg(feature = "nats")]
+async fn nats_ingest(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    handle: &tokio::runtime::Handle,
+    store: &DieselStore,
+    url: &str,
+) {
+    use std::sync::Arc;
+    use tower_usage::sink::nats::{Ingester, NatsConfig, NatsSink};
+
+    let client = async_nats::connect(url).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let mut round = 0;
+    group.bench_function("postgres/nats_ingest", |b| {
+        b.iter_batched(
+            || {
+                round += 1;
+                let config = NatsConfig::new(url)
+                    .stream(format!("TU_BENCH_{}_{round}", std::process::id()))
+                    .subject(format!("tu-bench.{}.{round}", std::process::id()));
+                tokio::task::block_in_place(|| {
+                    handle.block_on(async {
+                        let mut producers = Vec::new();
+                        for _ in 0..2 {
+                            let sink = NatsSink::connect(&config).await.unwrap();
+                            producers.push(Recorder::builder(sink).batch_size(BATCH).spawn());
+                        }
+                        let ingester = Arc::new(
+                            Ingester::new(config.clone(), store.clone()).batch_size(BATCH),
+                        );
+                        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                        let running = Arc::clone(&ingester);
+                        let task = tokio::spawn(async move {
+                            running
+                                .run(async {
+                                    let _ = stopped.await;
+                                })
+                                .await
+                                .unwrap();
+                        });
+                        (config, producers, ingester, stop, task, records(RECORDS))
+                    })
+                })
+            },
+            |(config, producers, ingester, stop, task, records)| {
+                tokio::task::block_in_place(|| {
+                    handle.block_on(async {
+                        let half = records.len() / 2;
+                        let mut records = records;
+                        let second = records.split_off(half);
+                        tokio::join!(pump(&producers[0], records), pump(&producers[1], second));
+                        while ingester.stats().written < RECORDS {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        let _ = stop.send(());
+                        task.await.unwrap();
+                        for producer in &producers {
+                            producer.shutdown().await;
+                        }
+                        jetstream.delete_stream(config.stream_name()).await.unwrap();
+                    })
+                })
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+}
+
 fn copy_line(r: &RawRow) -> String {
     fn opt<T: ToString>(v: &Option<T>) -> String {
         v.as_ref().map_or_else(|| "\\N".to_owned(), T::to_string)

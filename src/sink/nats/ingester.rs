@@ -180,10 +180,17 @@ impl Ingester {
     async fn ingest(&self, consumer: &PullConsumer) {
         let mut backoff = self.retry.initial_backoff;
         loop {
-            let messages = match self.next_batch(consumer).await {
-                Ok(messages) => {
+            // A continuous pull: the server sends the next messages while a batch is
+            // being written, so reading and writing overlap.
+            let pulled = consumer
+                .stream()
+                .max_messages_per_batch(self.batch_size)
+                .messages()
+                .await;
+            let mut stream = match pulled {
+                Ok(stream) => {
                     backoff = self.retry.initial_backoff;
-                    messages
+                    stream
                 }
                 Err(error) => {
                     tracing::warn!(%error, ?backoff, "tower-usage: cannot read from NATS; retrying");
@@ -192,34 +199,48 @@ impl Ingester {
                     continue;
                 }
             };
-            if !messages.is_empty() {
-                self.write(messages).await;
+            while let Some(messages) = self.next_batch(&mut stream).await {
+                if !messages.is_empty() {
+                    self.write(messages).await;
+                }
             }
         }
     }
 
-    /// Up to a batch of messages, waiting at most `max_wait` for them.
-    async fn next_batch(&self, consumer: &PullConsumer) -> Result<Vec<Message>, String> {
-        let mut batch = consumer
-            .batch()
-            .max_messages(self.batch_size)
-            .expires(self.max_wait)
-            .messages()
-            .await
-            .map_err(|e| e.to_string())?;
+    /// Up to a batch of messages: waits for the first, then `max_wait` at most for the
+    /// rest. `None` once the pull has ended (it is started again).
+    async fn next_batch(&self, stream: &mut pull::Stream) -> Option<Vec<Message>> {
         let mut messages = Vec::with_capacity(self.batch_size);
-        while let Some(message) = batch.next().await {
-            match message {
-                Ok(message) => messages.push(message),
-                Err(error) => {
-                    // The batch request ended early (a lost connection): keep what came.
-                    tracing::debug!(%error, "tower-usage: a NATS batch ended early");
+        let mut deadline = None;
+        while messages.len() < self.batch_size {
+            let next = match deadline {
+                None => stream.next().await,
+                Some(at) => match tokio::time::timeout_at(at, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            match next {
+                Some(Ok(message)) => {
+                    messages.push(message);
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.max_wait);
+                }
+                Some(Err(error)) => {
+                    // A missed heartbeat or a lost connection: the pull goes on, and what
+                    // came so far is written.
+                    tracing::debug!(%error, "tower-usage: a NATS pull was interrupted");
+                    if messages.is_empty() {
+                        // Not in a tight loop while the server is away.
+                        tokio::time::sleep(self.retry.initial_backoff).await;
+                    }
                     break;
                 }
+                None if messages.is_empty() => return None,
+                None => break,
             }
         }
         Counters::add(&self.counters.received, messages.len());
-        Ok(messages)
+        Some(messages)
     }
 
     /// Writes one batch, retrying transient failures, then acks its messages.
