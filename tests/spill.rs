@@ -253,13 +253,13 @@ async fn a_queue_past_high_water_spills_before_the_wait_is_over() {
         Spill::open(&dir)
             .unwrap()
             .after(Duration::from_secs(3600))
-            .high_water(20),
+            .high_water(100),
     )
-    .queue_capacity(40)
+    .queue_capacity(200)
     .spawn();
     for i in 0..400 {
         recorder.record(record(i)).unwrap();
-        tokio::time::sleep(Duration::from_micros(200)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     recorder.flush().await;
     let stats = recorder.stats();
@@ -298,25 +298,26 @@ async fn a_hanging_sink_does_not_fill_the_queue() {
         10,
         Spill::open(&dir).unwrap().after(Duration::from_millis(5)),
     )
-    .queue_capacity(20)
+    .queue_capacity(200)
     .write_timeout(Duration::from_secs(3600))
     .shutdown_timeout(Duration::from_millis(300))
     .spawn();
-    for i in 0..300 {
+    // Five times the queue: a worker waiting on the hung write would drop most of them.
+    for i in 0..1_000 {
         recorder.record(record(i)).unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     recorder.flush().await;
     let stats = recorder.stats();
-    assert_eq!((stats.dropped, stats.failed, stats.spilled), (0, 0, 300));
+    assert_eq!((stats.dropped, stats.failed, stats.spilled), (0, 0, 1_000));
     // The write from the spill that hangs is cut short at the shutdown deadline.
     sink.up.store(true, Ordering::SeqCst);
-    recorder.record(record(300)).unwrap();
+    recorder.record(record(1_000)).unwrap();
     let started = std::time::Instant::now();
     recorder.shutdown().await;
     assert!(started.elapsed() < Duration::from_secs(5));
     let stats = recorder.stats();
-    assert_eq!(stats.written + stats.queued, 301, "{stats:?}");
+    assert_eq!(stats.written + stats.queued, 1_001, "{stats:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
