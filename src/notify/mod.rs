@@ -5,7 +5,7 @@
 //! |---|---|
 //! | [`Webhook`] | an endpoint: a URL and the secret its deliveries are signed with, kept in the store ([`DieselStore::put_webhook`](crate::store::DieselStore::put_webhook)) |
 //! | the outbox | a row per event and endpoint, written in the transaction that writes the event: an event is never lost between the two |
-//! | [`Sender`] (feature `webhooks`) | sends what is due, retries with backoff for a day, and never sends a delivery again once it was answered with a 2xx |
+//! | `Sender` (feature `webhooks`) | sends what is due, retries with backoff for a day, and never sends a delivery again once it was answered with a 2xx |
 //!
 //! # What a receiver gets
 //!

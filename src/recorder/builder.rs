@@ -119,7 +119,7 @@ impl RecorderBuilder {
     }
 
     /// Tells `observer` of every batch the worker writes and of every write attempt, with
-    /// its duration: for metrics such as [`ops::Metrics`](crate::ops::Metrics) (feature
+    /// its duration: for metrics such as `ops::Metrics` (feature
     /// `prometheus`). See [`WriteObserver`](super::WriteObserver).
     pub fn observer(mut self, observer: impl super::WriteObserver) -> Self {
         self.config.observer = Some(Arc::new(observer));

@@ -2,8 +2,8 @@
 //!
 //! A sink is anything that implements [`UsageSink`]: the built-in [`MemorySink`] (tests
 //! and examples), [`JsonLinesSink`] (stdout or a file), [`FanoutSink`] (several at once),
-//! a database store, [`nats::NatsSink`] (feature `nats`: NATS JetStream, for an
-//! [`Ingester`](nats::Ingester) to write into the store), or your own (Kafka, a log
+//! a database store, `nats::NatsSink` (feature `nats`: NATS JetStream, for an
+//! `nats::Ingester` to write into the store), or your own (Kafka, a log
 //! pipeline…).
 //!
 //! The worker calls one `write_batch` at a time. A sink must treat a record whose

@@ -38,7 +38,7 @@ use written::Written;
 ///
 /// The cache knows of the writes made through the stores it is given to. Give the same
 /// cache to every store of the process that writes into the database. With several
-/// writing processes, make each one's cache with [`shared`](Self::shared) (feature
+/// writing processes, make each one's cache with `AnswerCache::shared` (feature
 /// `redis`) over one Redis server, so that each sees the others' writes; an in-process
 /// cache ([`new`](Self::new)) does not see them.
 ///
