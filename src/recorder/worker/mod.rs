@@ -237,13 +237,15 @@ impl RecorderWorker {
         let retry = self.config.retry;
         let mut backoff = retry.initial_backoff;
         let mut retries = 0u32;
-        let first_try = Instant::now();
+        // With a spill, the batch goes there by this instant at the latest, and a write
+        // still running then is given up: the spill keeps the queue from filling behind it.
+        let spill_at = self
+            .spill
+            .as_ref()
+            .map(|s| Instant::now() + s.after_duration());
         let mut to_spill = false;
         loop {
-            // With a spill, a write still running when the batch is due there is given up:
-            // the spill keeps the queue from filling behind it.
-            let until = self.spill.as_ref().map(|s| first_try + s.after_duration());
-            let attempt = self.attempt(&batch, until);
+            let attempt = self.attempt(&batch, spill_at);
             let attempt = if retries > 0 && self.spill.is_some() {
                 // The batch failed before: a backlog past the high-water mark sends it to
                 // the spill without waiting for this attempt, which is left to finish or
@@ -261,42 +263,39 @@ impl RecorderWorker {
             let Err(error) = self.count_attempt(attempt, len, false) else {
                 break;
             };
+            tracing::warn!(%error, records = len, retries, "tower-usage: batch write failed");
             let out_of_retries = retry.max_retries.is_some_and(|max| retries >= max);
             if self.spill.is_some() {
-                if out_of_retries || self.due_for_spill(first_try) {
-                    tracing::warn!(%error, records = len, retries, "tower-usage: batch moved to the spill");
+                if out_of_retries || self.due_for_spill(spill_at) {
                     to_spill = true;
                     break;
                 }
             } else if out_of_retries || self.past_deadline() {
-                tracing::error!(%error, records = len, retries, "tower-usage: batch given up");
+                tracing::error!(records = len, retries, "tower-usage: batch given up");
                 Counters::add(&self.counters.failed, len);
                 break;
             }
-            tracing::warn!(%error, records = len, ?backoff, "tower-usage: batch write failed; retrying");
             retries += 1;
             Counters::add(&self.counters.retried, 1);
             self.counters.failing.store(u64::from(retries), Relaxed);
-            let mut wait = backoff;
-            if let Some(spill) = &self.spill {
-                wait = wait.min(
-                    (first_try + spill.after_duration()).saturating_duration_since(Instant::now()),
-                );
-            }
+            let wait = spill_at.map_or(backoff, |at| {
+                backoff.min(at.saturating_duration_since(Instant::now()))
+            });
             self.back_off(wait).await;
             backoff = backoff.saturating_mul(2).min(retry.max_backoff);
-            if self.spill.is_some() && self.due_for_spill(first_try) {
-                tracing::warn!(
-                    records = len,
-                    retries,
-                    "tower-usage: batch moved to the spill"
-                );
+            // Woken by the high-water mark, `after` or shutdown: no attempt more.
+            if self.due_for_spill(spill_at) {
                 to_spill = true;
                 break;
             }
         }
         self.counters.failing.store(0, Relaxed);
         if to_spill {
+            tracing::warn!(
+                records = len,
+                retries,
+                "tower-usage: batch moved to the spill"
+            );
             self.spill_batch(&batch).await;
         } else {
             Counters::add(&self.counters.settled, len);
@@ -362,11 +361,12 @@ impl RecorderWorker {
         }
     }
 
-    /// Whether a failing batch first tried at `first_try` goes to the spill now.
-    fn due_for_spill(&self, first_try: Instant) -> bool {
-        self.spill.as_ref().is_some_and(|spill| {
+    /// Whether a failing batch due in the spill at `spill_at` (`None`: there is no spill)
+    /// goes there now.
+    fn due_for_spill(&self, spill_at: Option<Instant>) -> bool {
+        spill_at.is_some_and(|at| {
             self.shutdown_deadline.is_some()
-                || first_try.elapsed() >= spill.after_duration()
+                || Instant::now() >= at
                 || self.queue.len() >= self.queue.high_water()
         })
     }

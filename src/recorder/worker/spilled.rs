@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::RecorderWorker;
 use crate::record::UsageRecord;
-use crate::recorder::spill::{ReadSegment, Refused};
+use crate::recorder::spill::ReadSegment;
 use crate::recorder::stats::Counters;
 use crate::sink::SinkError;
 
@@ -35,14 +35,7 @@ impl RecorderWorker {
                 self.counters.spill_bytes.store(bytes, Relaxed);
             }
             Err(refused) => {
-                match &refused {
-                    Refused::Full { .. } => {
-                        tracing::error!(%refused, records = len, "tower-usage: batch given up");
-                    }
-                    Refused::Io(_) => {
-                        tracing::error!(%refused, dir = ?spill.dir(), records = len, "tower-usage: batch given up");
-                    }
-                }
+                tracing::error!(%refused, dir = ?spill.dir(), records = len, "tower-usage: batch given up");
                 Counters::add(&self.counters.failed, len);
                 Counters::add(&self.counters.spill_refused, len);
             }

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use super::codec;
 use super::{NatsConfig, NatsError};
 use crate::record::UsageRecord;
+use crate::recorder::stats::Counters;
 use crate::recorder::Retry;
 use crate::sink::{SinkError, UsageSink};
 
@@ -46,11 +47,11 @@ pub struct Ingester {
     max_wait: Duration,
     ack_wait: Duration,
     retry: Retry,
-    counters: Arc<Counters>,
+    counters: Arc<Tally>,
 }
 
 #[derive(Debug, Default)]
-struct Counters {
+struct Tally {
     received: AtomicU64,
     written: AtomicU64,
     failed: AtomicU64,
@@ -306,12 +307,6 @@ impl Ingester {
             tokio::time::sleep(backoff).await;
             backoff = backoff.saturating_mul(2).min(self.retry.max_backoff);
         }
-    }
-}
-
-impl Counters {
-    fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Relaxed);
     }
 }
 
