@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::nats::{names, url, PrivateServer};
+use common::nats::{names, remove_stream, url, PrivateServer};
 use tower_usage::recorder::Retry;
 use tower_usage::sink::nats::{Ingester, NatsConfig, NatsSink};
 use tower_usage::store::DieselStore;
@@ -67,6 +67,22 @@ async fn count_reaches(store: &DieselStore, n: u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_starting_together_share_one_new_stream() {
+    let Some(url) = url() else { return };
+    // Each connect creates the missing stream; the server may refuse all but the first.
+    // The race is narrow: run it on many new streams.
+    for round in 0..50 {
+        let config = config(&url, &format!("together_{round}"));
+        let sinks =
+            futures_util::future::join_all((0..8).map(|_| NatsSink::connect(&config))).await;
+        for sink in sinks {
+            sink.unwrap();
+        }
+        remove_stream(&url, config.stream_name()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_producers_and_a_retried_publish_reach_every_store_once() {
     let Some(url) = url() else { return };
     for db in common::db::fresh("natsflow").await {
@@ -106,6 +122,7 @@ async fn two_producers_and_a_retried_publish_reach_every_store_once() {
         );
         let _ = stop.send(());
         task.await.unwrap();
+        remove_stream(&url, config.stream_name()).await;
         db.cleanup().await;
     }
 }
@@ -184,6 +201,7 @@ async fn an_ingester_killed_mid_batch_leaves_its_batch_to_the_next_one() {
         assert_eq!(next.stats().written, 300);
         let _ = stop.send(());
         task.await.unwrap();
+        remove_stream(&url, config.stream_name()).await;
         db.cleanup().await;
     }
 }

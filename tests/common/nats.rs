@@ -28,6 +28,15 @@ pub fn names(test: &str) -> (String, String) {
     (format!("TU_{tag}"), format!("tu-test.{tag}"))
 }
 
+/// Deletes a test's stream from the shared server, so runs do not pile streams up on it.
+pub async fn remove_stream(url: &str, stream: &str) {
+    let client = async_nats::connect(url).await.unwrap();
+    async_nats::jetstream::new(client)
+        .delete_stream(stream)
+        .await
+        .unwrap();
+}
+
 /// A NATS server of the test's own, with JetStream keeping its files in a directory of
 /// its own, on a port of its own: it can be killed and started again.
 pub struct PrivateServer {

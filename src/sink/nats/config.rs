@@ -131,14 +131,22 @@ impl NatsConfig {
             duplicate_window: self.duplicate_window,
             ..Default::default()
         };
-        let stream =
-            context
-                .get_or_create_stream(config)
-                .await
-                .map_err(|e| NatsError::JetStream {
-                    what: format!("stream {}", self.stream),
-                    reason: e.to_string(),
-                })?;
+        let stream = match context.get_or_create_stream(config).await {
+            Ok(stream) => stream,
+            // Producers that start together race to create the stream: the server creates
+            // it for one and may refuse the others (its subjects now overlap those of the
+            // stream just made). The stream is there either way; a real refusal leaves it
+            // missing and is reported.
+            Err(create) => {
+                context
+                    .get_stream(&self.stream)
+                    .await
+                    .map_err(|_| NatsError::JetStream {
+                        what: format!("stream {}", self.stream),
+                        reason: create.to_string(),
+                    })?
+            }
+        };
         Ok((context, stream))
     }
 }
