@@ -5,8 +5,8 @@ use diesel::QueryResult;
 use futures_util::future::BoxFuture;
 
 use super::cells::upsert;
-use super::seal;
 use super::steps::{steps, Step, ROWS_PER_STEP};
+use super::{detail, seal};
 use crate::store::backend::run::{corrupt, Run};
 use crate::store::schema::row::Row;
 
@@ -35,6 +35,13 @@ pub(crate) fn maintain_rollups<'a, C: Run>(
                         let locked = conn.load(sql).await?;
                         for sql in seal::statements(dialect, new, &locked) {
                             conn.execute(sql).await?;
+                        }
+                        let late = seal::late(new, &locked);
+                        if let Some(sql) = detail::detailed(dialect, &late) {
+                            let marked = conn.load(sql).await?;
+                            for sql in detail::add(dialect, &detail::of_detailed(late, &marked)) {
+                                conn.execute(sql).await?;
+                            }
                         }
                         sealed.extend(seal::sealing(new, &locked));
                     }

@@ -22,7 +22,10 @@
 //! half-hour offset read raw rows. Histograms are kept per day, not per hour: a heavy
 //! user's hour holds a few dozen records, nearly one bucket each.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use diesel::sql_types::{BigInt, Text};
+use diesel::QueryableByName;
 
 use crate::query::{bucket, Totals};
 use crate::store::schema::row::{row_totals, Row};
@@ -148,6 +151,56 @@ fn insert_rows(dialect: Dialect, block: i64, buckets: &[i64]) -> [Sql; 2] {
     [hours, hist]
 }
 
+/// A user marked `detailed` in a sealed block, as [`detailed`] reads it.
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct Detailed {
+    #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = BigInt)]
+    slot: i64,
+}
+
+/// Reads which of the users of `late` (records of sealed blocks) are marked `detailed`
+/// in the blocks of their records; `None` when no record has a user. Few users are
+/// (the heavy ones): reading them first spares a late batch one insert per user and
+/// hour whose every row would be filtered out.
+pub(crate) fn detailed(dialect: Dialect, late: &[Row]) -> Option<Sql> {
+    let users: BTreeSet<&str> = late.iter().filter_map(|r| r.user_id.as_deref()).collect();
+    if users.is_empty() {
+        return None;
+    }
+    let blocks: BTreeSet<i64> = late
+        .iter()
+        .map(|r| r.started_at_us.div_euclid(WEEK_US))
+        .collect();
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT user_id, slot FROM usage_user_7d WHERE detailed = 1 AND slot IN (");
+    sql.list(blocks, ", ", |sql, block| {
+        sql.int(block);
+    });
+    sql.push(") AND user_id IN (");
+    sql.list(users, ", ", |sql, user| {
+        sql.bind_text(user);
+    });
+    sql.push(")");
+    Some(sql)
+}
+
+/// Those of `late` whose user is marked in their block, as [`detailed`] read.
+pub(crate) fn of_detailed(late: Vec<Row>, marked: &[Detailed]) -> Vec<Row> {
+    let marked: BTreeSet<(&str, i64)> = marked
+        .iter()
+        .map(|m| (m.user_id.as_str(), m.slot))
+        .collect();
+    late.into_iter()
+        .filter(|r| {
+            r.user_id
+                .as_deref()
+                .is_some_and(|user| marked.contains(&(user, r.started_at_us.div_euclid(WEEK_US))))
+        })
+        .collect()
+}
+
 /// Adds `rows` (records of sealed blocks) to the detail rows of the users marked
 /// `detailed` in those blocks; nothing for rows without a user.
 pub(crate) fn add(dialect: Dialect, rows: &[Row]) -> Vec<Sql> {
@@ -189,7 +242,7 @@ pub(crate) fn add(dialect: Dialect, rows: &[Row]) -> Vec<Sql> {
         row.extend(totals.values().map(Value::Int));
         row
     });
-    let hours = only_detailed(
+    let mut statements = only_detailed(
         dialect,
         HOURS,
         &hour_columns,
@@ -208,9 +261,22 @@ pub(crate) fn add(dialect: Dialect, rows: &[Row]) -> Vec<Sql> {
             Value::Int(*n),
         ]
     });
-    let hist = only_detailed(dialect, HIST, &hist_columns, 4, WEEK_US / DAY_US, hist_rows);
-    vec![hours, hist]
+    statements.extend(only_detailed(
+        dialect,
+        HIST,
+        &hist_columns,
+        4,
+        WEEK_US / DAY_US,
+        hist_rows,
+    ));
+    statements
 }
+
+/// The most rows one statement of [`only_detailed`] selects: each is a term of a
+/// compound `SELECT`, and SQLite refuses more than 500 terms (its
+/// `SQLITE_MAX_COMPOUND_SELECT`). A batch of late records for many users and hours has
+/// thousands; refused, the whole batch would fall back to one transaction a record.
+const ROWS_PER_INSERT: usize = 400;
 
 /// A value of a row written into a statement.
 #[derive(Clone, Copy)]
@@ -219,10 +285,10 @@ enum Value<'a> {
     Int(i64),
 }
 
-/// An `INSERT` into `table` (its `columns`, the first `key` of them its key) of those of
+/// `INSERT`s into `table` (its `columns`, the first `key` of them its key) of those of
 /// `rows` whose user (the first column) is marked `detailed` in the block of their slot
 /// (the second column; `per_block` slots a block), adding to the stored rows with the
-/// same key.
+/// same key; [`ROWS_PER_INSERT`] rows a statement.
 fn only_detailed<'a>(
     dialect: Dialect,
     table: &str,
@@ -230,6 +296,21 @@ fn only_detailed<'a>(
     key: usize,
     per_block: i64,
     rows: impl Iterator<Item = Vec<Value<'a>>>,
+) -> Vec<Sql> {
+    let rows: Vec<Vec<Value<'a>>> = rows.collect();
+    rows.chunks(ROWS_PER_INSERT)
+        .map(|chunk| insert_detailed(dialect, table, columns, key, per_block, chunk))
+        .collect()
+}
+
+/// One statement of [`only_detailed`].
+fn insert_detailed(
+    dialect: Dialect,
+    table: &str,
+    columns: &[&str],
+    key: usize,
+    per_block: i64,
+    rows: &[Vec<Value<'_>>],
 ) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("INSERT INTO ").push(table).push(" (");
@@ -238,13 +319,13 @@ fn only_detailed<'a>(
     // `VALUES(column)` in the upsert must not find two columns of one name.
     let names: Vec<String> = (0..columns.len()).map(|i| format!("v{i}")).collect();
     sql.push(&names.join(", ")).push(" FROM (");
-    for (i, row) in rows.enumerate() {
+    for (i, row) in rows.iter().enumerate() {
         sql.push(if i == 0 {
             "SELECT "
         } else {
             " UNION ALL SELECT "
         });
-        for (c, value) in row.into_iter().enumerate() {
+        for (c, &value) in row.iter().enumerate() {
             if c > 0 {
                 sql.push(", ");
             }
@@ -289,6 +370,31 @@ mod tests {
         assert!(sql[4].ends_with("SET detailed = 1 WHERE slot = 1 AND detailed = 2"));
         // Before the epoch: nothing built, the block is read raw.
         assert!(build(Dialect::Sqlite, -1, 256, &[i64::MIN, 1]).is_empty());
+    }
+
+    #[test]
+    fn many_late_rows_stay_under_sqlites_compound_select_limit() {
+        // A late batch in random order: every record its own user, hour and buckets.
+        let rows: Vec<Row> = (0..2_000)
+            .map(|i| {
+                let mut row = Row::from(&crate::UsageRecord::builder().build());
+                row.user_id = Some(format!("u{i}"));
+                row.started_at_us = W + i * HOUR_US;
+                row.duration_us = i * 1_000;
+                row.ttfb_us = Some(i * 100);
+                row
+            })
+            .collect();
+        let sql = add(Dialect::Sqlite, &rows);
+        assert!(sql.len() >= 10, "{}", sql.len());
+        let mut selected = 0;
+        for sql in &sql {
+            let terms = sql.text().matches(" UNION ALL SELECT ").count() + 1;
+            assert!(terms <= 500, "{terms} terms");
+            selected += terms;
+        }
+        // 2,000 hour rows and 4,000 histogram counts (duration and time to first byte).
+        assert_eq!(selected, 6_000);
     }
 
     #[test]

@@ -14,7 +14,6 @@ use std::collections::BTreeSet;
 use diesel::sql_types::BigInt;
 use diesel::QueryableByName;
 
-use super::detail;
 use super::users::users;
 use crate::store::schema::row::Row;
 use crate::store::schema::slots::{DAYS, WEEK_US};
@@ -91,10 +90,10 @@ pub(crate) fn sealing(rows: &[Row], locked: &[Block]) -> Vec<i64> {
 
 /// What the batch does with the locked blocks, after its records were added to the
 /// daily sums: seals the blocks of [`sealing`] (from the days, which now hold this
-/// batch's records too), and adds its records of blocks sealed before it to the
-/// blocks' sums and to the [`detail`] rows of the users who have them. The sealed
-/// blocks' detail rows are built afterwards, in a transaction of their own
-/// ([`detail::build`]).
+/// batch's records too), and adds its records of blocks sealed before it ([`late`]) to
+/// the blocks' sums. The caller adds those to the detail rows of the users who have them
+/// ([`detailed`](super::detail::detailed)). The sealed blocks' detail rows are built
+/// afterwards, in a transaction of their own ([`build`](super::detail::build)).
 pub(crate) fn statements(dialect: Dialect, rows: &[Row], locked: &[Block]) -> Vec<Sql> {
     let mut statements = Vec::new();
     for block in sealing(rows, locked) {
@@ -106,19 +105,21 @@ pub(crate) fn statements(dialect: Dialect, rows: &[Row], locked: &[Block]) -> Ve
         sql.int(block);
         statements.push(sql);
     }
+    statements.extend(users(dialect, UserRollup::Week, &late(rows, locked)));
+    statements
+}
+
+/// The rows that fall in blocks sealed before this batch.
+pub(crate) fn late(rows: &[Row], locked: &[Block]) -> Vec<Row> {
     let sealed: BTreeSet<i64> = locked
         .iter()
         .filter(|b| b.sealed != 0)
         .map(|b| b.block)
         .collect();
-    let late: Vec<Row> = rows
-        .iter()
+    rows.iter()
         .filter(|r| sealed.contains(&r.started_at_us.div_euclid(WEEK_US)))
         .cloned()
-        .collect();
-    statements.extend(users(dialect, UserRollup::Week, &late));
-    statements.extend(detail::add(dialect, &late));
-    statements
+        .collect()
 }
 
 /// Writes a block's per-user sums from its days (no user has detail rows yet).
@@ -180,15 +181,21 @@ mod tests {
         // Days 1 and 8 fall in blocks 0 and 1; block 1 is the batch's last.
         let rows = [row(1, Some("a")), row(8, Some("b"))];
         let sql = texts(&rows, &[(0, 1), (1, 0)]);
-        assert_eq!(sql.len(), 3, "{sql:?}");
-        // Block 0's record is added to its sums and detail rows; nothing is sealed.
+        assert_eq!(sql.len(), 1, "{sql:?}");
+        // Block 0's record is added to its sums (and is late); nothing is sealed.
         assert!(sql[0].starts_with("INSERT INTO usage_user_7d"), "{sql:?}");
         assert!(sql[0].contains(" VALUES (0, "), "{sql:?}");
-        assert!(
-            sql[1].starts_with("INSERT INTO usage_user_hours"),
-            "{sql:?}"
-        );
-        assert!(sql[2].starts_with("INSERT INTO usage_user_hist"), "{sql:?}");
+        let locked = [
+            Block {
+                block: 0,
+                sealed: 1,
+            },
+            Block {
+                block: 1,
+                sealed: 0,
+            },
+        ];
+        assert_eq!(late(&rows, &locked), [rows[0].clone()]);
         let sql = texts(&rows, &[(0, 0), (1, 0)]);
         assert_eq!(sql.len(), 2, "{sql:?}");
         assert!(sql[0].contains("FROM usage_user_1d WHERE slot >= 0 AND slot < 7"));
