@@ -87,6 +87,7 @@
 //! | `backend/` | `run` (what every backend's connection does: the `Run` trait, and the jobs a pool runs), `sqlite`, `postgres`, `mysql` (pool, migrations, `Run` on its connection), `url`; the pool of whichever backend in `mod` |
 //! | `sql` | the statement builder both paths share, and the row types statements read |
 //! | `records` | the statements that read records in key order (exports, rebuilds, `recent`) |
+//! | `replica` | the read replica: when a read may go to it, and what it did |
 //! | `schema/` | the registry of tables, columns and measures, `slots` (slot widths), `row` (a record as stored), `histogram` (the stored histogram format), `migrations/<backend>/` |
 //!
 //! The write and read sequences are written once, generic over `Run`; a backend is a
@@ -130,6 +131,7 @@ mod read;
 mod records;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+mod replica;
 mod schema;
 #[cfg(test)]
 mod snapshots;
@@ -140,6 +142,7 @@ pub use cache::{AnswerCache, CacheStats};
 pub use error::StoreError;
 #[cfg(feature = "redis")]
 pub use redis::BadRedisUrl;
+pub use replica::ReplicaStats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,6 +176,7 @@ struct Inner {
     /// writer never waits for them (a watch keeps only the latest value).
     written: tokio::sync::watch::Sender<u64>,
     cache: Option<AnswerCache>,
+    replica: Option<replica::Replica>,
 }
 
 /// What queries may ask for, how they read, and which users get detail rows.
@@ -216,6 +220,8 @@ pub struct DieselStoreBuilder {
     connect_timeout: Duration,
     limits: Limits,
     cache: Option<AnswerCache>,
+    replica: Option<String>,
+    max_replica_lag: Duration,
 }
 
 impl DieselStoreBuilder {
@@ -298,11 +304,42 @@ impl DieselStoreBuilder {
         self
     }
 
+    /// Sends the analytics reads (metrics, breakdowns, series, rankings, dashboards,
+    /// exports) to a PostgreSQL streaming replica at `url`; writes, rollup upkeep,
+    /// budgets, alerts and the API's own tables stay on the primary. A read goes to the
+    /// primary instead, counted in [`DieselStore::replica_stats`], while the replica does
+    /// not answer, lags past [`max_replica_lag`](Self::max_replica_lag), or has not yet
+    /// replayed a batch this store wrote: a process always reads its own records, and an
+    /// [`AnswerCache`] stays exact. Not for an `AnswerCache::shared` between processes,
+    /// whose other writers' batches the replica may not have replayed yet: `connect`
+    /// refuses that, and a URL of another backend.
+    ///
+    /// ```
+    /// let builder = tower_usage::store::DieselStore::builder("postgres://db-primary/usage")
+    ///     .read_replica("postgres://db-replica/usage");
+    /// # drop(builder);
+    /// ```
+    pub fn read_replica(mut self, url: impl Into<String>) -> Self {
+        self.replica = Some(url.into());
+        self
+    }
+
+    /// How far behind the primary the replica may be and still answer (default 10 s):
+    /// the age of the last commit it replayed, while it has more to replay.
+    pub fn max_replica_lag(mut self, lag: Duration) -> Self {
+        self.max_replica_lag = lag;
+        self
+    }
+
     /// Opens the pool, checks that the database answers, and runs the migrations unless
     /// told not to.
     pub async fn connect(self) -> Result<DieselStore, StoreError> {
         let url = self.url.clone();
         let pool = Pool::open(&url, self.pool_size)?;
+        let replica = match &self.replica {
+            None => None,
+            Some(replica) => Some(self.open_replica(replica, &pool)?),
+        };
         let store = DieselStore {
             inner: Arc::new(Inner {
                 url,
@@ -311,6 +348,7 @@ impl DieselStoreBuilder {
                 buckets: std::sync::OnceLock::new(),
                 written: tokio::sync::watch::Sender::new(0),
                 cache: self.cache,
+                replica,
             }),
         };
         let ready = async {
@@ -330,6 +368,29 @@ impl DieselStoreBuilder {
     }
 }
 
+impl DieselStoreBuilder {
+    /// The replica's pool: not connected yet, since the store works without it.
+    fn open_replica(&self, url: &str, primary: &Pool) -> Result<replica::Replica, StoreError> {
+        let refuse = |reason: &'static str| StoreError::UnsupportedUrl {
+            url: mask(url),
+            reason,
+        };
+        let pool = Pool::open(url, self.pool_size)?;
+        if primary.dialect() != sql::Dialect::Postgres || pool.dialect() != sql::Dialect::Postgres {
+            return Err(refuse(
+                "read replicas are supported on PostgreSQL, for a PostgreSQL primary",
+            ));
+        }
+        if self.cache.as_ref().is_some_and(AnswerCache::is_shared) {
+            return Err(refuse(
+                "an answer cache shared between processes cannot tell whether the replica \
+                 has replayed the other processes' writes; use the replica without it",
+            ));
+        }
+        Ok(replica::Replica::new(pool, self.max_replica_lag))
+    }
+}
+
 impl DieselStore {
     /// Connects to `url` with the default settings and runs pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -345,6 +406,8 @@ impl DieselStore {
             connect_timeout: Duration::from_secs(30),
             limits: Limits::default(),
             cache: None,
+            replica: None,
+            max_replica_lag: Duration::from_secs(10),
         }
     }
 
@@ -384,6 +447,53 @@ impl DieselStore {
     /// [`load`](Self::load) for a statement that reads the rollups only.
     pub(crate) async fn load_rollups<T: Readable>(&self, sql: Sql) -> Result<Vec<T>, StoreError> {
         self.run(Load::rollups(sql)).await
+    }
+
+    /// An analytics read: on the replica when there is one that may answer it (see
+    /// [`DieselStoreBuilder::read_replica`]), on the primary otherwise. `rollups` when
+    /// it reads the rollups only.
+    pub(crate) async fn load_analytics<T: Readable>(
+        &self,
+        sql: Sql,
+        rollups: bool,
+    ) -> Result<Vec<T>, StoreError> {
+        let sql = match &self.inner.replica {
+            None => sql,
+            Some(replica) => match replica.load(sql.clone(), rollups).await {
+                Ok(rows) => return Ok(rows),
+                Err(_) => sql,
+            },
+        };
+        match rollups {
+            true => self.load_rollups(sql).await,
+            false => self.load(sql).await,
+        }
+    }
+
+    /// What the read replica did, or `None` without one
+    /// ([`DieselStoreBuilder::read_replica`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = tower_usage::store::DieselStore::connect("sqlite::memory:").await?;
+    /// assert!(store.replica_stats().is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn replica_stats(&self) -> Option<ReplicaStats> {
+        self.inner.replica.as_ref().map(replica::Replica::stats)
+    }
+
+    /// Tells the replica where the primary's log stands after a batch was written (or
+    /// may have been), so that reads wait for the replica to replay it.
+    async fn note_written(&self) {
+        if let Some(replica) = &self.inner.replica {
+            let ticket = replica.ticket();
+            let position: Result<Vec<Count>, _> = self.load(replica::Replica::position()).await;
+            replica.written(
+                ticket,
+                position.ok().and_then(|rows| rows.first().map(|c| c.n)),
+            );
+        }
     }
 
     /// The number a query of one row and one column `n` answers (0 for no row).
@@ -531,6 +641,7 @@ impl UsageSink for DieselStore {
             .map(|_| cache::slots_of(rows.iter().map(|row| row.started_at_us)));
         let detail_min = self.inner.limits.detail_min_records;
         let written = write::write_rows(&self.inner.pool, rows, detail_min).await;
+        self.note_written().await;
         // Whatever the outcome: a batch that failed may have committed.
         if let (Some(cache), Some(slots)) = (&self.inner.cache, slots) {
             cache.record_written(slots).await;

@@ -10,6 +10,8 @@ pub mod proxy;
 pub mod redis;
 #[cfg(feature = "store")]
 pub mod reference;
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+pub mod replica;
 #[cfg(feature = "dashboard")]
 pub mod webdriver;
 

@@ -197,6 +197,14 @@ impl AnswerCache {
         }
     }
 
+    /// Whether other processes share this cache's write log (`AnswerCache::shared`).
+    pub(crate) fn is_shared(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.shared.log.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
     /// What the cache has done, and what it holds.
     pub fn stats(&self) -> CacheStats {
         let shared = &self.shared;

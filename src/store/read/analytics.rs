@@ -83,12 +83,7 @@ impl DieselStore {
         piece: &Span,
         rollups: bool,
     ) -> Result<Arc<Vec<T>>, StoreError> {
-        let load = |sql| async move {
-            match rollups {
-                true => self.load_rollups(sql).await,
-                false => self.load(sql).await,
-            }
-        };
+        let load = |sql| self.load_analytics(sql, rollups);
         match &self.inner.cache {
             None => load(sql).await.map(Arc::new),
             Some(cache) => {
@@ -191,7 +186,7 @@ impl DieselStore {
         let mut sql = Sql::new(self.dialect());
         let raw = Part::Raw(first_minute * MINUTE_US, end_minute * MINUTE_US);
         plan::aggregate(&mut sql, filter, group, &[raw]);
-        let rows: Vec<AggRow> = self.load(sql).await?;
+        let rows: Vec<AggRow> = self.load_analytics(sql, false).await?;
         let mut minutes = vec![Totals::default(); 60];
         for row in rows {
             let index = row

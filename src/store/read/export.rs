@@ -116,7 +116,7 @@ impl DieselStore {
         }
         loop {
             let sql = page(self.dialect(), filter, from, to, after.as_ref());
-            let rows: Vec<Row> = self.load(sql).await?;
+            let rows: Vec<Row> = self.load_analytics(sql, false).await?;
             // A page cut short by its bytes holds fewer rows: only an empty one ends.
             let Some(last) = rows.last() else { break };
             after = Some((last.started_at_us, last.id.clone()));

@@ -1,0 +1,126 @@
+//! Records per second written through `Recorder` + `DieselStore` in time order and in
+//! random order: the same records over 90 days, the late ones landing in days and 7-day
+//! blocks sealed long before (a history import, a replay, a broker's redelivery).
+//! Rounds alternate in order and random on a fresh store each; the medians and their
+//! ratio are printed, on SQLite, and on PostgreSQL when `TOWER_USAGE_POSTGRES_URL` is set.
+//!
+//! `ORDER_RECORDS` sets the records a run (default 1,000,000), `ORDER_ROUNDS` the rounds
+//! of each order (default 3).
+//!
+//! `cargo bench --bench order --features postgres`
+#![allow(missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tower_usage::store::DieselStore;
+use tower_usage::{RecordError, Recorder, TokenUsage, UsageRecord};
+
+const DAYS: i64 = 90;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// `n` records spread evenly over the last 90 days, 10,000 users; shuffled (by a fixed
+/// seed) when `random`.
+fn records(n: u64, random: bool) -> Vec<UsageRecord> {
+    let start = Utc::now() - chrono::Duration::days(DAYS + 1);
+    let span = DAYS * 86_400_000_000;
+    let mut records: Vec<UsageRecord> = (0..n)
+        .map(|i| {
+            let mut record = UsageRecord::builder()
+                .user(format!("user-{}", i % 10_000))
+                .service(["chat", "embeddings", "mcp"][(i % 3) as usize])
+                .model(["gpt-4o", "gpt-4o-mini", "claude-sonnet"][(i % 3) as usize])
+                .provider("openai")
+                .ttfb(Duration::from_micros(1_000 + i % 5_000))
+                .duration(Duration::from_micros(50_000 + i % 100_000))
+                .tokens(TokenUsage::new(1_000 + i % 500, 200))
+                .cost_micros(1_234)
+                .build();
+            let at = (span as i128 * i as i128 / n as i128) as i64;
+            record.started_at = start + chrono::Duration::microseconds(at);
+            record
+        })
+        .collect();
+    if random {
+        // Fisher–Yates with xorshift64: the same order every run.
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        for i in (1..records.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            records.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+    }
+    records
+}
+
+/// Writes `records` into a freshly migrated store at `url`; records/s.
+async fn run(url: &str, records: Vec<UsageRecord>) -> f64 {
+    let store = DieselStore::connect(url).await.unwrap();
+    store.revert_migrations().await.unwrap();
+    store.migrate().await.unwrap();
+    let n = records.len() as u64;
+    let recorder = Recorder::builder(store.clone()).spawn();
+    let started = Instant::now();
+    for record in records {
+        loop {
+            match recorder.record(record.clone()) {
+                Ok(()) => break,
+                Err(RecordError::QueueFull) => tokio::time::sleep(Duration::from_micros(500)).await,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    recorder.flush().await;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    recorder.shutdown().await;
+    assert_eq!(recorder.stats().written, n);
+    assert_eq!(store.count().await.unwrap(), n);
+    rate
+}
+
+fn median(mut rates: Vec<f64>) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+async fn backend(name: &str, url: &str, n: u64, rounds: u64) {
+    let (mut ordered, mut random) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let a = run(url, records(n, false)).await;
+        let b = run(url, records(n, true)).await;
+        println!("{name} round {round}: in order {a:>8.0} records/s, random {b:>8.0} records/s");
+        ordered.push(a);
+        random.push(b);
+    }
+    let (a, b) = (median(ordered), median(random));
+    println!(
+        "{name}: medians in order {a:.0}, random {b:.0} records/s: random/in order {:.2}",
+        b / a
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let n = env("ORDER_RECORDS", 1_000_000);
+    let rounds = env("ORDER_ROUNDS", 3);
+    println!("{n} records over {DAYS} days, in time order and in random order");
+    let dir = std::env::temp_dir().join("tower-usage-bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("order-{}.db", std::process::id()));
+    backend("sqlite", &format!("sqlite://{}", path.display()), n, rounds).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    match std::env::var("TOWER_USAGE_POSTGRES_URL") {
+        Ok(url) if cfg!(feature = "postgres") => backend("postgres", &url, n, rounds).await,
+        Ok(_) => println!("built without feature `postgres`: PostgreSQL skipped"),
+        Err(_) => println!("TOWER_USAGE_POSTGRES_URL is not set: PostgreSQL skipped"),
+    }
+}
