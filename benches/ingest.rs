@@ -26,11 +26,13 @@ use criterion::{criterion_group, Criterion, Throughput};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use futures_util::SinkExt;
+#[path = "shared/pump.rs"]
+mod pump;
+
+use pump::pump;
 use tower_usage::recorder::Spill;
 use tower_usage::store::DieselStore;
-use tower_usage::{
-    ClientPlatform, RecordError, Recorder, SinkError, TokenUsage, UsageRecord, UsageSink,
-};
+use tower_usage::{ClientPlatform, Recorder, SinkError, TokenUsage, UsageRecord, UsageSink};
 
 const RECORDS: u64 = 50_000;
 /// The recorder's default batch size, used by the baselines too.
@@ -137,22 +139,6 @@ fn raw(r: &UsageRecord) -> RawRow {
         cost_micros: r.cost_micros,
         metadata: None,
     }
-}
-
-/// Pushes `records` into the recorder as fast as it takes them (a full queue makes the
-/// producer wait a moment, as a server's requests would drop), then waits until all are
-/// written.
-async fn pump(recorder: &Recorder, records: Vec<UsageRecord>) {
-    for record in records {
-        loop {
-            match recorder.record(record.clone()) {
-                Ok(()) => break,
-                Err(RecordError::QueueFull) => tokio::time::sleep(Duration::from_micros(500)).await,
-                Err(e) => panic!("{e}"),
-            }
-        }
-    }
-    recorder.flush().await;
 }
 
 /// A sink that is down: every batch goes to the spill.

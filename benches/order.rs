@@ -12,9 +12,13 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "shared/pump.rs"]
+mod pump;
+
 use chrono::Utc;
+use pump::pump;
 use tower_usage::store::DieselStore;
-use tower_usage::{RecordError, Recorder, TokenUsage, UsageRecord};
+use tower_usage::{Recorder, TokenUsage, UsageRecord};
 
 const DAYS: i64 = 90;
 
@@ -68,16 +72,7 @@ async fn run(url: &str, records: Vec<UsageRecord>) -> f64 {
     let n = records.len() as u64;
     let recorder = Recorder::builder(store.clone()).spawn();
     let started = Instant::now();
-    for record in records {
-        loop {
-            match recorder.record(record.clone()) {
-                Ok(()) => break,
-                Err(RecordError::QueueFull) => tokio::time::sleep(Duration::from_micros(500)).await,
-                Err(e) => panic!("{e}"),
-            }
-        }
-    }
-    recorder.flush().await;
+    pump(&recorder, records).await;
     let rate = n as f64 / started.elapsed().as_secs_f64();
     recorder.shutdown().await;
     assert_eq!(recorder.stats().written, n);
