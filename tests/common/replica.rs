@@ -33,20 +33,24 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// PostgreSQL refuses to run as root: as root, commands run as `postgres`.
-fn run(program: &Path, args: &[&str]) -> Output {
+/// `program`, as `postgres` when this is root: PostgreSQL refuses to run as root.
+fn command(program: &Path) -> Command {
     let root = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    let mut command = if root {
+    if root {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
         c
     } else {
         Command::new(program)
-    };
-    let output = command.args(args).output().unwrap();
+    }
+}
+
+/// Runs `program` (see [`command`]) and checks that it succeeded.
+fn run(program: &Path, args: &[&str]) -> Output {
+    let output = command(program).args(args).output().unwrap();
     assert!(
         output.status.success(),
         "{} {args:?}: {}{}",
@@ -109,7 +113,7 @@ impl Replicated {
             dir,
             replica_port,
         };
-        server.pg_ctl("primary", &["start", "-w", "-l"], "primary.log");
+        server.pg_ctl("primary", &["start", "-w"], Some("primary.log"));
         run(
             &server.bin.join("pg_basebackup"),
             &[
@@ -131,13 +135,14 @@ impl Replicated {
         Some(server)
     }
 
-    fn pg_ctl(&self, cluster: &str, args: &[&str], log: &str) {
+    /// `pg_ctl` on a cluster's directory, its server's output into `log` when given.
+    fn pg_ctl(&self, cluster: &str, args: &[&str], log: Option<&str>) {
         let data = self.dir.join(cluster).display().to_string();
-        let log = self.dir.join(log).display().to_string();
+        let log = log.map(|log| self.dir.join(log).display().to_string());
         let mut all = vec!["-D", data.as_str()];
         all.extend_from_slice(args);
-        if args.contains(&"-l") {
-            all.push(&log);
+        if let Some(log) = &log {
+            all.extend(["-l", log.as_str()]);
         }
         run(&self.bin.join("pg_ctl"), &all);
     }
@@ -147,14 +152,14 @@ impl Replicated {
         let port = format!("-p {}", self.replica_port);
         self.pg_ctl(
             "replica",
-            &["start", "-w", "-o", &port, "-l"],
-            "replica.log",
+            &["start", "-w", "-o", &port],
+            Some("replica.log"),
         );
     }
 
     /// Stops the replica at once, as a crash would.
     pub fn stop_replica(&self) {
-        self.pg_ctl("replica", &["stop", "-m", "immediate", "-w"], "");
+        self.pg_ctl("replica", &["stop", "-m", "immediate", "-w"], None);
     }
 }
 
@@ -169,15 +174,9 @@ impl Drop for Replicated {
         for cluster in ["replica", "primary"] {
             let data = self.dir.join(cluster);
             if data.join("postmaster.pid").exists() {
-                let _ = Command::new("runuser")
-                    .args(["-u", "postgres", "--"])
-                    .arg(self.bin.join("pg_ctl"))
-                    .args(["-D"])
-                    .arg(&data)
-                    .args(["stop", "-m", "immediate", "-w"])
-                    .output();
-                let _ = Command::new(self.bin.join("pg_ctl"))
-                    .args(["-D"])
+                // No panic in a drop: a server already gone is fine.
+                let _ = command(&self.bin.join("pg_ctl"))
+                    .arg("-D")
                     .arg(&data)
                     .args(["stop", "-m", "immediate", "-w"])
                     .output();

@@ -33,10 +33,10 @@ pub(crate) fn maintain_rollups<'a, C: Run>(
                     }
                     Step::Blocks(sql) => {
                         let locked = conn.load(sql).await?;
-                        for sql in seal::statements(dialect, new, &locked) {
+                        let late = seal::late(new, &locked);
+                        for sql in seal::statements(dialect, new, &locked, &late) {
                             conn.execute(sql).await?;
                         }
-                        let late = seal::late(new, &locked);
                         if let Some(sql) = detail::detailed(dialect, &late) {
                             let marked = conn.load(sql).await?;
                             for sql in detail::add(dialect, &detail::of_detailed(late, &marked)) {

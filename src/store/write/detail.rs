@@ -30,7 +30,7 @@ use diesel::QueryableByName;
 use crate::query::{bucket, Totals};
 use crate::store::schema::row::{row_totals, Row};
 use crate::store::schema::slots::{DAY_US, HOUR_US, WEEK_US};
-use crate::store::schema::{BLOCKS, HIST, HOURS, MEASURES, RAW_COLUMNS, RAW_MEASURES};
+use crate::store::schema::{UserRollup, BLOCKS, HIST, HOURS, MEASURES, RAW_COLUMNS, RAW_MEASURES};
 use crate::store::sql::{Dialect, Sql};
 
 /// How many records a user needs in a block to get detail rows for it, unless the
@@ -174,7 +174,9 @@ pub(crate) fn detailed(dialect: Dialect, late: &[Row]) -> Option<Sql> {
         .map(|r| r.started_at_us.div_euclid(WEEK_US))
         .collect();
     let mut sql = Sql::new(dialect);
-    sql.push("SELECT user_id, slot FROM usage_user_7d WHERE detailed = 1 AND slot IN (");
+    sql.push("SELECT user_id, slot FROM ")
+        .push(UserRollup::Week.table())
+        .push(" WHERE detailed = 1 AND slot IN (");
     sql.list(blocks, ", ", |sql, block| {
         sql.int(block);
     });

@@ -90,11 +90,17 @@ pub(crate) fn sealing(rows: &[Row], locked: &[Block]) -> Vec<i64> {
 
 /// What the batch does with the locked blocks, after its records were added to the
 /// daily sums: seals the blocks of [`sealing`] (from the days, which now hold this
-/// batch's records too), and adds its records of blocks sealed before it ([`late`]) to
-/// the blocks' sums. The caller adds those to the detail rows of the users who have them
-/// ([`detailed`](super::detail::detailed)). The sealed blocks' detail rows are built
-/// afterwards, in a transaction of their own ([`build`](super::detail::build)).
-pub(crate) fn statements(dialect: Dialect, rows: &[Row], locked: &[Block]) -> Vec<Sql> {
+/// batch's records too), and adds `late`, its records of blocks sealed before it
+/// ([`late`]), to the blocks' sums. The caller adds those to the detail rows of the
+/// users who have them ([`detailed`](super::detail::detailed)). The sealed blocks'
+/// detail rows are built afterwards, in a transaction of their own
+/// ([`build`](super::detail::build)).
+pub(crate) fn statements(
+    dialect: Dialect,
+    rows: &[Row],
+    locked: &[Block],
+    late: &[Row],
+) -> Vec<Sql> {
     let mut statements = Vec::new();
     for block in sealing(rows, locked) {
         statements.push(seal(dialect, block));
@@ -105,7 +111,7 @@ pub(crate) fn statements(dialect: Dialect, rows: &[Row], locked: &[Block]) -> Ve
         sql.int(block);
         statements.push(sql);
     }
-    statements.extend(users(dialect, UserRollup::Week, &late(rows, locked)));
+    statements.extend(users(dialect, UserRollup::Week, late));
     statements
 }
 
@@ -161,7 +167,7 @@ mod tests {
         let rows = [row(1, None), row(15, None)];
         assert!(ensure(Dialect::Sqlite, &rows).is_none());
         assert!(lock(Dialect::Sqlite, &rows).is_none());
-        assert!(statements(Dialect::Sqlite, &rows, &[]).is_empty());
+        assert!(statements(Dialect::Sqlite, &rows, &[], &late(&rows, &[])).is_empty());
     }
 
     /// The statements' texts for `rows` with these blocks locked, as (block, sealed).
@@ -170,7 +176,7 @@ mod tests {
             .iter()
             .map(|&(block, sealed)| Block { block, sealed })
             .collect();
-        statements(Dialect::Sqlite, rows, &locked)
+        statements(Dialect::Sqlite, rows, &locked, &late(rows, &locked))
             .into_iter()
             .map(|s| s.text())
             .collect()
