@@ -1242,3 +1242,46 @@ async fn admins_keep_webhooks_whose_secrets_never_come_back() {
     );
     h.audit.shutdown().await;
 }
+
+#[tokio::test]
+async fn answers_over_removed_records_say_where_they_rest_on_the_rollups_alone() {
+    let h = Harness::new(|c| c.unlimited(Role::Admin)).await;
+    let token = admin();
+    let (_, headers, before) = h.get(&format!("/metrics?{RANGE}"), Some(&token)).await;
+    assert!(!headers.contains_key("usage-aggregate-only-before"));
+    // The records of 2026-11-01 are over a week old: a week's policy removes them all.
+    let policy = tower_usage::store::RetentionPolicy::keep_records_days(7).unwrap();
+    let report = h.store.apply_retention(&policy).await.unwrap();
+    assert_eq!(report.records_removed, 6);
+    assert_eq!(h.store.count().await.unwrap(), 0);
+
+    let (status, headers, after) = h.get(&format!("/metrics?{RANGE}"), Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    // The whole range lies before the horizon: the header names its end.
+    assert_eq!(
+        headers["usage-aggregate-only-before"],
+        "2026-11-02T00:00:00Z"
+    );
+    // Whole quarter hours: the rollups answer as the records did.
+    assert_eq!(after, before);
+
+    let horizon = report.retained.records_before.unwrap();
+    let across = format!(
+        "/services?from=2026-11-01T00:00:00Z&to={}",
+        (horizon + chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let (_, headers, _) = h.get(&across, Some(&token)).await;
+    let said = horizon.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    assert_eq!(headers["usage-aggregate-only-before"], said.as_str());
+    let recent = format!(
+        "/services?from={}&to={}",
+        said,
+        (horizon + chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let (status, headers, _) = h.get(&recent, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!headers.contains_key("usage-aggregate-only-before"));
+    // Not on endpoints that do not read usage.
+    let (_, headers, _) = h.get("/budgets", Some(&token)).await;
+    assert!(!headers.contains_key("usage-aggregate-only-before"));
+}

@@ -141,6 +141,12 @@ impl Endpoint {
         !matches!(self, Endpoint::MyUsage | Endpoint::Me | Endpoint::Live)
     }
 
+    /// Whether it answers from the usage records and rollups: the endpoints that take the
+    /// usage filter.
+    pub(crate) fn reads_usage(self) -> bool {
+        self.accepts(P::Service)
+    }
+
     /// The parameters it accepts; any other is refused.
     pub(crate) fn accepts(self, param: Param) -> bool {
         let own: &[Param] = match self {

@@ -5,13 +5,20 @@
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use chrono::SecondsFormat;
 
 use super::auth::{Principal, Role};
 use super::endpoint::Endpoint;
 use super::error::{ApiError, Refusal};
 use super::params::Params;
 use super::Api;
+use crate::query::TimeRange;
 use crate::UsageHandle;
+
+/// The response header that says, on an answer over usage whose range starts before the
+/// records' retention horizon, that horizon (RFC 3339): before it the answer counts what
+/// the rollups keep (see [`Retained`](crate::store::Retained)).
+pub(crate) const AGGREGATE_ONLY_BEFORE: &str = "usage-aggregate-only-before";
 
 /// An admitted request: who asked, and what.
 #[derive(Debug, Clone)]
@@ -32,8 +39,13 @@ pub(crate) async fn guard(
     let (mut head, body) = request.into_parts();
     let response = match admit(&api, endpoint, &head, handle.as_ref()).await {
         Ok(call) => {
+            let range = call.params.filter.range;
             head.extensions.insert(call);
-            next.run(Request::from_parts(head, body)).await
+            let mut response = next.run(Request::from_parts(head, body)).await;
+            if endpoint.reads_usage() && response.status().is_success() {
+                mark_aggregate_only(&api, &range, &mut response).await;
+            }
+            response
         }
         Err(error) => error.into_response(),
     };
@@ -41,6 +53,21 @@ pub(crate) async fn guard(
         handle.insert_metadata("reason", reason.as_str());
     }
     response
+}
+
+/// Says in [`AGGREGATE_ONLY_BEFORE`] where the records of `range` were removed by
+/// retention, if they were: the answer rests on the rollups alone before then.
+async fn mark_aggregate_only(api: &Api, range: &TimeRange, response: &mut Response) {
+    let Some(retained) = api.store().retained_lately().await else {
+        return;
+    };
+    let Some(part) = retained.aggregate_only(range) else {
+        return;
+    };
+    let before = part.to.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    if let Ok(value) = http::HeaderValue::from_str(&before) {
+        response.headers_mut().insert(AGGREGATE_ONLY_BEFORE, value);
+    }
 }
 
 async fn admit(

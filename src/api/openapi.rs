@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document of the router, built from the same endpoint table the
 //! router and the parameter parser use.
 
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -14,6 +15,7 @@ use super::auth::{Principal, Role};
 use super::budgets::MyUsage;
 use super::endpoint::{Endpoint, Param};
 use super::error::ErrorBody;
+use super::guard::AGGREGATE_ONLY_BEFORE;
 use crate::alert::{
     AlertEvent, Budget, BudgetStatus, Condition, EventKind, Measure, Period, Rule, RuleFilter,
     Scope, Signal,
@@ -187,6 +189,20 @@ fn operation(endpoint: Endpoint) -> OperationBuilder {
             .description("The records, streamed as an attachment")
             .content("text/csv", ContentBuilder::new().build())
             .content("application/x-ndjson", ContentBuilder::new().build()),
+    };
+    let ok = if endpoint.reads_usage() {
+        ok.header(
+            AGGREGATE_ONLY_BEFORE,
+            HeaderBuilder::new()
+                .description(Some(
+                    "Present when records in the range were removed by retention: before this \
+                     instant (RFC 3339) the answer counts what the rollups keep (whole \
+                     15-minute slots; no per-user detail, client or country)",
+                ))
+                .build(),
+        )
+    } else {
+        ok
     };
     let ok_status = if endpoint.method() == http::Method::DELETE {
         "204"

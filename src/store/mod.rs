@@ -132,6 +132,7 @@ mod records;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 mod replica;
+mod retention;
 mod schema;
 #[cfg(test)]
 mod snapshots;
@@ -143,6 +144,7 @@ pub use error::StoreError;
 #[cfg(feature = "redis")]
 pub use redis::BadRedisUrl;
 pub use replica::ReplicaStats;
+pub use retention::{BadRetentionPolicy, Retained, RetentionPolicy, RetentionReport};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,6 +179,8 @@ struct Inner {
     written: tokio::sync::watch::Sender<u64>,
     cache: Option<AnswerCache>,
     replica: Option<replica::Replica>,
+    /// The retention horizons as last read, for the API's answers.
+    retained: retention::Lately,
 }
 
 /// What queries may ask for, how they read, and which users get detail rows.
@@ -349,6 +353,7 @@ impl DieselStoreBuilder {
                 written: tokio::sync::watch::Sender::new(0),
                 cache: self.cache,
                 replica,
+                retained: retention::Lately::default(),
             }),
         };
         let ready = async {
@@ -505,7 +510,6 @@ impl DieselStore {
     }
 
     /// Runs statements one after another, outside a transaction.
-    #[cfg_attr(not(feature = "api"), allow(dead_code))]
     pub(crate) async fn execute(&self, statements: Vec<Sql>) -> Result<usize, StoreError> {
         self.run(Execute(statements)).await
     }

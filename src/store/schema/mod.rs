@@ -18,12 +18,13 @@
 //! | `usage_budgets` | | name | budgets, as JSON (module `alert`) |
 //! | `usage_alert_rules` | | name | alert rules, as JSON |
 //! | `usage_alert_events` | | rule, number | each time a rule fired or resolved; the last is its state |
+//! | `usage_retention` | | one row | how far retention removed records and rollups |
 
 pub(crate) mod histogram;
 pub(crate) mod row;
 pub(crate) mod slots;
 
-use slots::{DAY_US, QUARTER_US, WEEK_US};
+use slots::{DAY_US, HOUR_US, QUARTER_US, WEEK_US};
 
 /// The sealed 7-day blocks of the per-user sums (see the write path's `seal`).
 pub(crate) const BLOCKS: &str = "usage_user_blocks";
@@ -34,16 +35,21 @@ pub(crate) const HIST: &str = "usage_user_hist";
 /// The per-slot totals.
 pub(crate) const TOTALS: &str = "usage_totals_15m";
 
-/// Every table derived from the records, which a rebuild empties and fills anew.
-pub(crate) const ROLLUP_TABLES: [&str; 8] = [
-    Rollup::Quarter.table(),
-    Rollup::Day.table(),
-    UserRollup::Day.table(),
-    UserRollup::Week.table(),
-    TOTALS,
-    HOURS,
-    HIST,
-    BLOCKS,
+/// How far retention has cut the records and the rollups (module `retention`).
+pub(crate) const RETENTION: &str = "usage_retention";
+
+/// Every table derived from the records, which a rebuild empties and fills anew and
+/// retention cuts: its name, the column that numbers its slots, and their width in
+/// microseconds (slot `n` starts at `n × width` since the Unix epoch).
+pub(crate) const ROLLUP_TABLES: [(&str, &str, i64); 8] = [
+    (Rollup::Quarter.table(), "slot", QUARTER_US),
+    (Rollup::Day.table(), "slot", DAY_US),
+    (UserRollup::Day.table(), "slot", DAY_US),
+    (UserRollup::Week.table(), "slot", WEEK_US),
+    (TOTALS, "slot", QUARTER_US),
+    (HOURS, "slot", HOUR_US),
+    (HIST, "slot", DAY_US),
+    (BLOCKS, "block", WEEK_US),
 ];
 
 /// One of the two rollups keyed by slot and dimensions.
