@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tower_usage::alert::{Alerts, Budget, Condition, Measure, Period, Rule, Scope, Signal};
 use tower_usage::api::{self, ApiConfig, AuthError, Authenticator, Jwt, Principal, Role};
 use tower_usage::query::{Filter, Granularity, TimeRange, Tz};
-use tower_usage::store::DieselStore;
+use tower_usage::store::{DieselStore, RetentionPolicy};
 use tower_usage::{Recorder, TokenUsage, UsageRecord, UsageSink};
 
 use common::webdriver::Browser;
@@ -512,6 +512,59 @@ async fn the_host_applications_cookie_signs_the_page_in_without_a_token() {
         .await
         .unwrap();
     assert_eq!(shown["requests"], json!(metrics.requests));
+    drop(browser);
+    audit.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_says_where_retention_left_only_the_rollups() {
+    let downloads = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-retention");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let Some(browser) = Browser::start(&downloads).await else {
+        return;
+    };
+    let (url, store, audit) = serve().await;
+    let metrics = store
+        .metrics(&Filter::new(TimeRange::last_hours(30 * 24)))
+        .await
+        .unwrap();
+    // The records are two weeks deep: a week's policy removes the older ones.
+    let policy = RetentionPolicy::keep_records_days(7).unwrap();
+    let report = store.apply_retention(&policy).await.unwrap();
+    assert!(report.records_removed > 0);
+    let before = report.retained.records_before.unwrap();
+
+    browser.goto(&url).await;
+    browser.run(SIGN_IN, json!([token("ops", "admin")])).await;
+    browser.wait_for(RENDERED, "the admin view").await;
+    let note = browser
+        .run(
+            "const n = document.getElementById('retained'); return [n.hidden, n.dataset.before, n.textContent]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(note[0], json!(false), "{note}");
+    let said = before.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    assert_eq!(note[1], json!(said));
+    assert!(note[2].as_str().unwrap().contains("rollups"), "{note}");
+    // The rollups still count every request of the 30 days (the range starts where no
+    // record is, so its first quarter hour, read from records, lost none).
+    let shown = browser.run(HEADLINE, json!([])).await;
+    assert_eq!(shown["requests"], json!(metrics.requests));
+    assert_eq!(shown["users"], json!(metrics.unique_users));
+    let screenshot = browser.screenshot().await;
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-retention.png");
+    std::fs::write(&path, screenshot).unwrap();
+    eprintln!("screenshot: {}", path.display());
+
+    // The last 24 hours reach back to no removed record: no note.
+    browser.run("location.hash = 'last=24h'", json!([])).await;
+    browser
+        .wait_for(
+            "return document.getElementById('retained').hidden",
+            "the note to go",
+        )
+        .await;
     drop(browser);
     audit.shutdown().await;
 }

@@ -86,6 +86,9 @@
 
   // ---- The API.
   class Refused extends Error {}
+  // Where retention removed the records an answer of this render reached back to: the
+  // figures before it are the rollups' sums.
+  let aggregateOnlyBefore = null;
 
   async function call(path, params, as = "json") {
     const token = sessionStorage.getItem(TOKEN);
@@ -110,7 +113,20 @@
       } catch (_) { /* not JSON */ }
       throw new Error(path + ": " + reason);
     }
+    const cut = response.headers.get("usage-aggregate-only-before");
+    if (cut && (!aggregateOnlyBefore || new Date(cut) > new Date(aggregateOnlyBefore))) aggregateOnlyBefore = cut;
     return as === "blob" ? response.blob() : response.json();
+  }
+
+  function showRetained() {
+    const note = $("retained");
+    note.hidden = !aggregateOnlyBefore;
+    if (!aggregateOnlyBefore) return;
+    note.dataset.before = aggregateOnlyBefore;
+    const when = new Date(aggregateOnlyBefore).toLocaleString(undefined, { timeZone: zone(), dateStyle: "medium", timeStyle: "short" });
+    note.textContent = "Records before " + when +
+      " were removed after their retention period: figures before then are the sums kept in the rollups" +
+      " (whole 15-minute slots; nothing by client platform or country).";
   }
 
   function say(text) {
@@ -572,10 +588,12 @@
     syncForm();
     say("");
     const r = range();
+    aggregateOnlyBefore = null;
     try {
       if (me.role === "admin") await renderAdmin(r);
       else await renderUser(r);
       if (ticket === rendering) {
+        showRetained();
         document.body.dataset.rendered = String(ticket);
         if (ticket === 1) performance.mark("first-render");
         openLive(r);
