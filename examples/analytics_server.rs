@@ -19,6 +19,8 @@
 //! `DEMO_DAYS=30` fills a database without records with 30 days of generated
 //! demo usage (seven users, three services, five models), so that the page has
 //! something to show at once; requests to the example are recorded on top.
+//! `KEEP_RECORDS_DAYS=90` removes records older than that (by whole 7-day blocks, at start
+//! and then hourly) while the rollups keep their sums.
 //! `ANSWER_CACHE_MB` sizes the answer cache the analytics read through (64 by default,
 //! 0 for none; with `--features redis` and `REDIS_URL`, several servers over one database
 //! share the cache's write log and the API's rate limits there). `GET /health` answers 200, or 503 with the reasons (store, recorder,
@@ -34,7 +36,7 @@ use tower_usage::alert::{
 };
 use tower_usage::api::{self, ApiConfig, Jwt, Role};
 use tower_usage::recorder::Overflow;
-use tower_usage::store::DieselStore;
+use tower_usage::store::{DieselStore, RetentionPolicy};
 use tower_usage::Recorder;
 
 #[path = "shared/demo.rs"]
@@ -68,6 +70,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .filter(|d| (1..=366).contains(d))
             .ok_or_else(|| format!("DEMO_DAYS={days:?}: give a number of days from 1 to 366"))?;
         history::fill(&store, days).await?;
+    }
+    if let Ok(days) = std::env::var("KEEP_RECORDS_DAYS") {
+        let policy = days
+            .parse::<u32>()
+            .map_err(|e| format!("KEEP_RECORDS_DAYS={days:?}: {e}"))
+            .and_then(|d| RetentionPolicy::keep_records_days(d).map_err(|e| e.to_string()))
+            .map_err(|e| format!("KEEP_RECORDS_DAYS: {e}"))?;
+        // At once, then hourly; the rollups keep their sums.
+        store.spawn_retention(policy, Duration::from_secs(3_600));
     }
     // The audit trail waits for room rather than dropping an entry.
     let audit = Recorder::builder(store.audit_sink())
