@@ -8,52 +8,15 @@ mod common;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use common::db::fresh;
+use common::history::{builder, history, write};
 use tower_usage::query::{Filter, Granularity, TimeRange, Tz};
 use tower_usage::store::{AnswerCache, DieselStore, Retained, RetentionPolicy};
-use tower_usage::{Outcome, TokenUsage, UsageRecord, UsageSink};
+use tower_usage::{UsageRecord, UsageSink};
 
 const WEEK_US: i64 = 7 * 86_400_000_000;
 
-/// 3,000 records over the last 100 days, in time order, of ten users, three services,
-/// two countries and a few outcomes.
-fn history(now: DateTime<Utc>) -> Vec<UsageRecord> {
-    let span = 100 * 86_400;
-    let mut records: Vec<UsageRecord> = (0..3_000i64)
-        .map(|i| {
-            let back = (i * 7_919 * 13) % span;
-            let at = now - Duration::seconds(back) - Duration::microseconds(i % 1_000);
-            let mut builder = UsageRecord::builder()
-                .started_at(at)
-                .user(format!("u{}", i % 10))
-                .service(["chat", "embed", "images"][(i % 3) as usize])
-                .model(["gpt-4o", "gpt-4o-mini"][(i % 2) as usize])
-                .country(["FR", "JP"][(i % 5 == 0) as usize])
-                .duration(std::time::Duration::from_millis(20 + (i % 37) as u64 * 9))
-                .tokens(TokenUsage::new(100 + i as u64, 10))
-                .cost_micros(1_000 + i);
-            if i % 11 == 0 {
-                builder = builder.outcome(Outcome::ServerError);
-            }
-            builder.build()
-        })
-        .collect();
-    records.sort_by_key(|r| r.started_at);
-    records
-}
-
 async fn connect(url: &str) -> DieselStore {
-    // Every user is heavy: their own usage keeps hourly detail past the records.
-    DieselStore::builder(url)
-        .user_detail_min_records(5)
-        .connect()
-        .await
-        .unwrap()
-}
-
-async fn write(store: &DieselStore, records: &[UsageRecord]) {
-    for chunk in records.chunks(500) {
-        store.write_batch(chunk).await.unwrap();
-    }
+    builder(url).connect().await.unwrap()
 }
 
 fn requests_from(records: &[UsageRecord], from: DateTime<Utc>, country: &str) -> u64 {

@@ -127,6 +127,7 @@ mod backend;
 mod cache;
 pub(crate) mod definitions;
 mod error;
+mod partition;
 mod read;
 mod records;
 #[cfg(feature = "redis")]
@@ -141,6 +142,7 @@ mod write;
 
 pub use cache::{AnswerCache, CacheStats};
 pub use error::StoreError;
+pub use partition::Partitions;
 #[cfg(feature = "redis")]
 pub use redis::BadRedisUrl;
 pub use replica::ReplicaStats;
@@ -181,6 +183,7 @@ struct Inner {
     replica: Option<replica::Replica>,
     /// The retention horizons as last read, for the API's answers.
     retained: retention::Lately,
+    partitions: Option<partition::Partitioned>,
 }
 
 /// What queries may ask for, how they read, and which users get detail rows.
@@ -226,6 +229,7 @@ pub struct DieselStoreBuilder {
     cache: Option<AnswerCache>,
     replica: Option<String>,
     max_replica_lag: Duration,
+    partitions: Option<Partitions>,
 }
 
 impl DieselStoreBuilder {
@@ -335,6 +339,26 @@ impl DieselStoreBuilder {
         self
     }
 
+    /// Keeps the records in a table range-partitioned by start time on PostgreSQL, a
+    /// partition per UTC day or month (see [`Partitions`]): retention then drops
+    /// partitions instead of deleting rows, and queries read only the partitions of
+    /// their range. `connect` turns an existing plain table into a partitioned one in
+    /// one transaction (the old table becomes the partition of every time up to the end
+    /// of the current period), makes a default partition for records no other holds,
+    /// and the store makes each period's partition before the first batch that needs
+    /// it. The rollups are not partitioned. `connect` refuses it for SQLite and MySQL.
+    ///
+    /// ```
+    /// use tower_usage::store::{DieselStore, Partitions};
+    ///
+    /// let builder = DieselStore::builder("postgres://db/usage").partition_records(Partitions::Daily);
+    /// # drop(builder);
+    /// ```
+    pub fn partition_records(mut self, layout: Partitions) -> Self {
+        self.partitions = Some(layout);
+        self
+    }
+
     /// Opens the pool, checks that the database answers, and runs the migrations unless
     /// told not to.
     pub async fn connect(self) -> Result<DieselStore, StoreError> {
@@ -344,6 +368,12 @@ impl DieselStoreBuilder {
             None => None,
             Some(replica) => Some(self.open_replica(replica, &pool)?),
         };
+        if self.partitions.is_some() && pool.dialect() != sql::Dialect::Postgres {
+            return Err(StoreError::UnsupportedUrl {
+                url: mask(&url),
+                reason: "partitioned records are supported on PostgreSQL",
+            });
+        }
         let store = DieselStore {
             inner: Arc::new(Inner {
                 url,
@@ -354,6 +384,7 @@ impl DieselStoreBuilder {
                 cache: self.cache,
                 replica,
                 retained: retention::Lately::default(),
+                partitions: self.partitions.map(partition::Partitioned::new),
             }),
         };
         let ready = async {
@@ -361,6 +392,7 @@ impl DieselStoreBuilder {
             if self.run_migrations {
                 store.migrate().await?;
             }
+            store.prepare_partitions().await?;
             Ok::<_, StoreError>(())
         };
         match tokio::time::timeout(self.connect_timeout, ready).await {
@@ -413,6 +445,7 @@ impl DieselStore {
             cache: None,
             replica: None,
             max_replica_lag: Duration::from_secs(10),
+            partitions: None,
         }
     }
 
@@ -644,6 +677,8 @@ impl UsageSink for DieselStore {
             .as_ref()
             .map(|_| cache::slots_of(rows.iter().map(|row| row.started_at_us)));
         let detail_min = self.inner.limits.detail_min_records;
+        self.ensure_partitions(rows.iter().map(|row| row.started_at_us))
+            .await;
         let written = write::write_rows(&self.inner.pool, rows, detail_min).await;
         self.note_written().await;
         // Whatever the outcome: a batch that failed may have committed.

@@ -3,6 +3,8 @@
 
 #[cfg(feature = "store")]
 pub mod db;
+#[cfg(feature = "store")]
+pub mod history;
 #[cfg(all(feature = "nats", feature = "store"))]
 pub mod nats;
 pub mod proxy;

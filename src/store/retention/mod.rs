@@ -2,7 +2,8 @@
 //! removed after a horizon of their own.
 //!
 //! A run first moves the horizons forward in `usage_retention` (never back), then removes
-//! what lies before them: records in batches of about
+//! what lies before them: whole partitions of the records on partitioned PostgreSQL,
+//! the records left in batches of about
 //! [`RetentionPolicy::batch_rows`] (each its own statement and transaction, so writes go
 //! on between them), rollup rows a 7-day block per statement. Horizons fall on the start
 //! of a 7-day block, the unit every rollup divides into, so no rollup row straddles one
@@ -104,6 +105,10 @@ pub struct RetentionReport {
     pub records_removed: u64,
     /// Rollup rows this run removed.
     pub rollup_rows_removed: u64,
+    /// Partitions of the records this run dropped whole (partitioned PostgreSQL, see
+    /// [`DieselStoreBuilder::partition_records`](crate::store::DieselStoreBuilder::partition_records));
+    /// their records count in `records_removed`.
+    pub partitions_dropped: u64,
 }
 
 /// The horizons as this process last read them, for the API's answers (which must not
@@ -130,7 +135,10 @@ impl DieselStore {
     /// alone; [`retained`](Self::retained) says where that starts.
     ///
     /// The run first moves the horizons stored in `usage_retention` forward (never
-    /// back), then removes records in batches of about
+    /// back), then, on partitioned PostgreSQL
+    /// ([`partition_records`](crate::store::DieselStoreBuilder::partition_records)),
+    /// drops the partitions that lie wholly before the records' horizon, then removes
+    /// the records left before it in batches of about
     /// [`RetentionPolicy::batch_rows`], each its own statement, so writes go on between
     /// them, and rollup rows a 7-day block per statement. A run that fails part way is
     /// finished by the next; runs in two processes at once remove each row once.
@@ -165,6 +173,7 @@ impl DieselStore {
             retained: Retained::of(horizons),
             records_removed: 0,
             rollup_rows_removed: 0,
+            partitions_dropped: 0,
         };
         let removed = self.remove(horizons, policy.batch(), &mut report).await;
         // Whether or not it finished: answers read before may count what is gone.
@@ -185,6 +194,9 @@ impl DieselStore {
     ) -> Result<(), StoreError> {
         let dialect = self.dialect();
         if let Some(before) = horizons.raw_before_us {
+            let (records, partitions) = self.drop_partitions_before(before).await?;
+            report.records_removed += records;
+            report.partitions_dropped += partitions;
             loop {
                 let nth: Vec<Count> = self
                     .load(cut::nth_record_before(dialect, before, batch))
