@@ -9,6 +9,9 @@
 //! | `top_users` by requests, 10 | `GROUP BY user_id ORDER BY count DESC LIMIT 10` |
 //! | `user_usage` of the heaviest user | that user's sums per UTC day, service and model, through the user index |
 //!
+//! On PostgreSQL it runs twice: over a plain records table and over one partitioned by
+//! day (`postgres_daily`).
+//!
 //! `RECORDS=10000000 cargo bench --bench queries --features postgres` for the large run.
 //! The data is generated once per size and kept (a SQLite file under the target
 //! directory, a PostgreSQL database named after the size) for later runs.
@@ -21,7 +24,7 @@ use criterion::{criterion_group, Criterion};
 use diesel::{Connection, QueryableByName};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tower_usage::query::{Filter, Granularity, RankBy, TimeRange, Tz};
-use tower_usage::store::DieselStore;
+use tower_usage::store::{DieselStore, Partitions};
 use tower_usage::{ClientPlatform, Outcome, TokenUsage, UsageRecord, UsageSink};
 
 const USERS: u64 = 10_000;
@@ -201,30 +204,36 @@ fn queries(c: &mut Criterion) {
         .map(std::path::PathBuf::from)
         .unwrap_or(dir)
         .join(format!("bench-queries-{n}.db"));
-    let mut targets = vec![("sqlite", format!("sqlite://{}", sqlite_path.display()))];
+    let sqlite = format!("sqlite://{}", sqlite_path.display());
+    let mut targets = vec![("sqlite", "sqlite", sqlite, None)];
     if let Ok(admin) = std::env::var("TOWER_USAGE_POSTGRES_URL") {
-        let name = format!("tower_usage_bench_{n}");
-        rt.block_on(async {
-            let mut conn = AsyncPgConnection::establish(&admin).await.unwrap();
-            let _ = diesel::sql_query(format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await;
-        });
-        let base = admin.rsplit_once('/').unwrap().0;
-        targets.push(("postgres", format!("{base}/{name}")));
+        for (label, suffix, layout) in [
+            ("postgres", "", None),
+            ("postgres_daily", "_daily", Some(Partitions::Daily)),
+        ] {
+            let name = format!("tower_usage_bench_{n}{suffix}");
+            rt.block_on(async {
+                let mut conn = AsyncPgConnection::establish(&admin).await.unwrap();
+                let _ = diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await;
+            });
+            let base = admin.rsplit_once('/').unwrap().0;
+            targets.push((label, "postgres", format!("{base}/{name}"), layout));
+        }
     }
 
-    for (backend, url) in targets {
+    for (label, backend, url, layout) in targets {
         let store = rt.block_on(async {
-            let store = DieselStore::builder(&url)
-                .pool_size(8)
-                .connect()
-                .await
-                .unwrap();
+            let mut builder = DieselStore::builder(&url).pool_size(8);
+            if let Some(layout) = layout {
+                builder = builder.partition_records(layout);
+            }
+            let store = builder.connect().await.unwrap();
             fill(&store, n).await;
             store
         });
-        let mut group = c.benchmark_group(format!("queries/{backend}/{n}"));
+        let mut group = c.benchmark_group(format!("queries/{label}/{n}"));
         group
             .sample_size(10)
             .measurement_time(Duration::from_secs(8))

@@ -4,7 +4,8 @@
 //! 7-day blocks) while a writer stores a batch of 100 current records every 100 ms
 //! and times each. Printed per round: the run's time, records removed per second, and
 //! the writer's batch latencies before and during the run. On SQLite, and on
-//! PostgreSQL when `TOWER_USAGE_POSTGRES_URL` is set.
+//! PostgreSQL when `TOWER_USAGE_POSTGRES_URL` is set, plain and with daily partitions
+//! (where whole days are dropped).
 //!
 //! `RETENTION_RECORDS` sets the records written (default 1,000,000), `RETENTION_ROUNDS`
 //! the rounds (default 1; each writes the records again).
@@ -21,7 +22,7 @@ mod pump;
 
 use chrono::Utc;
 use pump::pump;
-use tower_usage::store::{DieselStore, RetentionPolicy};
+use tower_usage::store::{DieselStore, Partitions, RetentionPolicy};
 use tower_usage::{Recorder, TokenUsage, UsageRecord, UsageSink};
 
 const DAYS: i64 = 90;
@@ -90,10 +91,15 @@ fn summary(mut times: Vec<Duration>) -> String {
     )
 }
 
-async fn round(name: &str, url: &str, n: u64) {
+async fn round(name: &str, url: &str, n: u64, partitions: Option<Partitions>) {
     let store = DieselStore::connect(url).await.unwrap();
     store.revert_migrations().await.unwrap();
     store.migrate().await.unwrap();
+    let mut builder = DieselStore::builder(url);
+    if let Some(layout) = partitions {
+        builder = builder.partition_records(layout);
+    }
+    let store = builder.connect().await.unwrap();
     let recorder = Recorder::builder(store.clone()).spawn();
     pump(&recorder, history(n)).await;
     recorder.shutdown().await;
@@ -113,10 +119,11 @@ async fn round(name: &str, url: &str, n: u64) {
     stop.store(true, Ordering::Relaxed);
     let during = during.await.unwrap();
     println!(
-        "{name}: removed {} of {n} records in {:.2} s ({:.0} records/s)",
+        "{name}: removed {} of {n} records in {:.2} s ({:.0} records/s, {} partitions dropped)",
         report.records_removed,
         took.as_secs_f64(),
-        report.records_removed as f64 / took.as_secs_f64()
+        report.records_removed as f64 / took.as_secs_f64(),
+        report.partitions_dropped
     );
     println!("{name}: writer before: {}", summary(idle));
     println!("{name}: writer during: {}", summary(during));
@@ -131,7 +138,7 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("retention-{}.db", std::process::id()));
     for _ in 0..rounds {
-        round("sqlite", &format!("sqlite://{}", path.display()), n).await;
+        round("sqlite", &format!("sqlite://{}", path.display()), n, None).await;
     }
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -139,7 +146,9 @@ async fn main() {
     match std::env::var("TOWER_USAGE_POSTGRES_URL") {
         Ok(url) if cfg!(feature = "postgres") => {
             for _ in 0..rounds {
-                round("postgres", &url, n).await;
+                round("postgres", &url, n, None).await;
+                let daily = Some(Partitions::Daily);
+                round("postgres, daily partitions", &url, n, daily).await;
             }
         }
         Ok(_) => println!("built without feature `postgres`: PostgreSQL skipped"),
