@@ -28,6 +28,32 @@ pub struct NatsConfig {
     max_bytes: Option<u64>,
     max_age: Option<Duration>,
     duplicate_window: Duration,
+    encoding: Encoding,
+}
+
+/// How [`NatsSink`](super::NatsSink) encodes a record in its message; every
+/// [`Ingester`](super::Ingester) reads both, by the message's `Tower-Usage-Encoding`
+/// header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Encoding {
+    /// `json/1`: the record's serde JSON, readable by any tool (the default).
+    #[default]
+    Json,
+    /// `bin/1`: a compact binary form, about a third of the JSON's size and cheaper to
+    /// write and read. Ingesters of this crate before it cannot read it: upgrade them
+    /// first.
+    Binary,
+}
+
+/// How many times a stream's creation is asked for when the server fails to make it.
+const CREATE_ATTEMPTS: u64 = 4;
+
+/// Whether the server answered a stream's creation with its own failure (a 500), which
+/// may pass, rather than a refusal of the request.
+fn server_failed(error: &async_nats::jetstream::context::CreateStreamError) -> bool {
+    use async_nats::jetstream::context::CreateStreamErrorKind;
+    matches!(error.kind(), CreateStreamErrorKind::JetStream(e) if e.code() == 500)
 }
 
 /// Why NATS could not be used.
@@ -63,6 +89,7 @@ impl NatsConfig {
             max_bytes: None,
             max_age: None,
             duplicate_window: Duration::from_secs(120),
+            encoding: Encoding::Json,
         }
     }
 
@@ -107,6 +134,16 @@ impl NatsConfig {
         &self.stream
     }
 
+    /// How the sink encodes records (default [`Encoding::Json`]).
+    pub fn encoding(mut self, encoding: Encoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    pub(crate) fn encoding_used(&self) -> Encoding {
+        self.encoding
+    }
+
     pub(crate) fn subject_name(&self) -> &str {
         &self.subject
     }
@@ -131,7 +168,20 @@ impl NatsConfig {
             duplicate_window: self.duplicate_window,
             ..Default::default()
         };
-        let stream = match context.get_or_create_stream(config).await {
+        let mut attempts = 1;
+        let created = loop {
+            match context.get_or_create_stream(config.clone()).await {
+                // The server may fail to make a new stream's files for a moment: seen when
+                // another stream of the account was deleted at the same instant, taking
+                // the account's stream folder with it. That answer (a 500) is asked again.
+                Err(e) if attempts < CREATE_ATTEMPTS && server_failed(&e) => {
+                    tokio::time::sleep(Duration::from_millis(100 * attempts)).await;
+                    attempts += 1;
+                }
+                created => break created,
+            }
+        };
+        let stream = match created {
             Ok(stream) => stream,
             // Producers that start together race to create the stream: the server creates
             // it for one and may refuse the others (its subjects now overlap those of the
