@@ -14,7 +14,7 @@ use crate::query::TimeRange;
 const LATELY: Duration = Duration::from_secs(10);
 
 /// How far retention has removed records and rollups: what answers over old ranges rest
-/// on. Read with [`DieselStore::retained`].
+/// on. Read with [`DieselStore::retained`](crate::store::DieselStore::retained).
 ///
 /// Before [`records_before`](Self::records_before), answers come from the rollups alone.
 /// They count whole 15-minute slots: a range that starts or ends inside one leaves that
