@@ -7,7 +7,8 @@
 //!   rows through tokio-postgres.
 //!
 //! With feature `nats` and `TOWER_USAGE_NATS_URL`, `postgres/nats_ingest` sends them from
-//! two producers through `NatsSink` → JetStream → one `Ingester` → PostgreSQL.
+//! two producers through `NatsSink` → JetStream → one `Ingester` → PostgreSQL, as JSON,
+//! and `postgres/nats_ingest_binary` the same in the binary encoding.
 //!
 //! Each backend also writes the same records back from the recorder's spill (`spill_replay`:
 //! a spill left by a recorder whose sink was down, written by the next recorder that opens
@@ -392,64 +393,70 @@ async fn nats_ingest(
     url: &str,
 ) {
     use std::sync::Arc;
-    use tower_usage::sink::nats::{Ingester, NatsConfig, NatsSink};
+    use tower_usage::sink::nats::{Encoding, Ingester, NatsConfig, NatsSink};
 
     let client = async_nats::connect(url).await.unwrap();
     let jetstream = async_nats::jetstream::new(client);
     let mut round = 0;
-    group.bench_function("postgres/nats_ingest", |b| {
-        b.iter_batched(
-            || {
-                round += 1;
-                let config = NatsConfig::new(url)
-                    .stream(format!("TU_BENCH_{}_{round}", std::process::id()))
-                    .subject(format!("tu-bench.{}.{round}", std::process::id()));
-                tokio::task::block_in_place(|| {
-                    handle.block_on(async {
-                        let mut producers = Vec::new();
-                        for _ in 0..2 {
-                            let sink = NatsSink::connect(&config).await.unwrap();
-                            producers.push(Recorder::builder(sink).batch_size(BATCH).spawn());
-                        }
-                        let ingester = Arc::new(
-                            Ingester::new(config.clone(), store.clone()).batch_size(BATCH),
-                        );
-                        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-                        let running = Arc::clone(&ingester);
-                        let task = tokio::spawn(async move {
-                            running
-                                .run(async {
-                                    let _ = stopped.await;
-                                })
-                                .await
-                                .unwrap();
-                        });
-                        (config, producers, ingester, stop, task, records(RECORDS))
+    for (name, encoding) in [
+        ("postgres/nats_ingest", Encoding::Json),
+        ("postgres/nats_ingest_binary", Encoding::Binary),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    round += 1;
+                    let config = NatsConfig::new(url)
+                        .stream(format!("TU_BENCH_{}_{round}", std::process::id()))
+                        .subject(format!("tu-bench.{}.{round}", std::process::id()))
+                        .encoding(encoding);
+                    tokio::task::block_in_place(|| {
+                        handle.block_on(async {
+                            let mut producers = Vec::new();
+                            for _ in 0..2 {
+                                let sink = NatsSink::connect(&config).await.unwrap();
+                                producers.push(Recorder::builder(sink).batch_size(BATCH).spawn());
+                            }
+                            let ingester = Arc::new(
+                                Ingester::new(config.clone(), store.clone()).batch_size(BATCH),
+                            );
+                            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                            let running = Arc::clone(&ingester);
+                            let task = tokio::spawn(async move {
+                                running
+                                    .run(async {
+                                        let _ = stopped.await;
+                                    })
+                                    .await
+                                    .unwrap();
+                            });
+                            (config, producers, ingester, stop, task, records(RECORDS))
+                        })
                     })
-                })
-            },
-            |(config, producers, ingester, stop, task, records)| {
-                tokio::task::block_in_place(|| {
-                    handle.block_on(async {
-                        let half = records.len() / 2;
-                        let mut records = records;
-                        let second = records.split_off(half);
-                        tokio::join!(pump(&producers[0], records), pump(&producers[1], second));
-                        while ingester.stats().written < RECORDS {
-                            tokio::time::sleep(Duration::from_millis(1)).await;
-                        }
-                        let _ = stop.send(());
-                        task.await.unwrap();
-                        for producer in &producers {
-                            producer.shutdown().await;
-                        }
-                        jetstream.delete_stream(config.stream_name()).await.unwrap();
+                },
+                |(config, producers, ingester, stop, task, records)| {
+                    tokio::task::block_in_place(|| {
+                        handle.block_on(async {
+                            let half = records.len() / 2;
+                            let mut records = records;
+                            let second = records.split_off(half);
+                            tokio::join!(pump(&producers[0], records), pump(&producers[1], second));
+                            while ingester.stats().written < RECORDS {
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                            let _ = stop.send(());
+                            task.await.unwrap();
+                            for producer in &producers {
+                                producer.shutdown().await;
+                            }
+                            jetstream.delete_stream(config.stream_name()).await.unwrap();
+                        })
                     })
-                })
-            },
-            criterion::BatchSize::PerIteration,
-        )
-    });
+                },
+                criterion::BatchSize::PerIteration,
+            )
+        });
+    }
 }
 
 fn copy_line(r: &RawRow) -> String {

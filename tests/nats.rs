@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::nats::{names, remove_stream, url, PrivateServer};
 use tower_usage::recorder::Retry;
-use tower_usage::sink::nats::{Ingester, NatsConfig, NatsSink};
+use tower_usage::sink::nats::{Encoding, Ingester, NatsConfig, NatsSink};
 use tower_usage::store::DieselStore;
 use tower_usage::{Recorder, SinkError, UsageRecord, UsageSink};
 
@@ -88,9 +88,14 @@ async fn two_producers_and_a_retried_publish_reach_every_store_once() {
     for db in common::db::fresh("natsflow").await {
         let store = DieselStore::connect(&db.url).await.unwrap();
         let config = config(&url, &format!("flow_{}", db.backend));
-        let producers: Vec<Recorder> = futures_util::future::join_all((0..2).map(|_| async {
-            let sink = NatsSink::connect(&config).await.unwrap();
-            Recorder::builder(sink).batch_size(100).spawn()
+        // One producer writes JSON, the other the binary form: the ingester reads both.
+        let encodings = [Encoding::Json, Encoding::Binary];
+        let producers: Vec<Recorder> = futures_util::future::join_all(encodings.map(|encoding| {
+            let config = config.clone().encoding(encoding);
+            async move {
+                let sink = NatsSink::connect(&config).await.unwrap();
+                Recorder::builder(sink).batch_size(100).spawn()
+            }
         }))
         .await;
         let ingester = Arc::new(
@@ -106,7 +111,9 @@ async fn two_producers_and_a_retried_publish_reach_every_store_once() {
         }
         // A producer whose ack was lost publishes a batch again.
         let again: Vec<UsageRecord> = (0..50).map(|i| record(9, i)).collect();
-        let sink = NatsSink::connect(&config).await.unwrap();
+        let sink = NatsSink::connect(&config.clone().encoding(Encoding::Binary))
+            .await
+            .unwrap();
         sink.write_batch(&again).await.unwrap();
         sink.write_batch(&again).await.unwrap();
         for producer in &producers {

@@ -5,8 +5,8 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::Context;
 use async_trait::async_trait;
 
-use super::codec::{self, ENCODING_HEADER, JSON_V1};
-use super::{NatsConfig, NatsError};
+use super::codec::{self, ENCODING_HEADER};
+use super::{Encoding, NatsConfig, NatsError};
 use crate::record::UsageRecord;
 use crate::sink::{SinkError, UsageSink};
 
@@ -32,6 +32,7 @@ use crate::sink::{SinkError, UsageSink};
 pub struct NatsSink {
     context: Context,
     subject: String,
+    encoding: Encoding,
 }
 
 impl NatsSink {
@@ -45,6 +46,7 @@ impl NatsSink {
         Ok(NatsSink {
             context,
             subject: config.subject_name().to_owned(),
+            encoding: config.encoding_used(),
         })
     }
 }
@@ -56,11 +58,11 @@ impl UsageSink for NatsSink {
         let mut acks = Vec::with_capacity(records.len());
         let mut too_large = 0;
         for record in records {
-            let payload = codec::encode(record).map_err(SinkError::permanent)?;
+            let payload = codec::encode(record, self.encoding).map_err(SinkError::permanent)?;
             let message = PublishMessage::build()
                 .payload(payload.into())
                 .message_id(record.id.to_string())
-                .header(ENCODING_HEADER, JSON_V1);
+                .header(ENCODING_HEADER, codec::name(self.encoding));
             match self
                 .context
                 .send_publish(self.subject.clone(), message)
