@@ -8,8 +8,8 @@ mod common;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use common::db::{fresh, TestDb};
-use common::history::{builder, history, write};
-use tower_usage::query::{Filter, Granularity, TimeRange, Tz};
+use common::history::{answers, builder, history, write};
+use tower_usage::query::{Filter, TimeRange, Tz};
 use tower_usage::store::{DieselStore, Partitions, RetentionPolicy, StoreError};
 use tower_usage::{UsageRecord, UsageSink};
 
@@ -52,30 +52,6 @@ async fn partitioned(url: &str, layout: Partitions) -> DieselStore {
         .connect()
         .await
         .unwrap()
-}
-
-/// What the comparisons read: everything but the raw-only answers, which the tests
-/// compare on their own.
-async fn answers(store: &DieselStore, range: TimeRange) -> String {
-    let filter = Filter::new(range);
-    let utc: Tz = "UTC".parse().unwrap();
-    let dashboard = store.dashboard(&filter, utc).await.unwrap();
-    let countries = store.by_country(&filter, 10).await.unwrap();
-    let hourly = store
-        .time_series(&filter, Granularity::Hour, utc)
-        .await
-        .unwrap();
-    let user = store.user_usage("u4", &filter, utc).await.unwrap();
-    let mut export = Vec::new();
-    store.export_csv(&filter, &mut export).await.unwrap();
-    format!(
-        "{}\n{}\n{}\n{}\n{}",
-        serde_json::to_string(&dashboard).unwrap(),
-        serde_json::to_string(&countries).unwrap(),
-        serde_json::to_string(&hourly).unwrap(),
-        serde_json::to_string(&user).unwrap(),
-        String::from_utf8(export).unwrap()
-    )
 }
 
 fn whole(now: DateTime<Utc>) -> TimeRange {

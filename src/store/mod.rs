@@ -127,6 +127,7 @@ mod backend;
 mod cache;
 pub(crate) mod definitions;
 mod error;
+mod import;
 mod partition;
 mod read;
 mod records;
@@ -142,6 +143,7 @@ mod write;
 
 pub use cache::{AnswerCache, CacheStats};
 pub use error::StoreError;
+pub use import::{ImportError, ImportReport};
 pub use partition::Partitions;
 #[cfg(feature = "redis")]
 pub use redis::BadRedisUrl;

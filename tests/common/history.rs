@@ -1,6 +1,7 @@
 //! A deterministic history of records for the retention and partitioning tests.
 
 use chrono::{DateTime, Duration, Utc};
+use tower_usage::query::{Filter, Granularity, TimeRange, Tz};
 use tower_usage::store::{DieselStore, DieselStoreBuilder};
 use tower_usage::{Outcome, TokenUsage, UsageRecord, UsageSink};
 
@@ -42,4 +43,28 @@ pub async fn write(store: &DieselStore, records: &[UsageRecord]) {
     for chunk in records.chunks(500) {
         store.write_batch(chunk).await.unwrap();
     }
+}
+
+/// What the comparisons read, as one text: the dashboard, the breakdown by country (read
+/// from the records), an hourly series, a heavy user's usage and the CSV export.
+pub async fn answers(store: &DieselStore, range: TimeRange) -> String {
+    let filter = Filter::new(range);
+    let utc: Tz = "UTC".parse().unwrap();
+    let dashboard = store.dashboard(&filter, utc).await.unwrap();
+    let countries = store.by_country(&filter, 10).await.unwrap();
+    let hourly = store
+        .time_series(&filter, Granularity::Hour, utc)
+        .await
+        .unwrap();
+    let user = store.user_usage("u4", &filter, utc).await.unwrap();
+    let mut export = Vec::new();
+    store.export_csv(&filter, &mut export).await.unwrap();
+    format!(
+        "{}\n{}\n{}\n{}\n{}",
+        serde_json::to_string(&dashboard).unwrap(),
+        serde_json::to_string(&countries).unwrap(),
+        serde_json::to_string(&hourly).unwrap(),
+        serde_json::to_string(&user).unwrap(),
+        String::from_utf8(export).unwrap()
+    )
 }
