@@ -1,8 +1,10 @@
 //! Records per second written through `Recorder` + `DieselStore` in time order and in
 //! random order: the same records over 90 days, the late ones landing in days and 7-day
 //! blocks sealed long before (a history import, a replay, a broker's redelivery).
-//! Rounds alternate in order and random on a fresh store each; the medians and their
-//! ratio are printed, on SQLite, and on PostgreSQL when `TOWER_USAGE_POSTGRES_URL` is set.
+//! Rounds alternate in order, random and an import of the same records as JSON lines
+//! (`DieselStore::import_json_lines`) on a fresh store each; the medians and their
+//! ratios are printed, on SQLite, and on PostgreSQL when `TOWER_USAGE_POSTGRES_URL` is
+//! set.
 //!
 //! `ORDER_RECORDS` sets the records a run (default 1,000,000), `ORDER_ROUNDS` the rounds
 //! of each order (default 3).
@@ -80,24 +82,48 @@ async fn run(url: &str, records: Vec<UsageRecord>) -> f64 {
     rate
 }
 
+/// Imports `records` as JSON lines (the export's form, in time order) into a freshly
+/// migrated store at `url`; records/s, the parsing included.
+async fn import(url: &str, records: &[UsageRecord]) -> f64 {
+    let store = DieselStore::connect(url).await.unwrap();
+    store.revert_migrations().await.unwrap();
+    store.migrate().await.unwrap();
+    let mut lines = Vec::new();
+    for record in records {
+        serde_json::to_writer(&mut lines, record).unwrap();
+        lines.push(b'\n');
+    }
+    let started = Instant::now();
+    let report = store.import_json_lines(&lines[..], 0).await.unwrap();
+    let rate = report.records as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(store.count().await.unwrap(), records.len() as u64);
+    rate
+}
+
 fn median(mut rates: Vec<f64>) -> f64 {
     rates.sort_by(f64::total_cmp);
     rates[rates.len() / 2]
 }
 
 async fn backend(name: &str, url: &str, n: u64, rounds: u64) {
-    let (mut ordered, mut random) = (Vec::new(), Vec::new());
+    let (mut ordered, mut random, mut imported) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         let a = run(url, records(n, false)).await;
         let b = run(url, records(n, true)).await;
-        println!("{name} round {round}: in order {a:>8.0} records/s, random {b:>8.0} records/s");
+        let c = import(url, &records(n, false)).await;
+        println!(
+            "{name} round {round}: in order {a:>8.0} records/s, random {b:>8.0}, import {c:>8.0}"
+        );
         ordered.push(a);
         random.push(b);
+        imported.push(c);
     }
-    let (a, b) = (median(ordered), median(random));
+    let (a, b, c) = (median(ordered), median(random), median(imported));
     println!(
-        "{name}: medians in order {a:.0}, random {b:.0} records/s: random/in order {:.2}",
-        b / a
+        "{name}: medians in order {a:.0}, random {b:.0}, import {c:.0} records/s: \
+         random/in order {:.2}, import/in order {:.2}",
+        b / a,
+        c / a
     );
 }
 
