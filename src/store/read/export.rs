@@ -60,8 +60,9 @@ impl DieselStore {
     /// first) and returns how many were written.
     ///
     /// Text cells that a spreadsheet would run as a formula (starting with `=`, `+`, `-`,
-    /// `@`, a tab or a carriage return) get a leading `'`. Times are RFC 3339 in UTC with
-    /// microseconds; durations are whole microseconds.
+    /// `@`, a tab or a carriage return) get a leading `'`, and so do text cells that start
+    /// with `'`, so that [`import_csv`](Self::import_csv) takes exactly one off. Times are
+    /// RFC 3339 in UTC with microseconds; durations are whole microseconds.
     ///
     /// ```
     /// use tower_usage::query::{Filter, TimeRange};
@@ -181,9 +182,10 @@ fn csv_error(e: csv::Error) -> StoreError {
     StoreError::Write(std::io::Error::other(e))
 }
 
-/// `text` made safe to open in a spreadsheet.
+/// `text` made safe to open in a spreadsheet; text that starts with the `'` this adds
+/// gets one too, so an import takes exactly one off.
 fn neutralize(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r', '\'']) {
         format!("'{text}").into()
     } else {
         text.into()
@@ -273,7 +275,7 @@ mod tests {
 
     #[test]
     fn formula_cells_are_neutralized() {
-        for bad in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+        for bad in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "'=1", "'"] {
             assert_eq!(neutralize(bad), format!("'{bad}"));
         }
         assert_eq!(neutralize("alice"), "alice");
