@@ -1,5 +1,5 @@
-//! Loads records from a JSON-lines export into a store: moving from the embedded SQLite
-//! to PostgreSQL, or restoring a backup.
+//! Loads records from an export (JSON lines, or CSV for a file named `*.csv`) into a
+//! store: moving from the embedded SQLite to PostgreSQL, or restoring a backup.
 //!
 //! ```sh
 //! # from one store to another (DATABASE_URL, `sqlite://usage.db` by default)
@@ -8,12 +8,14 @@
 //! DATABASE_URL=postgres://localhost/usage cargo run --example import --features postgres -- usage.jsonl
 //! ```
 //!
-//! `-` reads standard input. A record the store holds already is ignored, so an import
-//! that stopped can be run again; `SKIP_LINES=n` starts after the first `n` lines, as the
-//! example prints when a line is bad or the store fails.
+//! `-` reads JSON lines from standard input. A record the store holds already is ignored,
+//! so an import that stopped can be run again; `SKIP_LINES=n` starts after the first `n`
+//! lines (rows after the header, for CSV), as the example prints when a line is bad or
+//! the store fails. A CSV file of another tool needs its columns named in code
+//! (`CsvColumns::new`); this example reads the crate's own CSV export.
 
 use tokio::io::{AsyncBufRead, BufReader};
-use tower_usage::store::{DieselStore, ImportError};
+use tower_usage::store::{CsvColumns, DieselStore, ImportError};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,18 +28,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(n) => n.parse().map_err(|e| format!("SKIP_LINES={n:?}: {e}"))?,
         Err(_) => 0,
     };
-    let input: Box<dyn AsyncBufRead + Unpin + Send> = if path == "-" {
-        Box::new(BufReader::new(tokio::io::stdin()))
-    } else {
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| format!("{path}: {e}"))?;
-        Box::new(BufReader::with_capacity(1 << 20, file))
-    };
-
     let store = DieselStore::connect(&database_url).await?;
     let started = std::time::Instant::now();
-    match store.import_json_lines(input, skip).await {
+    let imported = if path.ends_with(".csv") {
+        let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        let file = std::io::BufReader::with_capacity(1 << 20, file);
+        store.import_csv(file, &CsvColumns::export(), skip).await
+    } else {
+        let input: Box<dyn AsyncBufRead + Unpin + Send> = if path == "-" {
+            Box::new(BufReader::new(tokio::io::stdin()))
+        } else {
+            let file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| format!("{path}: {e}"))?;
+            Box::new(BufReader::with_capacity(1 << 20, file))
+        };
+        store.import_json_lines(input, skip).await
+    };
+    match imported {
         Ok(report) => {
             let seconds = started.elapsed().as_secs_f64();
             println!(
@@ -54,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(error) => {
             eprintln!("{error}");
             let done = error.lines_done();
-            if let ImportError::Line { .. } = error {
+            if let ImportError::Line { .. } | ImportError::Row { .. } = error {
                 eprintln!("mend the line, then go on with SKIP_LINES={done}");
             } else {
                 eprintln!("go on with SKIP_LINES={done}");

@@ -143,7 +143,7 @@ mod write;
 
 pub use cache::{AnswerCache, CacheStats};
 pub use error::StoreError;
-pub use import::{ImportError, ImportReport};
+pub use import::{CsvColumns, Field, ImportError, ImportReport, TimeFormat};
 pub use partition::Partitions;
 #[cfg(feature = "redis")]
 pub use redis::BadRedisUrl;

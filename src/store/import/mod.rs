@@ -1,21 +1,29 @@
-//! Loading history: records in the JSON-lines form the store exports, written in batches
-//! through the store's own write path (its transactions, rollups and partitions), so an
-//! import is exact, and running it again stores nothing twice (the ids).
+//! Loading history: records in the JSON-lines or CSV form the store exports, or in a plain
+//! CSV file with named columns, written in batches through the store's own write path
+//! (its transactions, rollups and partitions), so an import is exact, and running it
+//! again stores nothing twice (the ids).
+
+mod columns;
+mod csv_rows;
+
+pub use columns::{CsvColumns, Field, TimeFormat};
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use super::DieselStore;
 use crate::record::UsageRecord;
 use crate::sink::{SinkError, UsageSink};
+use csv_rows::Parsed;
 
 /// Records written per batch.
 const BATCH: usize = 2_000;
 
-/// What [`DieselStore::import_json_lines`] did.
+/// What [`DieselStore::import_json_lines`] or [`DieselStore::import_csv`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ImportReport {
-    /// Lines read, blank ones and the skipped ones included: where to start again.
+    /// Lines read, blank ones and the skipped ones included (for CSV: rows after the
+    /// header): where to start again.
     pub lines: u64,
     /// Records handed to the store (those it held already are ignored by it).
     pub records: u64,
@@ -37,6 +45,17 @@ pub enum ImportError {
         /// Why.
         reason: String,
     },
+    /// A CSV row is not a record.
+    #[error("row {row} after the header: not a record: {reason}")]
+    Row {
+        /// The row, from 1 after the header.
+        row: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The CSV header does not name a column asked for.
+    #[error("the CSV header: {0}")]
+    Columns(String),
     /// Reading the input failed.
     #[error("reading the input failed after line {line}: {source}")]
     Read {
@@ -63,6 +82,8 @@ impl ImportError {
     pub fn lines_done(&self) -> u64 {
         match self {
             ImportError::Line { line, .. } => line - 1,
+            ImportError::Row { row, .. } => row - 1,
+            ImportError::Columns(_) => 0,
             ImportError::Read { line, .. } | ImportError::Write { line, .. } => *line,
         }
     }
@@ -140,6 +161,79 @@ impl DieselStore {
                 self.import_batch(&mut import).await?;
             }
         }
+        self.import_batch(&mut import).await?;
+        Ok(import.report)
+    }
+
+    /// Imports the records of a CSV file with a header row, its columns named by
+    /// `columns` ([`CsvColumns::export`] for the store's own
+    /// [`export_csv`](Self::export_csv)), after skipping its first `skip` rows, as
+    /// [`import_json_lines`](Self::import_json_lines) does: through the store's write
+    /// path, a record the store holds already ignored. A file without an id column gets
+    /// ids derived from each row, so importing it again stores nothing twice; without an
+    /// outcome column, the outcome follows from the status. Empty cells are missing
+    /// values (the export writes an empty text the same way). The file is read on a
+    /// blocking thread.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tower_usage::store::{CsvColumns, DieselStore, Field, TimeFormat};
+    ///
+    /// let csv = "when,who,model,in,out\n\
+    ///            1793836800000,alice@example.com,gpt-4o,1200,300\n\
+    ///            1793836801500,bob@example.com,gpt-4o-mini,80,20\n";
+    /// let columns = CsvColumns::new("when", TimeFormat::UnixMillis)
+    ///     .column(Field::User, "who")
+    ///     .column(Field::Model, "model")
+    ///     .column(Field::TokensIn, "in")
+    ///     .column(Field::TokensOut, "out");
+    /// let store = DieselStore::connect("sqlite::memory:").await?;
+    /// let report = store.import_csv(csv.as_bytes(), &columns, 0).await?;
+    /// assert_eq!(report.records, 2);
+    /// store.import_csv(csv.as_bytes(), &columns, 0).await?; // again: nothing twice
+    /// assert_eq!(store.count().await?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn import_csv<R>(
+        &self,
+        input: R,
+        columns: &CsvColumns,
+        skip: u64,
+    ) -> Result<ImportReport, ImportError>
+    where
+        R: std::io::Read + Send + 'static,
+    {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4 * BATCH);
+        let columns = columns.clone();
+        let reader =
+            tokio::task::spawn_blocking(move || csv_rows::read(input, &columns, skip, &tx));
+        let mut import = Import::default();
+        while let Some(parsed) = rx.recv().await {
+            match parsed {
+                Parsed::Record(row, record) => {
+                    import.report.lines = row;
+                    import.batch.push(*record);
+                    if import.batch.len() == BATCH {
+                        self.import_batch(&mut import).await?;
+                    }
+                }
+                Parsed::Skipped(row) => {
+                    import.report.lines = row;
+                    import.done = row;
+                }
+                Parsed::Bad(row, reason) => {
+                    self.import_batch(&mut import).await?;
+                    return Err(ImportError::Row { row, reason });
+                }
+                Parsed::Columns(reason) => return Err(ImportError::Columns(reason)),
+                Parsed::Failed(source) => {
+                    self.import_batch(&mut import).await?;
+                    let line = import.report.lines;
+                    return Err(ImportError::Read { line, source });
+                }
+            }
+        }
+        drop(reader);
         self.import_batch(&mut import).await?;
         Ok(import.report)
     }
