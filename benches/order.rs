@@ -2,7 +2,8 @@
 //! random order: the same records over 90 days, the late ones landing in days and 7-day
 //! blocks sealed long before (a history import, a replay, a broker's redelivery).
 //! Rounds alternate in order, random and an import of the same records as JSON lines
-//! (`DieselStore::import_json_lines`) on a fresh store each; the medians and their
+//! (`DieselStore::import_json_lines`) and as the store's CSV export (`import_csv`) on a
+//! fresh store each; the medians and their
 //! ratios are printed, on SQLite, and on PostgreSQL when `TOWER_USAGE_POSTGRES_URL` is
 //! set.
 //!
@@ -19,7 +20,8 @@ mod pump;
 
 use chrono::Utc;
 use pump::pump;
-use tower_usage::store::DieselStore;
+use tower_usage::query::{Filter, TimeRange};
+use tower_usage::store::{CsvColumns, DieselStore};
 use tower_usage::{Recorder, TokenUsage, UsageRecord};
 
 const DAYS: i64 = 90;
@@ -83,8 +85,9 @@ async fn run(url: &str, records: Vec<UsageRecord>) -> f64 {
 }
 
 /// Imports `records` as JSON lines (the export's form, in time order) into a freshly
-/// migrated store at `url`; records/s, the parsing included.
-async fn import(url: &str, records: &[UsageRecord]) -> f64 {
+/// migrated store at `url`, then the store's CSV export of them into another; records/s
+/// of each, the parsing included.
+async fn import(url: &str, records: &[UsageRecord]) -> (f64, f64) {
     let store = DieselStore::connect(url).await.unwrap();
     store.revert_migrations().await.unwrap();
     store.migrate().await.unwrap();
@@ -97,7 +100,21 @@ async fn import(url: &str, records: &[UsageRecord]) -> f64 {
     let report = store.import_json_lines(&lines[..], 0).await.unwrap();
     let rate = report.records as f64 / started.elapsed().as_secs_f64();
     assert_eq!(store.count().await.unwrap(), records.len() as u64);
-    rate
+
+    let all = Filter::new(TimeRange::last_days(DAYS as u32 + 2));
+    let mut csv = Vec::new();
+    store.export_csv(&all, &mut csv).await.unwrap();
+    store.revert_migrations().await.unwrap();
+    store.migrate().await.unwrap();
+    let started = Instant::now();
+    let columns = CsvColumns::export();
+    let report = store
+        .import_csv(std::io::Cursor::new(csv), &columns, 0)
+        .await
+        .unwrap();
+    let csv_rate = report.records as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(store.count().await.unwrap(), records.len() as u64);
+    (rate, csv_rate)
 }
 
 fn median(mut rates: Vec<f64>) -> f64 {
@@ -106,24 +123,29 @@ fn median(mut rates: Vec<f64>) -> f64 {
 }
 
 async fn backend(name: &str, url: &str, n: u64, rounds: u64) {
-    let (mut ordered, mut random, mut imported) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ordered, mut random) = (Vec::new(), Vec::new());
+    let (mut imported, mut from_csv) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         let a = run(url, records(n, false)).await;
         let b = run(url, records(n, true)).await;
-        let c = import(url, &records(n, false)).await;
+        let (c, d) = import(url, &records(n, false)).await;
         println!(
-            "{name} round {round}: in order {a:>8.0} records/s, random {b:>8.0}, import {c:>8.0}"
+            "{name} round {round}: in order {a:>8.0} records/s, random {b:>8.0}, \
+             import {c:>8.0}, CSV import {d:>8.0}"
         );
         ordered.push(a);
         random.push(b);
         imported.push(c);
+        from_csv.push(d);
     }
-    let (a, b, c) = (median(ordered), median(random), median(imported));
+    let (a, b) = (median(ordered), median(random));
+    let (c, d) = (median(imported), median(from_csv));
     println!(
-        "{name}: medians in order {a:.0}, random {b:.0}, import {c:.0} records/s: \
-         random/in order {:.2}, import/in order {:.2}",
+        "{name}: medians in order {a:.0}, random {b:.0}, import {c:.0}, CSV import {d:.0} \
+         records/s: random/in order {:.2}, import/in order {:.2}, CSV import/in order {:.2}",
         b / a,
-        c / a
+        c / a,
+        d / a
     );
 }
 
