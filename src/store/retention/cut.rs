@@ -85,27 +85,24 @@ pub(crate) fn first_slot(dialect: Dialect, table: &str, column: &str) -> Sql {
     sql
 }
 
-/// Removes the rows of `table` whose slot is before `before`.
-pub(crate) fn delete_slots_before(dialect: Dialect, table: &str, column: &str, before: i64) -> Sql {
+/// Removes the rows of `table` whose slot compares to `slot` as `cmp` says: `<` for
+/// what retention cuts, `>=` for what a rebuild empties above the records' horizon
+/// (keeping the sums of removed records below it).
+pub(crate) fn delete_slots(
+    dialect: Dialect,
+    table: &str,
+    column: &str,
+    cmp: &str,
+    slot: i64,
+) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("DELETE FROM ")
         .push(table)
         .push(" WHERE ")
         .push(column)
-        .push(" < ")
-        .int(before);
-    sql
-}
-
-/// Removes the rows of `table` whose slot is `from` or later: what a rebuild empties
-/// above the records' horizon, keeping the sums of removed records below it.
-pub(crate) fn delete_slots_from(dialect: Dialect, table: &str, column: &str, from: i64) -> Sql {
-    let mut sql = Sql::new(dialect);
-    sql.push("DELETE FROM ")
-        .push(table)
-        .push(" WHERE ")
-        .push(column)
-        .push(" >= ")
-        .int(from);
+        .push(" ")
+        .push(cmp)
+        .push(" ")
+        .int(slot);
     sql
 }

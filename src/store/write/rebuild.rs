@@ -33,10 +33,11 @@ impl Job for Rebuild {
                 let from = horizons.first().and_then(|h| h.raw_before_us);
                 for (table, column, width) in schema::ROLLUP_TABLES {
                     let sql = match from {
-                        Some(from) => cut::delete_slots_from(
+                        Some(from) => cut::delete_slots(
                             C::DIALECT,
                             table,
                             column,
+                            ">=",
                             from.div_euclid(width),
                         ),
                         None => {
