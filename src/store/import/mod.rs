@@ -205,8 +205,8 @@ impl DieselStore {
     {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4 * BATCH);
         let columns = columns.clone();
-        let reader =
-            tokio::task::spawn_blocking(move || csv_rows::read(input, &columns, skip, &tx));
+        // The reader stops at the input's end, or at its next row once the receiver is gone.
+        tokio::task::spawn_blocking(move || csv_rows::read(input, &columns, skip, &tx));
         let mut import = Import::default();
         while let Some(parsed) = rx.recv().await {
             match parsed {
@@ -233,7 +233,6 @@ impl DieselStore {
                 }
             }
         }
-        drop(reader);
         self.import_batch(&mut import).await?;
         Ok(import.report)
     }
