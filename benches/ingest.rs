@@ -8,7 +8,8 @@
 //!
 //! With feature `nats` and `TOWER_USAGE_NATS_URL`, `postgres/nats_ingest` sends them from
 //! two producers through `NatsSink` → JetStream → one `Ingester` → PostgreSQL, as JSON,
-//! and `postgres/nats_ingest_binary` the same in the binary encoding.
+//! `postgres/nats_ingest_binary` the same in the binary encoding, and the `_packed` cases
+//! the same with 64 records a message.
 //!
 //! Each backend also writes the same records back from the recorder's spill (`spill_replay`:
 //! a spill left by a recorder whose sink was down, written by the next recorder that opens
@@ -382,7 +383,6 @@ async fn postgres(
     store.revert_migrations().await.unwrap();
 }
 
-/// One row in COPY's text format.
 /// Two producers publish `RECORDS` records through `NatsSink`, one `Ingester` writes them
 /// into PostgreSQL: timed until the ingester has written the last one.
 #[cfg(feature = "nats")]
@@ -395,12 +395,20 @@ async fn nats_ingest(
     use std::sync::Arc;
     use tower_usage::sink::nats::{Encoding, Ingester, NatsConfig, NatsSink};
 
+    /// Records a message in the packed cases.
+    const PACKED: usize = 64;
     let client = async_nats::connect(url).await.unwrap();
     let jetstream = async_nats::jetstream::new(client);
     let mut round = 0;
-    for (name, encoding) in [
-        ("postgres/nats_ingest", Encoding::Json),
-        ("postgres/nats_ingest_binary", Encoding::Binary),
+    for (name, encoding, per_message) in [
+        ("postgres/nats_ingest", Encoding::Json, 1),
+        ("postgres/nats_ingest_binary", Encoding::Binary, 1),
+        ("postgres/nats_ingest_packed", Encoding::Json, PACKED),
+        (
+            "postgres/nats_ingest_binary_packed",
+            Encoding::Binary,
+            PACKED,
+        ),
     ] {
         group.bench_function(name, |b| {
             b.iter_batched(
@@ -409,7 +417,8 @@ async fn nats_ingest(
                     let config = NatsConfig::new(url)
                         .stream(format!("TU_BENCH_{}_{round}", std::process::id()))
                         .subject(format!("tu-bench.{}.{round}", std::process::id()))
-                        .encoding(encoding);
+                        .encoding(encoding)
+                        .records_per_message(per_message);
                     tokio::task::block_in_place(|| {
                         handle.block_on(async {
                             let mut producers = Vec::new();
@@ -418,7 +427,11 @@ async fn nats_ingest(
                                 producers.push(Recorder::builder(sink).batch_size(BATCH).spawn());
                             }
                             let ingester = Arc::new(
-                                Ingester::new(config.clone(), store.clone()).batch_size(BATCH),
+                                Ingester::new(config.clone(), store.clone())
+                                    .batch_size(BATCH)
+                                    // The direct path's last batch is flushed at once;
+                                    // the ingester's should not wait 500 ms to fill.
+                                    .max_wait(Duration::from_millis(20)),
                             );
                             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
                             let running = Arc::clone(&ingester);
@@ -459,6 +472,7 @@ async fn nats_ingest(
     }
 }
 
+/// One row in COPY's text format.
 fn copy_line(r: &RawRow) -> String {
     fn opt<T: ToString>(v: &Option<T>) -> String {
         v.as_ref().map_or_else(|| "\\N".to_owned(), T::to_string)

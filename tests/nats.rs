@@ -134,6 +134,56 @@ async fn two_producers_and_a_retried_publish_reach_every_store_once() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packed_messages_reach_every_store_once() {
+    let Some(url) = url() else { return };
+    for db in common::db::fresh("natspacked").await {
+        let store = DieselStore::connect(&db.url).await.unwrap();
+        let config = config(&url, &format!("packed_{}", db.backend)).records_per_message(32);
+        let ingester = Arc::new(
+            Ingester::new(config.clone(), store.clone())
+                .batch_size(200)
+                .max_wait(Duration::from_millis(50)),
+        );
+        let (stop, task) = spawn(Arc::clone(&ingester));
+        // Two producers, one in each encoding, 500 records in batches of 100: 32 + 32 +
+        // 32 + 4 records a batch, 20 messages each.
+        let encodings = [Encoding::Json, Encoding::Binary];
+        futures_util::future::join_all(encodings.iter().enumerate().map(|(p, encoding)| {
+            let config = config.clone().encoding(*encoding);
+            async move {
+                let sink = NatsSink::connect(&config).await.unwrap();
+                let records: Vec<UsageRecord> = (0..500).map(|i| record(p, i)).collect();
+                for batch in records.chunks(100) {
+                    sink.write_batch(batch).await.unwrap();
+                }
+            }
+        }))
+        .await;
+        let sink = NatsSink::connect(&config.clone().encoding(Encoding::Binary))
+            .await
+            .unwrap();
+        let again: Vec<UsageRecord> = (0..50).map(|i| record(9, i)).collect();
+        // Sent again the same way: the duplicate window drops both messages.
+        sink.write_batch(&again).await.unwrap();
+        sink.write_batch(&again).await.unwrap();
+        // Sent again packed otherwise: new messages, whose records the store has.
+        sink.write_batch(&again[10..]).await.unwrap();
+        count_reaches(&store, 1_050).await;
+        let stats = ingester.stats();
+        assert_eq!(
+            (stats.received, stats.failed, stats.unreadable),
+            (2 * 5 * 4 + 2 + 2, 0, 0),
+            "{stats:?}"
+        );
+        assert_eq!(stats.written, 1_090);
+        let _ = stop.send(());
+        task.await.unwrap();
+        remove_stream(&url, config.stream_name()).await;
+        db.cleanup().await;
+    }
+}
+
 /// Writes into the store, then, while `hang` is set, never answers: an ingester that dies
 /// after the commit and before its acks.
 #[derive(Debug, Clone)]

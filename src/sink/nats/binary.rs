@@ -136,6 +136,30 @@ pub(crate) fn encode(record: &UsageRecord) -> Result<Vec<u8>, serde_json::Error>
     Ok(w.0)
 }
 
+/// Appends a record's `bin/1` bytes to a `bin-seq/1` payload: their length, then them.
+pub(crate) fn frame(payload: &mut Vec<u8>, record: &[u8]) {
+    let mut w = Writer(std::mem::take(payload));
+    w.varint(record.len() as u64);
+    w.0.extend_from_slice(record);
+    *payload = w.0;
+}
+
+/// The records of a `bin-seq/1` payload (`bin/1` records, each after its length), or why
+/// it cannot be read: a message is read whole or not at all.
+pub(crate) fn decode_framed(payload: &[u8]) -> Result<Vec<UsageRecord>, String> {
+    let mut r = Reader(payload);
+    let mut records = Vec::new();
+    while !r.0.is_empty() {
+        let what = "a record's length";
+        let len = usize::try_from(r.varint(what)?).map_err(|_| format!("{what} too long"))?;
+        records.push(decode(r.bytes(len, "a record")?)?);
+    }
+    if records.is_empty() {
+        return Err("no record".to_owned());
+    }
+    Ok(records)
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -310,6 +334,32 @@ mod tests {
                 json.len()
             );
         }
+    }
+
+    #[test]
+    fn framed_records_come_back_in_order_and_a_cut_frame_is_refused() {
+        let records = [full(), UsageRecord::builder().build(), full()];
+        let mut payload = Vec::new();
+        for record in &records {
+            frame(&mut payload, &encode(record).unwrap());
+        }
+        assert_eq!(decode_framed(&payload).unwrap(), records);
+        let mut boundaries = vec![0];
+        for record in &records {
+            let mut one = Vec::new();
+            frame(&mut one, &encode(record).unwrap());
+            boundaries.push(boundaries.last().unwrap() + one.len());
+        }
+        // A cut between records leaves the records before it (the message's record count
+        // header catches that); a cut inside one is refused.
+        for len in 0..payload.len() {
+            match boundaries.iter().position(|b| *b == len) {
+                Some(0) => assert!(decode_framed(&payload[..len]).is_err()),
+                Some(n) => assert_eq!(decode_framed(&payload[..len]).unwrap(), records[..n]),
+                None => assert!(decode_framed(&payload[..len]).is_err(), "cut at {len}"),
+            }
+        }
+        assert!(decode_framed(&[]).unwrap_err().contains("no record"));
     }
 
     #[test]

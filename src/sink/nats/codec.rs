@@ -1,5 +1,8 @@
-//! How a record travels in a message: its encoding is named in a header, so that a later
+//! How records travel in a message: the encoding is named in a header, so that a later
 //! version can change it without an ingester misreading what an older producer sent.
+//!
+//! A message holds one record (`json/1`, `bin/1`) or several packed together
+//! (`json-lines/1`, `bin-seq/1`), with their number in a second header.
 
 use async_nats::HeaderMap;
 
@@ -9,16 +12,24 @@ use crate::record::UsageRecord;
 
 /// The header naming a message's encoding.
 pub(crate) const ENCODING_HEADER: &str = "Tower-Usage-Encoding";
+/// The header giving the number of records a packed message holds.
+pub(crate) const RECORDS_HEADER: &str = "Tower-Usage-Records";
 /// A record as JSON, the crate's own serde form.
 pub(crate) const JSON_V1: &str = "json/1";
 /// A record in the compact binary form of the `binary` module.
 pub(crate) const BIN_V1: &str = "bin/1";
+/// Records as `json/1`, one a line (serde's JSON never holds a raw line break).
+pub(crate) const JSON_LINES_V1: &str = "json-lines/1";
+/// Records as `bin/1`, each after its length as a varint.
+pub(crate) const BIN_SEQ_V1: &str = "bin-seq/1";
 
-/// The name `encoding` goes by in the header.
-pub(crate) fn name(encoding: Encoding) -> &'static str {
-    match encoding {
-        Encoding::Json => JSON_V1,
-        Encoding::Binary => BIN_V1,
+/// The name a message of `records` records in `encoding` goes by in the header.
+pub(crate) fn name(encoding: Encoding, records: usize) -> &'static str {
+    match (encoding, records > 1) {
+        (Encoding::Json, false) => JSON_V1,
+        (Encoding::Binary, false) => BIN_V1,
+        (Encoding::Json, true) => JSON_LINES_V1,
+        (Encoding::Binary, true) => BIN_SEQ_V1,
     }
 }
 
@@ -33,19 +44,68 @@ pub(crate) fn encode(
     }
 }
 
-/// The record a message holds, or why it cannot be read.
-pub(crate) fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<UsageRecord, String> {
-    let encoding = headers
-        .and_then(|h| h.get(ENCODING_HEADER))
-        .map(|v| v.as_str().to_owned());
-    match encoding.as_deref() {
-        Some(JSON_V1) => {
-            serde_json::from_slice(payload).map_err(|e| format!("bad json/1 record: {e}"))
-        }
-        Some(BIN_V1) => binary::decode(payload).map_err(|e| format!("bad bin/1 record: {e}")),
-        Some(other) => Err(format!("unknown encoding {other:?}")),
-        None => Err(format!("no {ENCODING_HEADER} header")),
+/// The payload and headers of one message holding `encoded` (records as [`encode`]
+/// wrote them in `encoding`; at least one).
+pub(crate) fn message(encoded: &[Vec<u8>], encoding: Encoding) -> (Vec<u8>, HeaderMap) {
+    let mut headers = HeaderMap::new();
+    headers.insert(ENCODING_HEADER, name(encoding, encoded.len()));
+    if let [one] = encoded {
+        return (one.clone(), headers);
     }
+    headers.insert(RECORDS_HEADER, encoded.len().to_string().as_str());
+    let mut payload = Vec::with_capacity(encoded.iter().map(|e| e.len() + 3).sum());
+    for record in encoded {
+        match encoding {
+            Encoding::Json => {
+                payload.extend_from_slice(record);
+                payload.push(b'\n');
+            }
+            Encoding::Binary => binary::frame(&mut payload, record),
+        }
+    }
+    (payload, headers)
+}
+
+/// The records a message holds, or why it cannot be read: a message is read whole or
+/// not at all.
+pub(crate) fn decode(
+    headers: Option<&HeaderMap>,
+    payload: &[u8],
+) -> Result<Vec<UsageRecord>, String> {
+    let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+    let records = match header(ENCODING_HEADER) {
+        Some(JSON_V1) => {
+            return serde_json::from_slice(payload)
+                .map(|record| vec![record])
+                .map_err(|e| format!("bad json/1 record: {e}"));
+        }
+        Some(BIN_V1) => {
+            return binary::decode(payload)
+                .map(|record| vec![record])
+                .map_err(|e| format!("bad bin/1 record: {e}"));
+        }
+        Some(JSON_LINES_V1) => payload
+            .strip_suffix(b"\n")
+            .unwrap_or(payload)
+            .split(|b| *b == b'\n')
+            .map(serde_json::from_slice)
+            .collect::<Result<Vec<UsageRecord>, _>>()
+            .map_err(|e| format!("bad json-lines/1 record: {e}"))?,
+        Some(BIN_SEQ_V1) => {
+            binary::decode_framed(payload).map_err(|e| format!("bad bin-seq/1 message: {e}"))?
+        }
+        Some(other) => return Err(format!("unknown encoding {other:?}")),
+        None => return Err(format!("no {ENCODING_HEADER} header")),
+    };
+    // The count guards against a payload cut between two records.
+    let count = header(RECORDS_HEADER).and_then(|n| n.parse::<usize>().ok());
+    if count != Some(records.len()) {
+        return Err(format!(
+            "{} records where the {RECORDS_HEADER} header says {count:?}",
+            records.len()
+        ));
+    }
+    Ok(records)
 }
 
 #[cfg(test)]
@@ -61,9 +121,12 @@ mod tests {
             .build();
         for encoding in [Encoding::Json, Encoding::Binary] {
             let mut headers = HeaderMap::new();
-            headers.insert(ENCODING_HEADER, name(encoding));
+            headers.insert(ENCODING_HEADER, name(encoding, 1));
             let payload = encode(&record, encoding).unwrap();
-            assert_eq!(decode(Some(&headers), &payload).unwrap(), record);
+            assert_eq!(
+                decode(Some(&headers), &payload).unwrap(),
+                std::slice::from_ref(&record)
+            );
         }
         let mut headers = HeaderMap::new();
         headers.insert(ENCODING_HEADER, JSON_V1);
@@ -85,5 +148,45 @@ mod tests {
         assert!(decode(Some(&headers), b"{")
             .unwrap_err()
             .contains("bad json/1"));
+    }
+
+    #[test]
+    fn packed_records_come_back_and_a_wrong_count_is_refused() {
+        let records: Vec<UsageRecord> = (0..3)
+            .map(|i| {
+                UsageRecord::builder()
+                    .user(format!("user {i}\nwith a line break"))
+                    .build()
+            })
+            .collect();
+        for encoding in [Encoding::Json, Encoding::Binary] {
+            let encoded: Vec<Vec<u8>> = records
+                .iter()
+                .map(|r| encode(r, encoding).unwrap())
+                .collect();
+            let (payload, headers) = message(&encoded, encoding);
+            assert_eq!(decode(Some(&headers), &payload).unwrap(), records);
+            let (one, single) = message(&encoded[..1], encoding);
+            assert_eq!(one, encoded[0]);
+            assert_eq!(decode(Some(&single), &one).unwrap(), records[..1]);
+
+            let mut wrong = headers.clone();
+            wrong.insert(RECORDS_HEADER, "2");
+            assert!(decode(Some(&wrong), &payload)
+                .unwrap_err()
+                .contains("header says Some(2)"));
+            let mut missing = HeaderMap::new();
+            missing.insert(ENCODING_HEADER, name(encoding, 3));
+            assert!(decode(Some(&missing), &payload).is_err());
+            // Cut anywhere: refused, never fewer records (the last line break of
+            // `json-lines/1` may be left out).
+            let whole = payload.len() - usize::from(encoding == Encoding::Json);
+            for len in 0..whole {
+                assert!(
+                    decode(Some(&headers), &payload[..len]).is_err(),
+                    "cut at {len}"
+                );
+            }
+        }
     }
 }

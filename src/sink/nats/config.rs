@@ -29,6 +29,7 @@ pub struct NatsConfig {
     max_age: Option<Duration>,
     duplicate_window: Duration,
     encoding: Encoding,
+    records_per_message: usize,
 }
 
 /// How [`NatsSink`](super::NatsSink) encodes a record in its message; every
@@ -90,6 +91,7 @@ impl NatsConfig {
             max_age: None,
             duplicate_window: Duration::from_secs(120),
             encoding: Encoding::Json,
+            records_per_message: 1,
         }
     }
 
@@ -135,9 +137,40 @@ impl NatsConfig {
     }
 
     /// How the sink encodes records (default [`Encoding::Json`]).
+    #[must_use]
     pub fn encoding(mut self, encoding: Encoding) -> Self {
         self.encoding = encoding;
         self
+    }
+
+    /// How many records the sink packs into one message at most (default 1; at least
+    /// 1), within 64 KiB of payload.
+    ///
+    /// With one record a message, the message id is the record's id, and JetStream's
+    /// duplicate window drops a retried record whatever batch it comes back in. Packed,
+    /// each message costs the server, the ingester and the acks one message's work for
+    /// many records, which is most of the transport's cost; its id is made from every id
+    /// it holds, so a batch sent again the same way is dropped as a duplicate, and a
+    /// record that comes back packed with others is stored once all the same (the store
+    /// keeps one row per id). Every [`Ingester`](super::Ingester) of this version reads
+    /// packed messages (`json-lines/1`, `bin-seq/1`); upgrade them before the producers.
+    ///
+    /// ```
+    /// use tower_usage::sink::nats::{Encoding, NatsConfig};
+    ///
+    /// let config = NatsConfig::new("nats://127.0.0.1:4222")
+    ///     .encoding(Encoding::Binary)
+    ///     .records_per_message(64);
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn records_per_message(mut self, records: usize) -> Self {
+        self.records_per_message = records.max(1);
+        self
+    }
+
+    pub(crate) fn records_per_message_used(&self) -> usize {
+        self.records_per_message
     }
 
     pub(crate) fn encoding_used(&self) -> Encoding {

@@ -50,6 +50,14 @@ pub struct Ingester {
     counters: Arc<Tally>,
 }
 
+/// Records read from the consumer, and the messages that carried them (acked together
+/// once the records are written).
+#[derive(Default)]
+struct Batch {
+    records: Vec<UsageRecord>,
+    messages: Vec<Message>,
+}
+
 #[derive(Debug, Default)]
 struct Tally {
     received: AtomicU64,
@@ -70,7 +78,7 @@ pub struct IngesterStats {
     pub written: u64,
     /// Records the sink refused for good; their messages were terminated.
     pub failed: u64,
-    /// Messages that could not be read as a record; terminated.
+    /// Messages that could not be read as records; terminated.
     pub unreadable: u64,
     /// Batches written.
     pub batches: u64,
@@ -101,7 +109,8 @@ impl Ingester {
         self
     }
 
-    /// The most records written in one batch (default 1,024; at least 1).
+    /// The most records written in one batch (default 1,024; at least 1). A batch ends
+    /// at a message's end, so with packed messages it may hold a message's records more.
     #[must_use]
     pub fn batch_size(mut self, size: usize) -> Self {
         self.batch_size = size.max(1);
@@ -200,20 +209,19 @@ impl Ingester {
                     continue;
                 }
             };
-            while let Some(messages) = self.next_batch(&mut stream).await {
-                if !messages.is_empty() {
-                    self.write(messages).await;
-                }
+            while let Some(batch) = self.next_batch(&mut stream).await {
+                self.write(batch).await;
             }
         }
     }
 
-    /// Up to a batch of messages: waits for the first, then `max_wait` at most for the
-    /// rest. `None` once the pull has ended (it is started again).
-    async fn next_batch(&self, stream: &mut pull::Stream) -> Option<Vec<Message>> {
-        let mut messages = Vec::with_capacity(self.batch_size);
+    /// Up to a batch of records: waits for the first message, then `max_wait` at most
+    /// for the rest. `None` once the pull has ended (it is started again).
+    async fn next_batch(&self, stream: &mut pull::Stream) -> Option<Batch> {
+        let mut batch = Batch::default();
+        let mut received = 0;
         let mut deadline = None;
-        while messages.len() < self.batch_size {
+        while batch.records.len() < self.batch_size {
             let next = match deadline {
                 None => stream.next().await,
                 Some(at) => match tokio::time::timeout_at(at, stream.next()).await {
@@ -223,49 +231,51 @@ impl Ingester {
             };
             match next {
                 Some(Ok(message)) => {
-                    messages.push(message);
+                    received += 1;
+                    self.take(&mut batch, message).await;
                     deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.max_wait);
                 }
                 Some(Err(error)) => {
                     // A missed heartbeat or a lost connection: the pull goes on, and what
                     // came so far is written.
                     tracing::debug!(%error, "tower-usage: a NATS pull was interrupted");
-                    if messages.is_empty() {
+                    if received == 0 {
                         // Not in a tight loop while the server is away.
                         tokio::time::sleep(self.retry.initial_backoff).await;
                     }
                     break;
                 }
-                None if messages.is_empty() => return None,
+                None if received == 0 => return None,
                 None => break,
             }
         }
-        Counters::add(&self.counters.received, messages.len());
-        Some(messages)
+        Counters::add(&self.counters.received, received);
+        Some(batch)
+    }
+
+    /// Adds a message's records to `batch`, or terminates the message when it cannot be
+    /// read (all of it: its records are not guessed at).
+    async fn take(&self, batch: &mut Batch, message: Message) {
+        match codec::decode(message.headers.as_ref(), &message.payload) {
+            Ok(records) => {
+                batch.records.extend(records);
+                batch.messages.push(message);
+            }
+            Err(reason) => {
+                tracing::error!(%reason, subject = %message.subject, "tower-usage: a NATS message is not a record; terminated");
+                Counters::add(&self.counters.unreadable, 1);
+                ack(&message, AckKind::Term).await;
+            }
+        }
     }
 
     /// Writes one batch, retrying transient failures, then acks its messages.
-    async fn write(&self, messages: Vec<Message>) {
-        let mut records = Vec::with_capacity(messages.len());
-        let mut readable = Vec::with_capacity(messages.len());
-        for message in messages {
-            match codec::decode(message.headers.as_ref(), &message.payload) {
-                Ok(record) => {
-                    records.push(record);
-                    readable.push(message);
-                }
-                Err(reason) => {
-                    tracing::error!(%reason, subject = %message.subject, "tower-usage: a NATS message is not a record; terminated");
-                    Counters::add(&self.counters.unreadable, 1);
-                    ack(&message, AckKind::Term).await;
-                }
-            }
-        }
-        if records.is_empty() {
+    async fn write(&self, batch: Batch) {
+        if batch.records.is_empty() {
             return;
         }
-        let kind = self.write_records(&records).await;
-        for message in &readable {
+        let kind = self.write_records(&batch.records).await;
+        for message in &batch.messages {
             ack(message, kind).await;
         }
     }
