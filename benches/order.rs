@@ -1,9 +1,9 @@
 //! Records per second written through `Recorder` + `DieselStore` in time order and in
 //! random order: the same records over 90 days, the late ones landing in days and 7-day
 //! blocks sealed long before (a history import, a replay, a broker's redelivery).
-//! Rounds alternate in order, random and an import of the same records as JSON lines
-//! (`DieselStore::import_json_lines`) and as the store's CSV export (`import_csv`) on a
-//! fresh store each; the medians and their
+//! Rounds alternate in order, random, an import of the same records as JSON lines
+//! (`DieselStore::import_json_lines`), as the store's CSV export (`import_csv`), and as
+//! JSON lines in random order, on a fresh store each; the medians and their
 //! ratios are printed, on SQLite, and on PostgreSQL when `TOWER_USAGE_POSTGRES_URL` is
 //! set.
 //!
@@ -84,10 +84,9 @@ async fn run(url: &str, records: Vec<UsageRecord>) -> f64 {
     rate
 }
 
-/// Imports `records` as JSON lines (the export's form, in time order) into a freshly
-/// migrated store at `url`, then the store's CSV export of them into another; records/s
-/// of each, the parsing included.
-async fn import(url: &str, records: &[UsageRecord]) -> (f64, f64) {
+/// Imports `records` as JSON lines (the export's form), in their order, into a freshly
+/// migrated store at `url`; the store and records/s, the parsing included.
+async fn import_lines(url: &str, records: &[UsageRecord]) -> (DieselStore, f64) {
     let store = DieselStore::connect(url).await.unwrap();
     store.revert_migrations().await.unwrap();
     store.migrate().await.unwrap();
@@ -100,6 +99,14 @@ async fn import(url: &str, records: &[UsageRecord]) -> (f64, f64) {
     let report = store.import_json_lines(&lines[..], 0).await.unwrap();
     let rate = report.records as f64 / started.elapsed().as_secs_f64();
     assert_eq!(store.count().await.unwrap(), records.len() as u64);
+    (store, rate)
+}
+
+/// Imports `records` (in time order) as JSON lines into a freshly migrated store at
+/// `url`, then the store's CSV export of them into another; records/s of each, the
+/// parsing included.
+async fn import(url: &str, records: &[UsageRecord]) -> (f64, f64) {
+    let (store, rate) = import_lines(url, records).await;
 
     let all = Filter::new(TimeRange::last_days(DAYS as u32 + 2));
     let mut csv = Vec::new();
@@ -124,28 +131,32 @@ fn median(mut rates: Vec<f64>) -> f64 {
 
 async fn backend(name: &str, url: &str, n: u64, rounds: u64) {
     let (mut ordered, mut random) = (Vec::new(), Vec::new());
-    let (mut imported, mut from_csv) = (Vec::new(), Vec::new());
+    let (mut imported, mut from_csv, mut shuffled) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         let a = run(url, records(n, false)).await;
         let b = run(url, records(n, true)).await;
         let (c, d) = import(url, &records(n, false)).await;
+        let (_, e) = import_lines(url, &records(n, true)).await;
         println!(
             "{name} round {round}: in order {a:>8.0} records/s, random {b:>8.0}, \
-             import {c:>8.0}, CSV import {d:>8.0}"
+             import {c:>8.0}, CSV import {d:>8.0}, random import {e:>8.0}"
         );
         ordered.push(a);
         random.push(b);
         imported.push(c);
         from_csv.push(d);
+        shuffled.push(e);
     }
     let (a, b) = (median(ordered), median(random));
-    let (c, d) = (median(imported), median(from_csv));
+    let (c, d, e) = (median(imported), median(from_csv), median(shuffled));
     println!(
-        "{name}: medians in order {a:.0}, random {b:.0}, import {c:.0}, CSV import {d:.0} \
-         records/s: random/in order {:.2}, import/in order {:.2}, CSV import/in order {:.2}",
+        "{name}: medians in order {a:.0}, random {b:.0}, import {c:.0}, CSV import {d:.0}, \
+         random import {e:.0} records/s: random/in order {:.2}, import/in order {:.2}, \
+         CSV import/in order {:.2}, random import/in order {:.2}",
         b / a,
         c / a,
-        d / a
+        d / a,
+        e / a
     );
 }
 

@@ -1,6 +1,8 @@
 //! Importing the JSON lines a store exports, on every backend: the new store answers as
-//! the old one did, an import run again stores nothing twice, and a bad line stops the
-//! import at its number with every record before it stored, from where it starts again.
+//! the old one did, in whatever order the lines come and beside records stored before;
+//! an import run again stores nothing twice; the blocks a crash left without rollups
+//! are rebuilt at the next connect; and a bad line stops the import at its number with
+//! every record before it stored, from where it starts again.
 #![cfg(feature = "sqlite")]
 
 mod common;
@@ -43,6 +45,126 @@ async fn an_imported_store_answers_as_the_one_exported() {
         // Again, as after a crash: nothing counts twice.
         store.import_json_lines(&lines[..], 0).await.unwrap();
         assert_eq!(store.count().await.unwrap(), 3_000);
+        assert_eq!(answers(&store, range).await, expected, "{}", db.backend);
+        db.cleanup().await;
+    }
+}
+
+/// The 7-day blocks (of the per-user sums) the records of `lines` fall in.
+fn weeks(lines: &[u8]) -> std::collections::BTreeSet<i64> {
+    String::from_utf8_lossy(lines)
+        .lines()
+        .map(|line| {
+            let record: tower_usage::UsageRecord = serde_json::from_str(line).unwrap();
+            record
+                .started_at
+                .timestamp_micros()
+                .div_euclid(604_800_000_000)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shuffled_import_beside_stored_records_answers_as_in_order() {
+    let (source, lines, range) = exported().await;
+    let expected = answers(&source, range).await;
+    let text = String::from_utf8(lines).unwrap();
+    let mut shuffled: Vec<&str> = text.lines().collect();
+    // A fixed shuffle: every 7th line first, then every 7th from the next, ...
+    shuffled = (0..7)
+        .flat_map(|k| {
+            shuffled
+                .iter()
+                .skip(k)
+                .step_by(7)
+                .copied()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let stored: Vec<tower_usage::UsageRecord> = text
+        .lines()
+        .skip(1_000)
+        .step_by(3)
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    for db in fresh("importshuffled").await {
+        let store = builder(&db.url).connect().await.unwrap();
+        // Records already stored through the write path, in every block: their blocks
+        // are sealed, and the import's blocks are rebuilt around them.
+        write(&store, &stored).await;
+        let report = store
+            .import_json_lines(shuffled.join("\n").as_bytes(), 0)
+            .await
+            .unwrap();
+        assert_eq!(report.records, 3_000);
+        assert_eq!(store.count().await.unwrap(), 3_000);
+        assert_eq!(answers(&store, range).await, expected, "{}", db.backend);
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_crowded_in_time_come_in_through_the_write_path_exactly() {
+    // The history squeezed into its last two hours: its batches crowd into few
+    // 15-minute slots, as an export in time order of a busy service does.
+    let now = Utc::now();
+    let records: Vec<tower_usage::UsageRecord> = history(now)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut r)| {
+            r.started_at =
+                now - Duration::seconds(7_200) + Duration::milliseconds(i as i64 * 2_400);
+            r
+        })
+        .collect();
+    let source = builder("sqlite::memory:").connect().await.unwrap();
+    write(&source, &records).await;
+    let range = TimeRange::between(now - Duration::hours(3), now + Duration::hours(1));
+    let expected = answers(&source, range).await;
+    let mut lines = Vec::new();
+    for record in &records {
+        serde_json::to_writer(&mut lines, record).unwrap();
+        lines.push(b'\n');
+    }
+    for db in fresh("importcrowded").await {
+        let store = builder(&db.url).connect().await.unwrap();
+        let report = store.import_json_lines(&lines[..], 0).await.unwrap();
+        assert_eq!(report.records, 3_000);
+        assert_eq!(answers(&store, range).await, expected, "{}", db.backend);
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_an_import_left_without_rollups_are_rebuilt_at_connect() {
+    let (source, lines, range) = exported().await;
+    let expected = answers(&source, range).await;
+    let listed: Vec<String> = weeks(&lines).iter().map(|w| format!("({w})")).collect();
+    for db in fresh("importcrash").await {
+        let store = builder(&db.url).connect().await.unwrap();
+        store.import_json_lines(&lines[..], 0).await.unwrap();
+        drop(store);
+        // What a crash between the records' transactions and the rebuild leaves: the
+        // records stored, their blocks listed, their rollups not (here, none at all).
+        let mut crash = String::new();
+        for table in [
+            "usage_rollup_15m",
+            "usage_rollup_1d",
+            "usage_user_1d",
+            "usage_user_7d",
+            "usage_totals_15m",
+            "usage_user_hours",
+            "usage_user_hist",
+            "usage_user_blocks",
+        ] {
+            crash.push_str(&format!("DELETE FROM {table};\n"));
+        }
+        crash.push_str(&format!(
+            "INSERT INTO usage_import_weeks (week) VALUES {};",
+            listed.join(", ")
+        ));
+        db.execute(&crash).await;
+        let store = builder(&db.url).connect().await.unwrap();
         assert_eq!(answers(&store, range).await, expected, "{}", db.backend);
         db.cleanup().await;
     }

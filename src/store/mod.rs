@@ -544,6 +544,24 @@ impl DieselStore {
         Ok(rows.first().map_or(0, |c| c.n))
     }
 
+    /// What follows a write, whatever its outcome (one that failed may have committed):
+    /// the replica learns where the primary stands, the answer cache forgets the slots
+    /// of `starts` (records' start times), and when something was `stored`, the watch of
+    /// written batches moves.
+    pub(in crate::store) async fn note_stored(
+        &self,
+        starts: impl IntoIterator<Item = i64>,
+        stored: bool,
+    ) {
+        self.note_written().await;
+        if let Some(cache) = &self.inner.cache {
+            cache.record_written(cache::slots_of(starts)).await;
+        }
+        if stored {
+            self.inner.written.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
     /// Runs statements one after another, outside a transaction.
     pub(crate) async fn execute(&self, statements: Vec<Sql>) -> Result<usize, StoreError> {
         self.run(Execute(statements)).await
@@ -592,9 +610,14 @@ impl DieselStore {
         let url = &self.inner.url;
         let done = self.inner.pool.migrate(url, revert).await;
         let done = done.map_err(|e| StoreError::migration(url, e))?;
-        if done > 0 && !revert && self.rollups_missing().await? {
+        if revert {
+            return Ok(());
+        }
+        if done > 0 && self.rollups_missing().await? {
             self.rebuild_rollups().await?;
         }
+        // The blocks whose rollups an import that stopped (a crash) did not rebuild.
+        self.finish_import().await?;
         Ok(())
     }
 
@@ -673,24 +696,13 @@ impl DieselStore {
 impl UsageSink for DieselStore {
     async fn write_batch(&self, records: &[UsageRecord]) -> Result<(), SinkError> {
         let rows: Vec<Row> = records.iter().map(Row::from).collect();
-        let slots = self
-            .inner
-            .cache
-            .as_ref()
-            .map(|_| cache::slots_of(rows.iter().map(|row| row.started_at_us)));
+        let starts: Vec<i64> = rows.iter().map(|row| row.started_at_us).collect();
         let detail_min = self.inner.limits.detail_min_records;
-        self.ensure_partitions(rows.iter().map(|row| row.started_at_us))
-            .await;
+        self.ensure_partitions(starts.iter().copied()).await;
         let written = write::write_rows(&self.inner.pool, rows, detail_min).await;
-        self.note_written().await;
-        // Whatever the outcome: a batch that failed may have committed.
-        if let (Some(cache), Some(slots)) = (&self.inner.cache, slots) {
-            cache.record_written(slots).await;
-        }
         // Some rows are stored even when others were refused.
-        if matches!(written, Ok(()) | Err(SinkError::Rejected { .. })) {
-            self.inner.written.send_modify(|n| *n = n.wrapping_add(1));
-        }
+        let stored = matches!(written, Ok(()) | Err(SinkError::Rejected { .. }));
+        self.note_stored(starts, stored).await;
         written
     }
 }

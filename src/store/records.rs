@@ -27,13 +27,20 @@ pub(crate) fn after_key(sql: &mut Sql, after: Option<&(i64, Vec<u8>)>) {
     }
 }
 
-/// The next [`PAGE`] of all records after `after`.
-pub(crate) fn page_after(dialect: Dialect, after: Option<&(i64, Vec<u8>)>) -> Sql {
+/// The next [`PAGE`] of the records after `after` (and starting before `before`).
+pub(crate) fn page_after(
+    dialect: Dialect,
+    after: Option<&(i64, Vec<u8>)>,
+    before: Option<i64>,
+) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("SELECT ")
         .push(columns(dialect))
         .push(" FROM usage_records WHERE 1 = 1");
     after_key(&mut sql, after);
+    if let Some(before) = before {
+        sql.push(" AND started_at_us < ").int(before);
+    }
     sql.push(" ORDER BY started_at_us, id LIMIT ").int(PAGE);
     sql
 }

@@ -1,8 +1,11 @@
 //! Loading history: records in the JSON-lines or CSV form the store exports, or in a plain
-//! CSV file with named columns, written in batches through the store's own write path
-//! (its transactions, rollups and partitions), so an import is exact, and running it
-//! again stores nothing twice (the ids).
+//! CSV file with named columns. Batches of records in time order go through the write
+//! path; the others are stored in bulk, without their rollups, and the rollups of the
+//! 7-day blocks they fall in are then rebuilt once from the records, in time order (see
+//! [`bulk`]): exact, whatever the order of the input, and running an import again
+//! stores nothing twice (the ids).
 
+mod bulk;
 mod columns;
 mod csv_rows;
 
@@ -10,7 +13,9 @@ pub use columns::{CsvColumns, Field, TimeFormat};
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-use super::DieselStore;
+use super::schema::row::Row;
+use super::schema::slots::QUARTER_US;
+use super::{DieselStore, StoreError};
 use crate::record::UsageRecord;
 use crate::sink::{SinkError, UsageSink};
 use csv_rows::Parsed;
@@ -74,6 +79,19 @@ pub enum ImportError {
         #[source]
         source: SinkError,
     },
+    /// Every record was stored, but the rollups of the blocks they fall in could not be
+    /// rebuilt: until the next import or [`DieselStore::connect`] rebuilds them, answers
+    /// over those blocks count the records only where they read them directly.
+    #[error(
+        "the records up to line {line} are stored, but their rollups were not rebuilt: {source}"
+    )]
+    Rollups {
+        /// The last line read.
+        line: u64,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
 }
 
 impl ImportError {
@@ -84,7 +102,9 @@ impl ImportError {
             ImportError::Line { line, .. } => line - 1,
             ImportError::Row { row, .. } => row - 1,
             ImportError::Columns(_) => 0,
-            ImportError::Read { line, .. } | ImportError::Write { line, .. } => *line,
+            ImportError::Read { line, .. }
+            | ImportError::Write { line, .. }
+            | ImportError::Rollups { line, .. } => *line,
         }
     }
 }
@@ -92,13 +112,23 @@ impl ImportError {
 impl DieselStore {
     /// Imports the records of `input`, one JSON object per line as
     /// [`export_json_lines`](Self::export_json_lines) writes them, after skipping its
-    /// first `skip` lines, in batches through the store's write path: rollups, per-user
-    /// sums and partitions are kept as for any batch, and a record the store holds
-    /// already is ignored, so an import stopped part way can be run again from the
-    /// start, or from [`ImportError::lines_done`], and stores every record once.
+    /// first `skip` lines, in batches. A batch whose records crowd into few 15-minute
+    /// slots (records in time order) goes through the store's write path; one spread
+    /// thin goes in bulk: straight into the records table (and its partitions), and once
+    /// the input is read, the rollups of each 7-day block it fell in are rebuilt from
+    /// the block's records, once. A record the store holds already is ignored. The
+    /// input's order does not matter, and the rollups are exact once this returns; while it runs, answers over the blocks it writes to count its
+    /// records only where they read records directly (exports, country breakdowns).
+    /// An import stopped part way can be run again from the start, or from
+    /// [`ImportError::lines_done`], and stores every record once; the blocks a crash
+    /// left without their rollups are rebuilt by the next import or `connect`.
+    ///
+    /// Records older than the retention horizon ([`DieselStore::retained`]) go through
+    /// the ordinary write path instead: their blocks' rollups hold sums of records no
+    /// longer there, and are added to, not rebuilt.
     ///
     /// A line that is not a record stops the import with its number, after the records
-    /// before it were written; blank lines are skipped.
+    /// before it were written and their rollups rebuilt; blank lines are skipped.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -125,15 +155,16 @@ impl DieselStore {
         R: AsyncBufRead + Unpin + Send,
     {
         let mut lines = input.lines();
-        let mut import = Import::default();
+        let mut import = self.start_import().await?;
         loop {
             let line = match lines.next_line().await {
                 Ok(Some(line)) => line,
                 Ok(None) => break,
                 Err(source) => {
-                    self.import_batch(&mut import).await?;
                     let line = import.report.lines;
-                    return Err(ImportError::Read { line, source });
+                    return self
+                        .end(import, Some(ImportError::Read { line, source }))
+                        .await;
                 }
             };
             let number = import.report.lines + 1;
@@ -150,26 +181,28 @@ impl DieselStore {
                     import.batch.push(record);
                 }
                 Err(e) => {
-                    self.import_batch(&mut import).await?;
-                    return Err(ImportError::Line {
+                    let reason = e.to_string();
+                    let stopped = ImportError::Line {
                         line: number,
-                        reason: e.to_string(),
-                    });
+                        reason,
+                    };
+                    return self.end(import, Some(stopped)).await;
                 }
             }
             if import.batch.len() == BATCH {
-                self.import_batch(&mut import).await?;
+                if let Err(error) = self.import_batch(&mut import).await {
+                    return self.end(import, Some(error)).await;
+                }
             }
         }
-        self.import_batch(&mut import).await?;
-        Ok(import.report)
+        self.end(import, None).await
     }
 
     /// Imports the records of a CSV file with a header row, its columns named by
     /// `columns` ([`CsvColumns::export`] for the store's own
     /// [`export_csv`](Self::export_csv)), after skipping its first `skip` rows, as
-    /// [`import_json_lines`](Self::import_json_lines) does: through the store's write
-    /// path, a record the store holds already ignored. A file without an id column gets
+    /// [`import_json_lines`](Self::import_json_lines) does: in bulk, then the rollups of
+    /// the blocks written to rebuilt once, a record the store holds already ignored. A file without an id column gets
     /// ids derived from each row, so importing it again stores nothing twice; without an
     /// outcome column, the outcome follows from the status. Empty cells are missing
     /// values (the export writes an empty text the same way). The file is read on a
@@ -207,33 +240,69 @@ impl DieselStore {
         let columns = columns.clone();
         // The reader stops at the input's end, or at its next row once the receiver is gone.
         tokio::task::spawn_blocking(move || csv_rows::read(input, &columns, skip, &tx));
-        let mut import = Import::default();
+        let mut import = self.start_import().await?;
         while let Some(parsed) = rx.recv().await {
-            match parsed {
+            let stopped = match parsed {
                 Parsed::Record(row, record) => {
                     import.report.lines = row;
                     import.batch.push(*record);
-                    if import.batch.len() == BATCH {
-                        self.import_batch(&mut import).await?;
+                    if import.batch.len() < BATCH {
+                        continue;
+                    }
+                    match self.import_batch(&mut import).await {
+                        Ok(()) => continue,
+                        Err(error) => error,
                     }
                 }
                 Parsed::Skipped(row) => {
                     import.report.lines = row;
                     import.done = row;
+                    continue;
                 }
-                Parsed::Bad(row, reason) => {
-                    self.import_batch(&mut import).await?;
-                    return Err(ImportError::Row { row, reason });
-                }
-                Parsed::Columns(reason) => return Err(ImportError::Columns(reason)),
-                Parsed::Failed(source) => {
-                    self.import_batch(&mut import).await?;
-                    let line = import.report.lines;
-                    return Err(ImportError::Read { line, source });
-                }
-            }
+                Parsed::Bad(row, reason) => ImportError::Row { row, reason },
+                Parsed::Columns(reason) => ImportError::Columns(reason),
+                Parsed::Failed(source) => ImportError::Read {
+                    line: import.report.lines,
+                    source,
+                },
+            };
+            return self.end(import, Some(stopped)).await;
         }
-        self.import_batch(&mut import).await?;
+        self.end(import, None).await
+    }
+
+    /// An import starting: the records' retention horizon is read once.
+    async fn start_import(&self) -> Result<Import, ImportError> {
+        let horizons = self.horizons().await.map_err(|e| ImportError::Write {
+            line: 0,
+            source: SinkError::transient(e),
+        })?;
+        Ok(Import {
+            raw_before_us: horizons.raw_before_us,
+            ..Import::default()
+        })
+    }
+
+    /// Writes what is left of the batch and rebuilds the rollups of the blocks written
+    /// to (and of any an earlier import left), even when the import `stopped` on an
+    /// error: what was stored is then exact too.
+    async fn end(
+        &self,
+        mut import: Import,
+        stopped: Option<ImportError>,
+    ) -> Result<ImportReport, ImportError> {
+        let written = self.import_batch(&mut import).await;
+        let rebuilt = self.finish_import().await;
+        if let Some(stopped) = stopped.or(written.err()) {
+            if let Err(error) = rebuilt {
+                tracing::warn!(%error, "tower-usage: the rollups of imported records were not rebuilt; the next import or connect rebuilds them");
+            }
+            return Err(stopped);
+        }
+        rebuilt.map_err(|source| ImportError::Rollups {
+            line: import.report.lines,
+            source,
+        })?;
         Ok(import.report)
     }
 
@@ -243,24 +312,84 @@ impl DieselStore {
         if import.batch.is_empty() {
             return Ok(());
         }
-        let written = self.write_batch(&import.batch).await;
-        let n = import.batch.len() as u64;
-        import.batch.clear();
-        match written {
-            Ok(()) => import.report.records += n,
-            Err(SinkError::Rejected { count, .. }) => {
-                import.report.records += n;
-                import.report.rejected += count as u64;
+        let records = std::mem::take(&mut import.batch);
+        match self.write_history(&records, import.raw_before_us).await {
+            Ok(rejected) => {
+                import.report.records += records.len() as u64;
+                import.report.rejected += rejected;
+                import.done = import.report.lines;
+                Ok(())
             }
-            Err(source) => {
-                return Err(ImportError::Write {
-                    line: import.done,
-                    source,
-                })
-            }
+            Err(source) => Err(ImportError::Write {
+                line: import.done,
+                source,
+            }),
         }
-        import.done = import.report.lines;
-        Ok(())
+    }
+
+    /// Stores `records` and says how many the database refused: in bulk, but those
+    /// older than `raw_before_us` (the retention horizon) through the write path.
+    async fn write_history(
+        &self,
+        records: &[UsageRecord],
+        raw_before_us: Option<i64>,
+    ) -> Result<u64, SinkError> {
+        let rows: Vec<Row> = records.iter().map(Row::from).collect();
+        if crowded(&rows) {
+            // As records in time order come: the write path's rollups cost little more
+            // than the rows, and nothing is read back.
+            return refused(self.write_batch(records).await);
+        }
+        let early: Vec<bool> = rows
+            .iter()
+            .map(|row| raw_before_us.is_some_and(|h| row.started_at_us < h))
+            .collect();
+        let records_where = |was_early: bool| -> Vec<UsageRecord> {
+            let pairs = records.iter().zip(&early);
+            pairs
+                .filter(|(_, e)| **e == was_early)
+                .map(|(r, _)| r.clone())
+                .collect()
+        };
+        let mut rejected = 0;
+        if early.contains(&true) {
+            rejected += refused(self.write_batch(&records_where(true)).await)?;
+        }
+        let bulk: Vec<Row> = rows
+            .into_iter()
+            .zip(&early)
+            .filter(|(_, e)| !**e)
+            .map(|(row, _)| row)
+            .collect();
+        if !bulk.is_empty() && self.store_raw(bulk).await.is_err() {
+            // A row the database refuses, or a lost connection: the write path tells
+            // which, and stores the good rows (its rollups are rebuilt all the same).
+            rejected += refused(self.write_batch(&records_where(false)).await)?;
+        }
+        Ok(rejected)
+    }
+}
+
+/// Whether `rows` crowd into few 15-minute slots (a quarter as many as rows, or fewer),
+/// as records read in time order do: the write path folds each slot's rows into one
+/// rollup row, so it writes them at about the cost of the rows alone. Rows spread thin
+/// (history in random order, or sparse) would cost it a rollup row each, and go in bulk.
+fn crowded(rows: &[Row]) -> bool {
+    let mut slots: Vec<i64> = rows
+        .iter()
+        .map(|row| row.started_at_us.div_euclid(QUARTER_US))
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    slots.len() * 4 <= rows.len()
+}
+
+/// How many records a write path's batch refused, or its failure.
+fn refused(written: Result<(), SinkError>) -> Result<u64, SinkError> {
+    match written {
+        Ok(()) => Ok(0),
+        Err(SinkError::Rejected { count, .. }) => Ok(count as u64),
+        Err(error) => Err(error),
     }
 }
 
@@ -272,4 +401,6 @@ struct Import {
     batch: Vec<UsageRecord>,
     /// The lines whose records are all stored.
     done: u64,
+    /// The records' retention horizon when the import started.
+    raw_before_us: Option<i64>,
 }

@@ -85,24 +85,14 @@ pub(crate) fn first_slot(dialect: Dialect, table: &str, column: &str) -> Sql {
     sql
 }
 
-/// Removes the rows of `table` whose slot compares to `slot` as `cmp` says: `<` for
-/// what retention cuts, `>=` for what a rebuild empties above the records' horizon
-/// (keeping the sums of removed records below it).
-pub(crate) fn delete_slots(
-    dialect: Dialect,
-    table: &str,
-    column: &str,
-    cmp: &str,
-    slot: i64,
-) -> Sql {
+/// Removes the rows of `table` whose slot is before `slot`: what retention cuts.
+pub(crate) fn delete_slots_before(dialect: Dialect, table: &str, column: &str, slot: i64) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("DELETE FROM ")
         .push(table)
         .push(" WHERE ")
         .push(column)
-        .push(" ")
-        .push(cmp)
-        .push(" ")
+        .push(" < ")
         .int(slot);
     sql
 }

@@ -103,7 +103,7 @@ impl DieselStore {
                 let mut upto = first;
                 while upto < end {
                     upto = upto.saturating_add(step).min(end);
-                    let sql = cut::delete_slots(dialect, table, column, "<", upto);
+                    let sql = cut::delete_slots_before(dialect, table, column, upto);
                     report.rollup_rows_removed += self.execute(vec![sql]).await? as u64;
                 }
             }
@@ -136,7 +136,7 @@ impl DieselStore {
         }
     }
 
-    async fn horizons(&self) -> Result<Horizons, StoreError> {
+    pub(in crate::store) async fn horizons(&self) -> Result<Horizons, StoreError> {
         let rows: Vec<Horizons> = self.load(cut::horizons(self.dialect())).await?;
         Ok(rows.first().copied().unwrap_or_default())
     }
