@@ -8,7 +8,8 @@
 //! (where whole days are dropped).
 //!
 //! `RETENTION_RECORDS` sets the records written (default 1,000,000), `RETENTION_ROUNDS`
-//! the rounds (default 1; each writes the records again).
+//! the rounds (default 1; each writes the records again), and `RETENTION_ONLY` a text
+//! the names of the cases to run contain (`daily` for partitioned PostgreSQL alone).
 //!
 //! `cargo bench --bench retention --features postgres`
 #![allow(missing_docs)]
@@ -129,6 +130,11 @@ async fn round(name: &str, url: &str, n: u64, partitions: Option<Partitions>) {
     println!("{name}: writer during: {}", summary(during));
 }
 
+/// Whether the case `name` runs (see `RETENTION_ONLY`).
+fn wanted(name: &str) -> bool {
+    std::env::var("RETENTION_ONLY").map_or(true, |only| name.contains(&only))
+}
+
 #[tokio::main]
 async fn main() {
     let n = env("RETENTION_RECORDS", 1_000_000);
@@ -138,7 +144,9 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("retention-{}.db", std::process::id()));
     for _ in 0..rounds {
-        round("sqlite", &format!("sqlite://{}", path.display()), n, None).await;
+        if wanted("sqlite") {
+            round("sqlite", &format!("sqlite://{}", path.display()), n, None).await;
+        }
     }
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -146,9 +154,13 @@ async fn main() {
     match std::env::var("TOWER_USAGE_POSTGRES_URL") {
         Ok(url) if cfg!(feature = "postgres") => {
             for _ in 0..rounds {
-                round("postgres", &url, n, None).await;
-                let daily = Some(Partitions::Daily);
-                round("postgres, daily partitions", &url, n, daily).await;
+                if wanted("postgres") {
+                    round("postgres", &url, n, None).await;
+                }
+                let (name, daily) = ("postgres, daily partitions", Some(Partitions::Daily));
+                if wanted(name) {
+                    round(name, &url, n, daily).await;
+                }
             }
         }
         Ok(_) => println!("built without feature `postgres`: PostgreSQL skipped"),
