@@ -20,8 +20,12 @@ use crate::record::UsageRecord;
 use crate::sink::{SinkError, UsageSink};
 use csv_rows::Parsed;
 
-/// Records written per batch.
+/// Records read per batch, to be written through the write path or in bulk.
 const BATCH: usize = 2_000;
+/// Records read per batch once a batch went in bulk: a transaction that stores records
+/// all over the table writes each page it touches whole (SQLite's log, PostgreSQL's
+/// full-page writes), so fewer, larger ones write each page fewer times.
+const BULK_BATCH: usize = 20_000;
 
 /// What [`DieselStore::import_json_lines`] or [`DieselStore::import_csv`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -189,7 +193,7 @@ impl DieselStore {
                     return self.end(import, Some(stopped)).await;
                 }
             }
-            if import.batch.len() == BATCH {
+            if import.batch.len() >= import.batch_size {
                 if let Err(error) = self.import_batch(&mut import).await {
                     return self.end(import, Some(error)).await;
                 }
@@ -246,7 +250,7 @@ impl DieselStore {
                 Parsed::Record(row, record) => {
                     import.report.lines = row;
                     import.batch.push(*record);
-                    if import.batch.len() < BATCH {
+                    if import.batch.len() < import.batch_size {
                         continue;
                     }
                     match self.import_batch(&mut import).await {
@@ -279,6 +283,7 @@ impl DieselStore {
         })?;
         Ok(Import {
             raw_before_us: horizons.raw_before_us,
+            batch_size: BATCH,
             ..Import::default()
         })
     }
@@ -314,7 +319,8 @@ impl DieselStore {
         }
         let records = std::mem::take(&mut import.batch);
         match self.write_history(&records, import.raw_before_us).await {
-            Ok(rejected) => {
+            Ok((rejected, bulk)) => {
+                import.batch_size = if bulk { BULK_BATCH } else { BATCH };
                 import.report.records += records.len() as u64;
                 import.report.rejected += rejected;
                 import.done = import.report.lines;
@@ -327,18 +333,19 @@ impl DieselStore {
         }
     }
 
-    /// Stores `records` and says how many the database refused: in bulk, but those
+    /// Stores `records` and says how many the database refused, and whether they went
+    /// in bulk: crowded in time, through the write path; spread thin, in bulk, but those
     /// older than `raw_before_us` (the retention horizon) through the write path.
     async fn write_history(
         &self,
         records: &[UsageRecord],
         raw_before_us: Option<i64>,
-    ) -> Result<u64, SinkError> {
+    ) -> Result<(u64, bool), SinkError> {
         let rows: Vec<Row> = records.iter().map(Row::from).collect();
         if crowded(&rows) {
             // As records in time order come: the write path's rollups cost little more
             // than the rows, and nothing is read back.
-            return refused(self.write_batch(records).await);
+            return Ok((refused(self.write_batch(records).await)?, false));
         }
         let early: Vec<bool> = rows
             .iter()
@@ -366,7 +373,7 @@ impl DieselStore {
             // which, and stores the good rows (its rollups are rebuilt all the same).
             rejected += refused(self.write_batch(&records_where(false)).await)?;
         }
-        Ok(rejected)
+        Ok((rejected, true))
     }
 }
 
@@ -403,4 +410,7 @@ struct Import {
     done: u64,
     /// The records' retention horizon when the import started.
     raw_before_us: Option<i64>,
+    /// Records read before the batch is written: [`BATCH`], or [`BULK_BATCH`] after a
+    /// batch went in bulk.
+    batch_size: usize,
 }
