@@ -58,7 +58,11 @@ impl Job for RebuildWeek {
                     .push(IMPORT_WEEKS)
                     .push(" WHERE week = ")
                     .int(self.week);
-                conn.execute(done).await?;
+                if conn.execute(done).await? == 0 {
+                    // Another process (its own import, or its connect) took the block
+                    // off the list and rebuilt it after this one read the list.
+                    return Ok(0);
+                }
                 let from = self.week * WEEK_US;
                 replay(conn, Some(from), Some(from + WEEK_US), self.detail_min).await
             })
