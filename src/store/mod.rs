@@ -129,6 +129,7 @@ pub(crate) mod definitions;
 mod error;
 mod import;
 mod partition;
+mod pending;
 mod read;
 mod records;
 #[cfg(feature = "redis")]
@@ -186,6 +187,8 @@ struct Inner {
     /// The retention horizons as last read, for the API's answers.
     retained: retention::Lately,
     partitions: Option<partition::Partitioned>,
+    /// Set when late records are deferred ([`DieselStoreBuilder::defer_late_records`]).
+    deferral: Option<pending::Deferral>,
 }
 
 /// What queries may ask for, how they read, and which users get detail rows.
@@ -232,6 +235,7 @@ pub struct DieselStoreBuilder {
     replica: Option<String>,
     max_replica_lag: Duration,
     partitions: Option<Partitions>,
+    defer_late: Option<Duration>,
 }
 
 impl DieselStoreBuilder {
@@ -361,6 +365,35 @@ impl DieselStoreBuilder {
         self
     }
 
+    /// Writes batches of late records (64 or more records two or more 7-day blocks
+    /// before the newest block written) without their rollups, and rebuilds the rollups
+    /// of their blocks once, when no such batch has come for `quiet`; off by default.
+    ///
+    /// A replay of history, or a broker's redelivery of a backlog, then costs about what
+    /// records in time order cost, instead of a rollup row per record. Until the store
+    /// settles, answers read from the rollups (totals, series, breakdowns by service or
+    /// model, per-user sums) do not count the deferred records; those read from the
+    /// records (exports, country and client breakdowns, `count`) do.
+    /// [`DieselStore::settle`] rebuilds at once. Records in the newest two blocks, and
+    /// stragglers, go through the write path as without this.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use tower_usage::store::DieselStore;
+    ///
+    /// let store = DieselStore::builder("sqlite::memory:")
+    ///     .defer_late_records(Duration::from_secs(1))
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = store;
+    /// # Ok(()) }
+    /// ```
+    pub fn defer_late_records(mut self, quiet: Duration) -> Self {
+        self.defer_late = Some(quiet);
+        self
+    }
+
     /// Opens the pool, checks that the database answers, and runs the migrations unless
     /// told not to.
     pub async fn connect(self) -> Result<DieselStore, StoreError> {
@@ -387,6 +420,7 @@ impl DieselStoreBuilder {
                 replica,
                 retained: retention::Lately::default(),
                 partitions: self.partitions.map(partition::Partitioned::new),
+                deferral: self.defer_late.map(pending::Deferral::new),
             }),
         };
         let ready = async {
@@ -398,7 +432,16 @@ impl DieselStoreBuilder {
             Ok::<_, StoreError>(())
         };
         match tokio::time::timeout(self.connect_timeout, ready).await {
-            Ok(result) => result.map(|()| store),
+            Ok(Ok(())) => {
+                store.spawn_settling();
+                if self.run_migrations {
+                    // What a process that stopped left pending (a crash during an
+                    // import), rebuilt beside the answers rather than before them.
+                    store.spawn_settle_once();
+                }
+                Ok(store)
+            }
+            Ok(Err(error)) => Err(error),
             Err(_) => Err(StoreError::connect(
                 &self.url,
                 format!("no answer within {:?}", self.connect_timeout),
@@ -448,6 +491,7 @@ impl DieselStore {
             replica: None,
             max_replica_lag: Duration::from_secs(10),
             partitions: None,
+            defer_late: None,
         }
     }
 
@@ -616,8 +660,6 @@ impl DieselStore {
         if done > 0 && self.rollups_missing().await? {
             self.rebuild_rollups().await?;
         }
-        // The blocks whose rollups an import that stopped (a crash) did not rebuild.
-        self.finish_import().await?;
         Ok(())
     }
 
@@ -695,7 +737,29 @@ impl DieselStore {
 #[async_trait]
 impl UsageSink for DieselStore {
     async fn write_batch(&self, records: &[UsageRecord]) -> Result<(), SinkError> {
-        let rows: Vec<Row> = records.iter().map(Row::from).collect();
+        let mut rows: Vec<Row> = records.iter().map(Row::from).collect();
+        if let Some(deferral) = &self.inner.deferral {
+            // Without the retention horizon at hand, nothing is deferred.
+            let horizon = self.retained_lately().await.map(|retained| {
+                retained
+                    .records_before
+                    .map_or(i64::MIN, |before| before.timestamp_micros())
+            });
+            if let Some(horizon) = horizon {
+                let (late, now) = deferral.split(rows, horizon);
+                rows = now;
+                if !late.is_empty() {
+                    match self.store_raw(late.clone()).await {
+                        Ok(()) => deferral.deferred(),
+                        // The write path tells a bad row from a lost server.
+                        Err(_) => rows.extend(late),
+                    }
+                }
+                if rows.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
         let starts: Vec<i64> = rows.iter().map(|row| row.started_at_us).collect();
         let detail_min = self.inner.limits.detail_min_records;
         self.ensure_partitions(starts.iter().copied()).await;

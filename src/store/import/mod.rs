@@ -2,10 +2,9 @@
 //! CSV file with named columns. Batches of records in time order go through the write
 //! path; the others are stored in bulk, without their rollups, and the rollups of the
 //! 7-day blocks they fall in are then rebuilt once from the records, in time order (see
-//! [`bulk`]): exact, whatever the order of the input, and running an import again
+//! the store's `pending` module): exact, whatever the order of the input, and running an import again
 //! stores nothing twice (the ids).
 
-mod bulk;
 mod columns;
 mod csv_rows;
 
@@ -84,7 +83,8 @@ pub enum ImportError {
         source: SinkError,
     },
     /// Every record was stored, but the rollups of the blocks they fall in could not be
-    /// rebuilt: until the next import or [`DieselStore::connect`] rebuilds them, answers
+    /// rebuilt: until the next import, [`DieselStore::settle`] or [`DieselStore::connect`]
+    /// rebuilds them, answers
     /// over those blocks count the records only where they read them directly.
     #[error(
         "the records up to line {line} are stored, but their rollups were not rebuilt: {source}"
@@ -125,7 +125,8 @@ impl DieselStore {
     /// records only where they read records directly (exports, country breakdowns).
     /// An import stopped part way can be run again from the start, or from
     /// [`ImportError::lines_done`], and stores every record once; the blocks a crash
-    /// left without their rollups are rebuilt by the next import or `connect`.
+    /// left without their rollups are rebuilt by the next import, [`settle`](Self::settle)
+    /// or `connect`.
     ///
     /// Records older than the retention horizon ([`DieselStore::retained`]) go through
     /// the ordinary write path instead: their blocks' rollups hold sums of records no
@@ -297,10 +298,10 @@ impl DieselStore {
         stopped: Option<ImportError>,
     ) -> Result<ImportReport, ImportError> {
         let written = self.import_batch(&mut import).await;
-        let rebuilt = self.finish_import().await;
+        let rebuilt = self.settle().await;
         if let Some(stopped) = stopped.or(written.err()) {
             if let Err(error) = rebuilt {
-                tracing::warn!(%error, "tower-usage: the rollups of imported records were not rebuilt; the next import or connect rebuilds them");
+                tracing::warn!(%error, "tower-usage: the rollups of imported records were not rebuilt; the next import, settle or connect rebuilds them");
             }
             return Err(stopped);
         }

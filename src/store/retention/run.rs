@@ -128,7 +128,6 @@ impl DieselStore {
 
     /// [`retained`](Self::retained) as read at most a few seconds ago, or `None` if it
     /// cannot be read now: for answers that must not wait on it.
-    #[cfg_attr(not(feature = "api"), allow(dead_code))]
     pub(crate) async fn retained_lately(&self) -> Option<Retained> {
         match self.inner.retained.get() {
             Some(retained) => Some(retained),

@@ -37,9 +37,9 @@ pub(crate) const TOTALS: &str = "usage_totals_15m";
 
 /// How far retention has cut the records and the rollups (module `retention`).
 pub(crate) const RETENTION: &str = "usage_retention";
-/// The 7-day blocks whose records a bulk import stored and whose rollups are still to be
-/// rebuilt.
-pub(crate) const IMPORT_WEEKS: &str = "usage_import_weeks";
+/// The 7-day blocks holding records stored without their rollups, whose rollups are still
+/// to be rebuilt (module `pending`).
+pub(crate) const PENDING_BLOCKS: &str = "usage_pending_blocks";
 
 /// Every table derived from the records, which a rebuild empties and fills anew and
 /// retention cuts: its name, the column that numbers its slots, and their width in

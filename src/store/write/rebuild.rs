@@ -1,6 +1,7 @@
 //! The rollups recomputed from the stored records: all of them (what a migration that
 //! creates them over existing records, or a hand edit of `usage_records`, needs), or one
-//! 7-day block's (what a bulk import leaves behind). Only the time after the records'
+//! 7-day block's (what a bulk import, or a deferred batch of late records, leaves
+//! behind). Only the time after the records'
 //! retention horizon is recomputed: before it, the records are gone and the rollups are
 //! all that is left.
 
@@ -12,7 +13,7 @@ use crate::store::backend::run::{Job, Run};
 use crate::store::records;
 use crate::store::retention::cut::{self, Horizons};
 use crate::store::schema::slots::WEEK_US;
-use crate::store::schema::{self, row::Row, IMPORT_WEEKS};
+use crate::store::schema::{self, row::Row, PENDING_BLOCKS};
 use crate::store::sql::{Count, Dialect, Sql};
 
 /// Empties the rollup tables (after the records' horizon) and replays the records into
@@ -40,14 +41,14 @@ impl Job for Rebuild {
 
 /// Recomputes the rollups of one 7-day block of the per-user sums (the unit every
 /// rollup's slots divide into) from its records, and takes the block off
-/// `usage_import_weeks`, in one transaction; the output is the number of records read.
-pub(crate) struct RebuildWeek {
-    pub(crate) week: i64,
+/// `usage_pending_blocks`, in one transaction; the output is the number of records read.
+pub(crate) struct RebuildBlock {
+    pub(crate) block: i64,
     /// The records a user needs in a block for detail rows.
     pub(crate) detail_min: i64,
 }
 
-impl Job for RebuildWeek {
+impl Job for RebuildBlock {
     type Output = u64;
 
     fn run<C: Run>(self, conn: &mut C) -> BoxFuture<'_, QueryResult<u64>> {
@@ -55,15 +56,15 @@ impl Job for RebuildWeek {
             Box::pin(async move {
                 let mut done = Sql::new(C::DIALECT);
                 done.push("DELETE FROM ")
-                    .push(IMPORT_WEEKS)
-                    .push(" WHERE week = ")
-                    .int(self.week);
+                    .push(PENDING_BLOCKS)
+                    .push(" WHERE block = ")
+                    .int(self.block);
                 if conn.execute(done).await? == 0 {
                     // Another process (its own import, or its connect) took the block
                     // off the list and rebuilt it after this one read the list.
                     return Ok(0);
                 }
-                let from = self.week * WEEK_US;
+                let from = self.block * WEEK_US;
                 replay(conn, Some(from), Some(from + WEEK_US), self.detail_min).await
             })
         }))
