@@ -120,8 +120,9 @@ impl DieselStore {
     /// slots (records in time order) goes through the store's write path; one spread
     /// thin goes in bulk: straight into the records table (and its partitions), and once
     /// the input is read, the rollups of each 7-day block it fell in are rebuilt from
-    /// the block's records, once. A record the store holds already is ignored. The
-    /// input's order does not matter, and the rollups are exact once this returns; while it runs, answers over the blocks it writes to count its
+    /// the block's records, once. A record the store holds already is ignored. In any
+    /// order of the input, the rollups are exact once this returns; while it runs,
+    /// answers over the blocks it writes to count its
     /// records only where they read records directly (exports, country breakdowns).
     /// An import stopped part way can be run again from the start, or from
     /// [`ImportError::lines_done`], and stores every record once; the blocks a crash
