@@ -1,7 +1,8 @@
 //! Late records deferred (`DieselStoreBuilder::defer_late_records`), on every backend: a
 //! replay of history in random order, once settled, answers as the same records written
 //! in time order; before it settles, the rollups lag while the records are all there;
-//! and a store settles by itself once late batches stop coming.
+//! a store settles by itself once late batches stop coming; and retention counts the
+//! deferred records into the sums it keeps.
 #![cfg(feature = "sqlite")]
 
 mod common;
@@ -10,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DurationRound, Utc};
 use common::db::fresh;
-use common::history::{answers, builder, history, write};
+use common::history::{answers, builder, history, shuffle, write};
 use tower_usage::query::{Filter, TimeRange};
+use tower_usage::store::RetentionPolicy;
 use tower_usage::UsageRecord;
 
 /// The history in a fixed random order, its answers written in time order, and the
@@ -26,13 +28,7 @@ async fn shuffled() -> (Vec<UsageRecord>, String, TimeRange) {
     let range = TimeRange::between(start, now + chrono::Duration::days(1));
     let expected = answers(&source, range).await;
     let mut shuffled = records;
-    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-    for i in (1..shuffled.len()).rev() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        shuffled.swap(i, (state % (i as u64 + 1)) as usize);
-    }
+    shuffle(&mut shuffled);
     (shuffled, expected, range)
 }
 
@@ -78,6 +74,31 @@ async fn a_store_settles_by_itself_once_late_batches_stop() {
             assert!(Instant::now() < deadline, "{} never settled", db.backend);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_counts_deferred_records_into_the_sums_it_keeps() {
+    let (records, _, range) = shuffled().await;
+    let policy = RetentionPolicy::keep_records_days(30).unwrap();
+    let source = builder("sqlite::memory:").connect().await.unwrap();
+    let mut in_order = records.clone();
+    in_order.sort_by_key(|r| r.started_at);
+    write(&source, &in_order).await;
+    source.apply_retention(&policy).await.unwrap();
+    let expected = answers(&source, range).await;
+    for db in fresh("deferredretention").await {
+        let store = builder(&db.url)
+            .defer_late_records(Duration::from_secs(3_600))
+            .connect()
+            .await
+            .unwrap();
+        write(&store, &records).await;
+        // Most records wait for their rollups in blocks retention is about to cut.
+        let report = store.apply_retention(&policy).await.unwrap();
+        assert!(report.records_removed > 1_000, "{report:?}");
+        assert_eq!(answers(&store, range).await, expected, "{}", db.backend);
         db.cleanup().await;
     }
 }

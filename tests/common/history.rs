@@ -68,3 +68,14 @@ pub async fn answers(store: &DieselStore, range: TimeRange) -> String {
         String::from_utf8(export).unwrap()
     )
 }
+
+/// Shuffles `items` in a fixed random order (xorshift from a fixed seed).
+pub fn shuffle<T>(items: &mut [T]) {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    for i in (1..items.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        items.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+}

@@ -32,6 +32,10 @@ impl Job for RawRows {
                 if blocks.is_empty() {
                     return Ok(());
                 }
+                // The records first: a rebuild of these blocks that locked out writers
+                // before this insert then ends before the blocks are listed again, and
+                // one that did not waits for this transaction and finds them listed.
+                conn.insert_new(&self.rows).await?;
                 let mut listed = Sql::new(C::DIALECT);
                 listed
                     .insert_ignoring(PENDING_BLOCKS)
@@ -41,7 +45,6 @@ impl Job for RawRows {
                 });
                 listed.or_ignore();
                 conn.execute(listed).await?;
-                conn.insert_new(&self.rows).await?;
                 Ok(())
             })
         }))

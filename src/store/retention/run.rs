@@ -43,6 +43,10 @@ impl DieselStore {
         &self,
         policy: &RetentionPolicy,
     ) -> Result<RetentionReport, StoreError> {
+        // Records stored without their rollups (an import, deferred late records) are
+        // counted into them first: once their block is past the horizon, its rollups are
+        // all that is left, and a rebuild would find nothing to count.
+        self.settle().await?;
         let now = Utc::now().timestamp_micros();
         let dialect = self.dialect();
         let advance = cut::advance(

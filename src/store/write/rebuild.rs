@@ -29,10 +29,10 @@ impl Job for Rebuild {
     fn run<C: Run>(self, conn: &mut C) -> BoxFuture<'_, QueryResult<u64>> {
         conn.transaction(Box::new(move |conn: &mut C| {
             Box::pin(async move {
+                keep_writers_out(conn, None, None).await?;
                 // Before the records' horizon, the rollups hold the sums of records
                 // retention removed: they stay, and the replay starts there.
-                let horizons: Vec<Horizons> = conn.load(cut::horizons(C::DIALECT)).await?;
-                let from = horizons.first().and_then(|h| h.raw_before_us);
+                let from = raw_horizon(conn).await?;
                 replay(conn, from, None, self.detail_min).await
             })
         }))
@@ -54,6 +54,11 @@ impl Job for RebuildBlock {
     fn run<C: Run>(self, conn: &mut C) -> BoxFuture<'_, QueryResult<u64>> {
         conn.transaction(Box::new(move |conn: &mut C| {
             Box::pin(async move {
+                let (from, to) = (self.block * WEEK_US, (self.block + 1) * WEEK_US);
+                // Writers first, then the list: a writer that stored records here
+                // before this lock has listed the block by now (it lists after it
+                // stores), and one that stores after it waits, and lists the block again.
+                keep_writers_out(conn, Some(from), Some(to)).await?;
                 let mut done = Sql::new(C::DIALECT);
                 done.push("DELETE FROM ")
                     .push(PENDING_BLOCKS)
@@ -64,22 +69,34 @@ impl Job for RebuildBlock {
                     // off the list and rebuilt it after this one read the list.
                     return Ok(0);
                 }
-                let from = self.block * WEEK_US;
-                replay(conn, Some(from), Some(from + WEEK_US), self.detail_min).await
+                // A block past the records' horizon keeps the sums of records retention
+                // removed: emptying its rollups would lose them, and there is nothing to
+                // replay. (Retention settles before it cuts; this covers records stored
+                // raw between the two.)
+                if raw_horizon(conn).await?.is_some_and(|before| from < before) {
+                    return Ok(0);
+                }
+                replay(conn, Some(from), Some(to), self.detail_min).await
             })
         }))
     }
 }
 
+/// Where the records start since retention cut them, if it did.
+async fn raw_horizon<C: Run>(conn: &mut C) -> QueryResult<Option<i64>> {
+    let horizons: Vec<Horizons> = conn.load(cut::horizons(C::DIALECT)).await?;
+    Ok(horizons.first().and_then(|h| h.raw_before_us))
+}
+
 /// Empties every rollup's slots in `[from, to)` (unbounded where `None`; both at block
-/// starts) and replays the records of that time into them, page by page in time order.
+/// starts) and replays the records of that time into them, page by page in time order,
+/// once [`keep_writers_out`] holds the writers of that time.
 async fn replay<C: Run>(
     conn: &mut C,
     from: Option<i64>,
     to: Option<i64>,
     detail_min: i64,
 ) -> QueryResult<u64> {
-    keep_writers_out(conn, from, to).await?;
     for (table, column, width) in schema::ROLLUP_TABLES {
         let mut sql = Sql::new(C::DIALECT);
         sql.push("DELETE FROM ").push(table).push(" WHERE 1 = 1");
@@ -115,6 +132,9 @@ async fn replay<C: Run>(
 /// Keeps other transactions from storing records in `[from, to)` until this one ends,
 /// so that no record is both replayed here and added by its own writer. SQLite needs
 /// nothing: the transaction's first write holds every other writer off.
+///
+/// It comes before the transaction's first plain read: on MySQL that read fixes the
+/// snapshot the replay reads, which must hold the records of the writers waited for.
 async fn keep_writers_out<C: Run>(
     conn: &mut C,
     from: Option<i64>,
