@@ -606,6 +606,18 @@ impl DieselStore {
         }
     }
 
+    /// Writes `rows` through the write path, with their rollups, in their partitions.
+    pub(in crate::store) async fn write_now(&self, rows: Vec<Row>) -> Result<(), SinkError> {
+        let starts: Vec<i64> = rows.iter().map(|row| row.started_at_us).collect();
+        let detail_min = self.inner.limits.detail_min_records;
+        self.ensure_partitions(starts.iter().copied()).await;
+        let written = write::write_rows(&self.inner.pool, rows, detail_min).await;
+        // Some rows are stored even when others were refused.
+        let stored = matches!(written, Ok(()) | Err(SinkError::Rejected { .. }));
+        self.note_stored(starts, stored).await;
+        written
+    }
+
     /// Runs statements one after another, outside a transaction.
     pub(crate) async fn execute(&self, statements: Vec<Sql>) -> Result<usize, StoreError> {
         self.run(Execute(statements)).await
@@ -760,13 +772,6 @@ impl UsageSink for DieselStore {
                 }
             }
         }
-        let starts: Vec<i64> = rows.iter().map(|row| row.started_at_us).collect();
-        let detail_min = self.inner.limits.detail_min_records;
-        self.ensure_partitions(starts.iter().copied()).await;
-        let written = write::write_rows(&self.inner.pool, rows, detail_min).await;
-        // Some rows are stored even when others were refused.
-        let stored = matches!(written, Ok(()) | Err(SinkError::Rejected { .. }));
-        self.note_stored(starts, stored).await;
-        written
+        self.write_now(rows).await
     }
 }

@@ -45,16 +45,16 @@ pub(crate) fn encode(
 }
 
 /// The payload and headers of one message holding `encoded` (records as [`encode`]
-/// wrote them in `encoding`; at least one).
-pub(crate) fn message(encoded: &[Vec<u8>], encoding: Encoding) -> (Vec<u8>, HeaderMap) {
+/// wrote them in `encoding`; at least one). A lone record's bytes are taken, not copied.
+pub(crate) fn message(encoded: &mut [Vec<u8>], encoding: Encoding) -> (Vec<u8>, HeaderMap) {
     let mut headers = HeaderMap::new();
     headers.insert(ENCODING_HEADER, name(encoding, encoded.len()));
     if let [one] = encoded {
-        return (one.clone(), headers);
+        return (std::mem::take(one), headers);
     }
     headers.insert(RECORDS_HEADER, encoded.len().to_string().as_str());
     let mut payload = Vec::with_capacity(encoded.iter().map(|e| e.len() + 3).sum());
-    for record in encoded {
+    for record in encoded.iter() {
         match encoding {
             Encoding::Json => {
                 payload.extend_from_slice(record);
@@ -160,14 +160,15 @@ mod tests {
             })
             .collect();
         for encoding in [Encoding::Json, Encoding::Binary] {
-            let encoded: Vec<Vec<u8>> = records
+            let mut encoded: Vec<Vec<u8>> = records
                 .iter()
                 .map(|r| encode(r, encoding).unwrap())
                 .collect();
-            let (payload, headers) = message(&encoded, encoding);
+            let first = encoded[0].clone();
+            let (payload, headers) = message(&mut encoded, encoding);
             assert_eq!(decode(Some(&headers), &payload).unwrap(), records);
-            let (one, single) = message(&encoded[..1], encoding);
-            assert_eq!(one, encoded[0]);
+            let (one, single) = message(&mut encoded[..1], encoding);
+            assert_eq!(one, first);
             assert_eq!(decode(Some(&single), &one).unwrap(), records[..1]);
 
             let mut wrong = headers.clone();

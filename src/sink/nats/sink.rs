@@ -93,7 +93,7 @@ fn packed_id(records: &[UsageRecord]) -> String {
 #[async_trait]
 impl UsageSink for NatsSink {
     async fn write_batch(&self, records: &[UsageRecord]) -> Result<(), SinkError> {
-        let encoded = records
+        let mut encoded = records
             .iter()
             .map(|record| codec::encode(record, self.encoding))
             .collect::<Result<Vec<_>, _>>()
@@ -105,7 +105,7 @@ impl UsageSink for NatsSink {
         let mut at = 0;
         while at < records.len() {
             let n = self.message_len(&encoded[at..]);
-            let (payload, headers) = codec::message(&encoded[at..at + n], self.encoding);
+            let (payload, headers) = codec::message(&mut encoded[at..at + n], self.encoding);
             let packed = &records[at..at + n];
             let id = match packed {
                 [one] => one.id.to_string(),

@@ -16,7 +16,7 @@ use super::schema::row::Row;
 use super::schema::slots::QUARTER_US;
 use super::{DieselStore, StoreError};
 use crate::record::UsageRecord;
-use crate::sink::{SinkError, UsageSink};
+use crate::sink::SinkError;
 use csv_rows::Parsed;
 
 /// Records read per batch, to be written through the write path or in bulk.
@@ -347,33 +347,19 @@ impl DieselStore {
         if crowded(&rows) {
             // As records in time order come: the write path's rollups cost little more
             // than the rows, and nothing is read back.
-            return Ok((refused(self.write_batch(records).await)?, false));
+            return Ok((refused(self.write_now(rows).await)?, false));
         }
-        let early: Vec<bool> = rows
-            .iter()
-            .map(|row| raw_before_us.is_some_and(|h| row.started_at_us < h))
-            .collect();
-        let records_where = |was_early: bool| -> Vec<UsageRecord> {
-            let pairs = records.iter().zip(&early);
-            pairs
-                .filter(|(_, e)| **e == was_early)
-                .map(|(r, _)| r.clone())
-                .collect()
-        };
-        let mut rejected = 0;
-        if early.contains(&true) {
-            rejected += refused(self.write_batch(&records_where(true)).await)?;
-        }
-        let bulk: Vec<Row> = rows
+        let (early, bulk): (Vec<Row>, Vec<Row>) = rows
             .into_iter()
-            .zip(&early)
-            .filter(|(_, e)| !**e)
-            .map(|(row, _)| row)
-            .collect();
-        if !bulk.is_empty() && self.store_raw(bulk).await.is_err() {
+            .partition(|row| raw_before_us.is_some_and(|h| row.started_at_us < h));
+        let mut rejected = 0;
+        if !early.is_empty() {
+            rejected += refused(self.write_now(early).await)?;
+        }
+        if !bulk.is_empty() && self.store_raw(bulk.clone()).await.is_err() {
             // A row the database refuses, or a lost connection: the write path tells
             // which, and stores the good rows (its rollups are rebuilt all the same).
-            rejected += refused(self.write_batch(&records_where(false)).await)?;
+            rejected += refused(self.write_now(bulk).await)?;
         }
         Ok((rejected, true))
     }
