@@ -16,14 +16,29 @@ pub(crate) fn columns(dialect: Dialect) -> &'static str {
 }
 
 /// ` AND` the records past the key `after`, if any.
+///
+/// PostgreSQL and SQLite compare the key as a row value: their planners walk the key
+/// index from there, where the `OR` of two ranges made PostgreSQL read and sort the rest
+/// of the range for every page. MySQL's range optimizer reads the `OR` as ranges of the
+/// key, and a row value as none.
 pub(crate) fn after_key(sql: &mut Sql, after: Option<&(i64, Vec<u8>)>) {
-    if let Some((at, id)) = after {
-        sql.push(" AND (started_at_us > ").int(*at);
-        sql.push(" OR (started_at_us = ")
-            .int(*at)
-            .push(" AND id > ")
-            .bind_bytes(id)
-            .push("))");
+    let Some((at, id)) = after else { return };
+    match sql.dialect {
+        Dialect::Postgres | Dialect::Sqlite => {
+            sql.push(" AND (started_at_us, id) > (")
+                .int(*at)
+                .push(", ")
+                .bind_bytes(id)
+                .push(")");
+        }
+        Dialect::Mysql => {
+            sql.push(" AND (started_at_us > ").int(*at);
+            sql.push(" OR (started_at_us = ")
+                .int(*at)
+                .push(" AND id > ")
+                .bind_bytes(id)
+                .push("))");
+        }
     }
 }
 
