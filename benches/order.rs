@@ -10,7 +10,8 @@
 //! set.
 //!
 //! `ORDER_RECORDS` sets the records a run (default 1,000,000), `ORDER_ROUNDS` the rounds
-//! of each order (default 3).
+//! of each order (default 3), `ORDER_CASES` which cases run besides in order, by name,
+//! comma-separated (default all: `random,deferred,import,csv-import,random-import`).
 //!
 //! `cargo bench --bench order --features postgres`
 #![allow(missing_docs)]
@@ -139,41 +140,62 @@ fn median(mut rates: Vec<f64>) -> f64 {
     rates[rates.len() / 2]
 }
 
-async fn backend(name: &str, url: &str, n: u64, rounds: u64) {
-    let (mut ordered, mut random) = (Vec::new(), Vec::new());
-    let (mut imported, mut from_csv, mut shuffled) = (Vec::new(), Vec::new(), Vec::new());
-    let mut deferred = Vec::new();
+/// The cases a round runs, by the names `ORDER_CASES` takes; "in order" always runs, as
+/// the baseline.
+const CASES: [&str; 5] = [
+    "random",
+    "deferred",
+    "import",
+    "csv-import",
+    "random-import",
+];
+
+async fn backend(name: &str, url: &str, n: u64, rounds: u64, cases: &[String]) {
+    let runs = |case: &str| cases.iter().any(|c| c == case);
+    // Case name and its rates, in `CASES` order after the baseline.
+    let mut rates: Vec<(&str, Vec<f64>)> = vec![("in order", Vec::new())];
     for round in 1..=rounds {
-        let a = run(url, records(n, false), false).await;
-        let b = run(url, records(n, true), false).await;
-        let f = run(url, records(n, true), true).await;
-        let (c, d) = import(url, &records(n, false)).await;
-        let (_, e) = import_lines(url, &records(n, true)).await;
-        println!(
-            "{name} round {round}: in order {a:>8.0} records/s, random {b:>8.0}, \
-             import {c:>8.0}, CSV import {d:>8.0}, random import {e:>8.0}, \
-             random deferred {f:>8.0}"
-        );
-        deferred.push(f);
-        ordered.push(a);
-        random.push(b);
-        imported.push(c);
-        from_csv.push(d);
-        shuffled.push(e);
+        let mut line = Vec::new();
+        line.push(("in order", run(url, records(n, false), false).await));
+        if runs("random") {
+            line.push(("random", run(url, records(n, true), false).await));
+        }
+        if runs("deferred") {
+            line.push(("random deferred", run(url, records(n, true), true).await));
+        }
+        if runs("import") || runs("csv-import") {
+            let (c, d) = import(url, &records(n, false)).await;
+            line.push(("import", c));
+            line.push(("CSV import", d));
+        }
+        if runs("random-import") {
+            let (_, e) = import_lines(url, &records(n, true)).await;
+            line.push(("random import", e));
+        }
+        let shown: Vec<String> = line
+            .iter()
+            .map(|(case, rate)| format!("{case} {rate:.0}"))
+            .collect();
+        println!("{name} round {round}: {} records/s", shown.join(", "));
+        for (case, rate) in line {
+            match rates.iter_mut().find(|(c, _)| *c == case) {
+                Some((_, all)) => all.push(rate),
+                None => rates.push((case, vec![rate])),
+            }
+        }
     }
-    let (a, b) = (median(ordered), median(random));
-    let (c, d, e) = (median(imported), median(from_csv), median(shuffled));
-    let f = median(deferred);
+    let medians: Vec<(&str, f64)> = rates
+        .into_iter()
+        .map(|(case, all)| (case, median(all)))
+        .collect();
+    let baseline = medians[0].1;
+    let shown: Vec<String> = medians
+        .iter()
+        .map(|(case, rate)| format!("{case} {rate:.0} ({:.2}×)", rate / baseline))
+        .collect();
     println!(
-        "{name}: medians in order {a:.0}, random {b:.0}, import {c:.0}, CSV import {d:.0}, \
-         random import {e:.0}, random deferred {f:.0} records/s: random/in order {:.2}, \
-         import/in order {:.2}, CSV import/in order {:.2}, random import/in order {:.2}, \
-         random deferred/in order {:.2}",
-        b / a,
-        c / a,
-        d / a,
-        e / a,
-        f / a
+        "{name}: medians of {rounds} rounds, records/s (against in order): {}",
+        shown.join(", ")
     );
 }
 
@@ -181,16 +203,27 @@ async fn backend(name: &str, url: &str, n: u64, rounds: u64) {
 async fn main() {
     let n = env("ORDER_RECORDS", 1_000_000);
     let rounds = env("ORDER_ROUNDS", 3);
+    let cases: Vec<String> = match std::env::var("ORDER_CASES") {
+        Ok(list) => list.split(',').map(|c| c.trim().to_owned()).collect(),
+        Err(_) => CASES.iter().map(|c| c.to_string()).collect(),
+    };
     println!("{n} records over {DAYS} days, in time order and in random order");
     let dir = std::env::temp_dir().join("tower-usage-bench");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("order-{}.db", std::process::id()));
-    backend("sqlite", &format!("sqlite://{}", path.display()), n, rounds).await;
+    backend(
+        "sqlite",
+        &format!("sqlite://{}", path.display()),
+        n,
+        rounds,
+        &cases,
+    )
+    .await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     match std::env::var("TOWER_USAGE_POSTGRES_URL") {
-        Ok(url) if cfg!(feature = "postgres") => backend("postgres", &url, n, rounds).await,
+        Ok(url) if cfg!(feature = "postgres") => backend("postgres", &url, n, rounds, &cases).await,
         Ok(_) => println!("built without feature `postgres`: PostgreSQL skipped"),
         Err(_) => println!("TOWER_USAGE_POSTGRES_URL is not set: PostgreSQL skipped"),
     }
