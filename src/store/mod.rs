@@ -187,7 +187,8 @@ struct Inner {
     /// The retention horizons as last read, for the API's answers.
     retained: retention::Lately,
     partitions: Option<partition::Partitioned>,
-    /// Set when late records are deferred ([`DieselStoreBuilder::defer_late_records`]).
+    /// Set when records spread thin are deferred
+    /// ([`DieselStoreBuilder::defer_late_records`]).
     deferral: Option<pending::Deferral>,
 }
 
@@ -365,17 +366,21 @@ impl DieselStoreBuilder {
         self
     }
 
-    /// Writes batches of late records (64 or more records two or more 7-day blocks
-    /// before the newest block written) without their rollups, and rebuilds the rollups
-    /// of their blocks once, when no such batch has come for `quiet`; off by default.
+    /// Stores the records a batch spreads thin over time (64 or more, each in a
+    /// 15-minute slot holding fewer than 16 of the batch's records) pending, without
+    /// their rollups, and settles their 7-day blocks once, when no such batch has come for
+    /// `quiet`; off by default.
     ///
-    /// A replay of history, or a broker's redelivery of a backlog, then costs about what
-    /// records in time order cost, instead of a rollup row per record. Until the store
-    /// settles, answers read from the rollups (totals, series, breakdowns by service or
-    /// model, per-user sums) do not count the deferred records; those read from the
-    /// records (exports, country and client breakdowns, `count`) do.
-    /// [`DieselStore::settle`] rebuilds at once. Records in the newest two blocks, and
-    /// stragglers, go through the write path as without this.
+    /// A replay of history in random order, or a broker's redelivery of a backlog, then
+    /// costs about what records in time order cost, instead of a rollup row and an index
+    /// probe per record: pending records are appended, and a block's settle moves them
+    /// into the records in time order and rebuilds its rollups from them. Until the store
+    /// settles, no answer counts them (not `count`, not exports either);
+    /// [`DieselStore::settle`] settles at once. Records crowded in time, as a live
+    /// service's batches are, and stragglers, go through the write path as without this.
+    /// A block's settle holds that block's writers (on PostgreSQL, all writers) until it
+    /// commits: a seconds-long pause when deferred records fall in the block a live
+    /// service is writing.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -758,13 +763,13 @@ impl UsageSink for DieselStore {
                     .map_or(i64::MIN, |before| before.timestamp_micros())
             });
             if let Some(horizon) = horizon {
-                let (late, now) = deferral.split(rows, horizon);
+                let (thin, now) = pending::spread_thin(rows, horizon);
                 rows = now;
-                if !late.is_empty() {
-                    match self.store_raw(late.clone()).await {
+                if !thin.is_empty() {
+                    match self.store_pending(thin.clone()).await {
                         Ok(()) => deferral.deferred(),
                         // The write path tells a bad row from a lost server.
-                        Err(_) => rows.extend(late),
+                        Err(_) => rows.extend(thin),
                     }
                 }
                 if rows.is_empty() {

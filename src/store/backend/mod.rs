@@ -12,6 +12,7 @@ pub(crate) mod postgres;
 pub(crate) mod run;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+pub(crate) mod staged;
 pub(crate) mod url;
 
 use diesel_async::pooled_connection::deadpool::{self, PoolError};

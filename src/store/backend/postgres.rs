@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use diesel::pg::Pg;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Binary, Nullable, SmallInt, Text};
 use diesel::QueryResult;
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -16,7 +17,8 @@ use futures_util::future::{BoxFuture, FutureExt};
 use super::new_rows;
 use super::run::{Body, Readable, Run};
 use crate::store::schema::row::Row;
-use crate::store::schema::RECORD_COLUMNS;
+use crate::store::schema::slots::WEEK_US;
+use crate::store::schema::{PENDING_RECORDS, RECORD_COLUMNS};
 use crate::store::sql::{Dialect, KeyRow, Sql};
 
 pub(crate) type Conn = AsyncPgConnection;
@@ -30,20 +32,38 @@ const ROWS_PER_STATEMENT: usize = 10_000;
 /// One array bound per column, unnested into rows: far fewer parameters and much less
 /// parsing than a multi-row `VALUES` list.
 static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let names: Vec<&str> = RECORD_COLUMNS.iter().map(|&(name, _)| name).collect();
-    let names = names.join(", ");
-    let arrays: Vec<String> = RECORD_COLUMNS
+    unnest_insert(
+        "usage_records",
+        "",
+        " ON CONFLICT DO NOTHING RETURNING started_at_us, id",
+    )
+});
+
+/// The same for `usage_pending_records`, with each row's block bound last.
+static STAGE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| unnest_insert(PENDING_RECORDS, "block", ""));
+
+/// `INSERT INTO table` of the records' columns, bound as arrays in the order of
+/// [`RECORD_COLUMNS`], and of the BIGINT column `extra` (if not empty) bound after them;
+/// `tail` ends the statement.
+fn unnest_insert(table: &str, extra: &str, tail: &str) -> String {
+    let mut names: Vec<&str> = RECORD_COLUMNS.iter().map(|&(name, _)| name).collect();
+    let mut arrays: Vec<String> = RECORD_COLUMNS
         .iter()
         .enumerate()
         .map(|(i, &(_, kind))| format!("${}::{kind}[]", i + 1))
         .collect();
+    if !extra.is_empty() {
+        names.push(extra);
+        arrays.push(format!("${}::int8[]", arrays.len() + 1));
+    }
+    let names = names.join(", ");
     let selected = names.replace("metadata", "metadata::jsonb");
     format!(
-        "INSERT INTO usage_records ({names}) SELECT {selected} FROM UNNEST({}) AS t({names}) \
-         ON CONFLICT DO NOTHING RETURNING started_at_us, id",
+        "INSERT INTO {table} ({names}) SELECT {selected} FROM UNNEST({}) AS t({names}){tail}",
         arrays.join(", ")
     )
-});
+}
 
 /// Connections are checked with a query before reuse, so one the server dropped is
 /// replaced instead of failing the next batch.
@@ -118,13 +138,37 @@ impl Run for Conn {
         }
         .boxed()
     }
+
+    fn stage<'c>(&'c mut self, rows: &'c [Row]) -> BoxFuture<'c, QueryResult<()>> {
+        async move {
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let blocks: Vec<i64> = chunk
+                    .iter()
+                    .map(|r| r.started_at_us.div_euclid(WEEK_US))
+                    .collect();
+                bound(STAGE.as_str(), chunk)
+                    .bind::<Array<BigInt>, _>(blocks)
+                    .execute(self)
+                    .await?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
 }
 
 async fn insert_chunk(conn: &mut Conn, rows: &[Row]) -> diesel::QueryResult<Vec<KeyRow>> {
+    bound(INSERT.as_str(), rows).load(conn).await
+}
+
+/// `statement` with the columns of `rows` bound, as arrays in the order of
+/// [`RECORD_COLUMNS`].
+fn bound(statement: &str, rows: &[Row]) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
     fn column<T>(rows: &[Row], f: impl Fn(&Row) -> T) -> Vec<T> {
         rows.iter().map(f).collect()
     }
-    diesel::sql_query(INSERT.as_str())
+    diesel::sql_query(statement)
+        .into_boxed()
         .bind::<Array<Binary>, _>(column(rows, |r| r.id.clone()))
         .bind::<Array<BigInt>, _>(column(rows, |r| r.started_at_us))
         .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.method.clone()))
@@ -149,6 +193,4 @@ async fn insert_chunk(conn: &mut Conn, rows: &[Row]) -> diesel::QueryResult<Vec<
         .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.metadata.clone()))
         .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.requested_model.clone()))
         .bind::<Array<SmallInt>, _>(column(rows, |r| r.unpriced))
-        .load(conn)
-        .await
 }

@@ -93,6 +93,18 @@ pub(crate) trait Run: Send + Sized {
         &'c mut self,
         rows: &'r [Row],
     ) -> BoxFuture<'c, QueryResult<Cow<'r, [Row]>>>;
+
+    /// Appends `rows` to `usage_pending_records`, each with its 7-day block, in the
+    /// caller's transaction (module `pending`): no key is checked, so the cost does not
+    /// grow with what is stored.
+    fn stage<'c>(&'c mut self, rows: &'c [Row]) -> BoxFuture<'c, QueryResult<()>> {
+        Box::pin(async move {
+            for sql in super::staged::statements(Self::DIALECT, rows) {
+                self.execute(sql).await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Work for one pooled connection; the pool runs it on whichever backend it holds.

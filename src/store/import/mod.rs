@@ -12,8 +12,8 @@ pub use columns::{CsvColumns, Field, TimeFormat};
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
+use super::pending;
 use super::schema::row::Row;
-use super::schema::slots::QUARTER_US;
 use super::{DieselStore, StoreError};
 use crate::record::UsageRecord;
 use crate::sink::SinkError;
@@ -335,48 +335,29 @@ impl DieselStore {
         }
     }
 
-    /// Stores `records` and says how many the database refused, and whether they went
-    /// in bulk: crowded in time, through the write path; spread thin, in bulk, but those
-    /// older than `raw_before_us` (the retention horizon) through the write path.
+    /// Stores `records` and says how many the database refused, and whether some went
+    /// pending: those spread thin over time (see `pending::spread`), as history in
+    /// random order or sparse history is, in bulk; the others, as records in time order
+    /// come, through the write path, whose rollups then cost little more than the rows.
     async fn write_history(
         &self,
         records: &[UsageRecord],
         raw_before_us: Option<i64>,
     ) -> Result<(u64, bool), SinkError> {
         let rows: Vec<Row> = records.iter().map(Row::from).collect();
-        if crowded(&rows) {
-            // As records in time order come: the write path's rollups cost little more
-            // than the rows, and nothing is read back.
-            return Ok((refused(self.write_now(rows).await)?, false));
-        }
-        let (early, bulk): (Vec<Row>, Vec<Row>) = rows
-            .into_iter()
-            .partition(|row| raw_before_us.is_some_and(|h| row.started_at_us < h));
+        let (thin, now) = pending::spread_thin(rows, raw_before_us.unwrap_or(i64::MIN));
         let mut rejected = 0;
-        if !early.is_empty() {
-            rejected += refused(self.write_now(early).await)?;
+        if !now.is_empty() {
+            rejected += refused(self.write_now(now).await)?;
         }
-        if !bulk.is_empty() && self.store_raw(bulk.clone()).await.is_err() {
+        let bulk = !thin.is_empty();
+        if bulk && self.store_pending(thin.clone()).await.is_err() {
             // A row the database refuses, or a lost connection: the write path tells
-            // which, and stores the good rows (its rollups are rebuilt all the same).
-            rejected += refused(self.write_now(bulk).await)?;
+            // which, and stores the good rows.
+            rejected += refused(self.write_now(thin).await)?;
         }
-        Ok((rejected, true))
+        Ok((rejected, bulk))
     }
-}
-
-/// Whether `rows` crowd into few 15-minute slots (a quarter as many as rows, or fewer),
-/// as records read in time order do: the write path folds each slot's rows into one
-/// rollup row, so it writes them at about the cost of the rows alone. Rows spread thin
-/// (history in random order, or sparse) would cost it a rollup row each, and go in bulk.
-fn crowded(rows: &[Row]) -> bool {
-    let mut slots: Vec<i64> = rows
-        .iter()
-        .map(|row| row.started_at_us.div_euclid(QUARTER_US))
-        .collect();
-    slots.sort_unstable();
-    slots.dedup();
-    slots.len() * 4 <= rows.len()
 }
 
 /// How many records a write path's batch refused, or its failure.

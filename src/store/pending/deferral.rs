@@ -1,26 +1,17 @@
-//! Deferring the rollups of late records: a batch with many records two or more 7-day
-//! blocks before the newest block this store has written goes without their rollups,
-//! and the rollups of their blocks are rebuilt once such batches stop coming.
+//! Deferring the rollups of records a batch spreads thin over time (see
+//! [`spread`](super::spread)): they are stored pending, and their blocks settled once
+//! such batches stop coming.
 
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::schema::row::Row;
-use crate::store::schema::slots::WEEK_US;
 use crate::store::DieselStore;
 
-/// Late records a batch needs before they are deferred: a few stragglers cost less in
-/// the write path than a rebuild of their block.
-const LATE_MIN: usize = 64;
-
-/// A store's deferral of late records (see the module docs).
+/// A store's deferral of records spread thin (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Deferral {
-    /// How long without a deferred batch before the pending blocks are rebuilt.
+    /// How long without a deferred batch before the pending blocks are settled.
     quiet: Duration,
-    /// The newest block this process has written records in.
-    newest: AtomicI64,
     /// Counts the deferred batches: the settling task wakes on a change, and ends once
     /// the store, which holds this sender, is gone.
     deferred: tokio::sync::watch::Sender<u64>,
@@ -30,28 +21,8 @@ impl Deferral {
     pub(crate) fn new(quiet: Duration) -> Self {
         Deferral {
             quiet,
-            newest: AtomicI64::new(i64::MIN),
             deferred: tokio::sync::watch::Sender::new(0),
         }
-    }
-
-    /// Splits `rows` into the late ones to defer (none unless there are [`LATE_MIN`])
-    /// and the others. A row is late two blocks or more before the newest block written
-    /// (this batch's included), and after `raw_before_us`, the retention horizon: before
-    /// it, a block's rollups hold the sums of records that are gone and cannot be
-    /// rebuilt.
-    pub(crate) fn split(&self, rows: Vec<Row>, raw_before_us: i64) -> (Vec<Row>, Vec<Row>) {
-        let block = |row: &Row| row.started_at_us.div_euclid(WEEK_US);
-        let batch_newest = rows.iter().map(block).max().unwrap_or(i64::MIN);
-        let newest = self
-            .newest
-            .fetch_max(batch_newest, Relaxed)
-            .max(batch_newest);
-        let is_late = |row: &Row| block(row) + 1 < newest && row.started_at_us >= raw_before_us;
-        if rows.iter().filter(|row| is_late(row)).count() < LATE_MIN {
-            return (Vec::new(), rows);
-        }
-        rows.into_iter().partition(is_late)
     }
 
     /// Notes a deferred batch.
@@ -82,7 +53,7 @@ impl DieselStore {
                 let Some(inner) = inner.upgrade() else { return };
                 let store = DieselStore { inner };
                 if let Err(error) = store.settle().await {
-                    tracing::warn!(%error, "tower-usage: the rollups of deferred late records were not rebuilt; trying again");
+                    tracing::warn!(%error, "tower-usage: the deferred records were not settled; trying again");
                     // As if another batch came: tried again after the quiet time.
                     deferred.mark_changed();
                 }
@@ -95,7 +66,7 @@ impl DieselStore {
         let store = self.clone();
         tokio::spawn(async move {
             if let Err(error) = store.settle().await {
-                tracing::warn!(%error, "tower-usage: the rollups of records stored without them were not rebuilt; the next connect tries again");
+                tracing::warn!(%error, "tower-usage: the pending records were not settled; the next connect tries again");
             }
         });
     }

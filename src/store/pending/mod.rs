@@ -1,45 +1,49 @@
-//! Records stored without their rollups, for a rebuild of each 7-day block they fall in
-//! once, instead of a rollup row per record: how a bulk import writes history spread
-//! thin over time, and how a store with [`defer_late_records`] writes batches of late
-//! records. The blocks are listed in `usage_pending_blocks` in the transaction that
-//! stores the records, and taken off in the one that rebuilds their rollups, so a crash
-//! leaves a list that the next [`DieselStore::settle`] (an import, a `connect`) finishes.
+//! Records stored pending, without their rollups, for a rebuild of each 7-day block
+//! they fall in once, instead of a rollup row per record: how a bulk import writes
+//! history spread thin over time, and how a store with [`defer_late_records`] writes the
+//! records of a batch spread thin (see [`spread`]). They are appended to
+//! `usage_pending_records`, and their blocks listed in `usage_pending_blocks`, in one
+//! transaction; a block's settle moves its records into `usage_records` in time order
+//! and rebuilds its rollups, in another (see [`settle`]). So a crash leaves a list that
+//! the next [`DieselStore::settle`] (an import, a `connect`) finishes. Until then, no
+//! answer counts the pending records.
 //!
 //! [`defer_late_records`]: crate::store::DieselStoreBuilder::defer_late_records
 
 mod deferral;
 mod raw;
+mod settle;
+mod spread;
 
 pub(crate) use deferral::Deferral;
+pub(crate) use spread::spread_thin;
 
 use raw::RawRows;
+use settle::SettleBlock;
 
 use crate::store::schema::row::Row;
 use crate::store::schema::slots::{QUARTER_US, WEEK_US};
 use crate::store::schema::PENDING_BLOCKS;
 use crate::store::sql::{Count, Sql};
-use crate::store::write::rebuild::RebuildBlock;
 use crate::store::{DieselStore, StoreError};
 
 impl DieselStore {
-    /// Stores `rows` without their rollups, listing their blocks for
-    /// [`settle`](Self::settle).
-    pub(crate) async fn store_raw(&self, rows: Vec<Row>) -> Result<(), StoreError> {
+    /// Stores `rows` pending, listing their blocks for [`settle`](Self::settle). No
+    /// answer changes until then.
+    pub(crate) async fn store_pending(&self, rows: Vec<Row>) -> Result<(), StoreError> {
+        // The partitions the settle moves them into.
         self.ensure_partitions(rows.iter().map(|row| row.started_at_us))
             .await;
-        let starts: Vec<i64> = rows.iter().map(|row| row.started_at_us).collect();
-        let stored = self.run(RawRows { rows: rows.into() }).await;
-        // Answers read from the records themselves change already.
-        self.note_stored(starts, stored.is_ok()).await;
-        stored
+        self.run(RawRows { rows: rows.into() }).await
     }
 
-    /// Rebuilds the rollups of every block that holds records stored without them (by a
-    /// bulk import, or deferred by
-    /// [`defer_late_records`](super::DieselStoreBuilder::defer_late_records)), oldest
-    /// first, each in a transaction of its own; returns the records read. A store that
-    /// defers late records settles by itself once they stop coming; this is for when the
-    /// answers must count them now. `connect` settles what a process that stopped left.
+    /// Settles every block that holds records stored pending (by a bulk import, or
+    /// deferred by [`defer_late_records`](super::DieselStoreBuilder::defer_late_records)):
+    /// moves its pending records into the records and rebuilds its rollups from them,
+    /// oldest block first, each in a transaction of its own; returns the records read. A
+    /// store that defers records settles by itself once they stop coming; this is for
+    /// when the answers must count them now. `connect` settles what a process that
+    /// stopped left.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -63,8 +67,8 @@ impl DieselStore {
         let mut read = 0;
         for block in &blocks {
             let block = block.n;
-            read += self.run(RebuildBlock { block, detail_min }).await?;
-            // Every answer over the block may have been read while its rollups lagged.
+            read += self.run(SettleBlock { block, detail_min }).await?;
+            // Every answer over the block changes.
             let quarters = (0..WEEK_US / QUARTER_US).map(|q| block * WEEK_US + q * QUARTER_US);
             self.note_stored(quarters, true).await;
         }

@@ -1,4 +1,4 @@
-//! The job that stores records without their rollups and lists their blocks.
+//! The job that stores records pending and lists their blocks.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use crate::store::schema::slots::WEEK_US;
 use crate::store::schema::PENDING_BLOCKS;
 use crate::store::sql::Sql;
 
-/// Stores the rows that are not stored yet, and lists their blocks in
+/// Appends the rows to `usage_pending_records` and lists their blocks in
 /// `usage_pending_blocks`, in one transaction.
 pub(super) struct RawRows {
     pub(super) rows: Arc<[Row]>,
@@ -32,10 +32,10 @@ impl Job for RawRows {
                 if blocks.is_empty() {
                     return Ok(());
                 }
-                // The records first: a rebuild of these blocks that locked out writers
+                // The records first: a settle of these blocks that locked out writers
                 // before this insert then ends before the blocks are listed again, and
                 // one that did not waits for this transaction and finds them listed.
-                conn.insert_new(&self.rows).await?;
+                conn.stage(&self.rows).await?;
                 let mut listed = Sql::new(C::DIALECT);
                 listed
                     .insert_ignoring(PENDING_BLOCKS)

@@ -19,6 +19,8 @@
 //! | `usage_alert_rules` | | name | alert rules, as JSON |
 //! | `usage_alert_events` | | rule, number | each time a rule fired or resolved; the last is its state |
 //! | `usage_retention` | | one row | how far retention removed records and rollups |
+//! | `usage_pending_blocks` | 7 days | | blocks whose rollups wait for a rebuild |
+//! | `usage_pending_records` | | none (appended) | records waiting for their block's rebuild |
 
 pub(crate) mod histogram;
 pub(crate) mod row;
@@ -40,6 +42,9 @@ pub(crate) const RETENTION: &str = "usage_retention";
 /// The 7-day blocks holding records stored without their rollups, whose rollups are still
 /// to be rebuilt (module `pending`).
 pub(crate) const PENDING_BLOCKS: &str = "usage_pending_blocks";
+/// The records stored without their rollups, until their block's rebuild moves them into
+/// `usage_records` (module `pending`).
+pub(crate) const PENDING_RECORDS: &str = "usage_pending_records";
 
 /// Every table derived from the records, which a rebuild empties and fills anew and
 /// retention cuts: its name, the column that numbers its slots, and their width in

@@ -1,7 +1,6 @@
 //! The rollups recomputed from the stored records: all of them (what a migration that
-//! creates them over existing records, or a hand edit of `usage_records`, needs), or one
-//! 7-day block's (what a bulk import, or a deferred batch of late records, leaves
-//! behind). Only the time after the records'
+//! creates them over existing records, or a hand edit of `usage_records`, needs), or a
+//! range's (one 7-day block's, for module `pending`). Only the time after the records'
 //! retention horizon is recomputed: before it, the records are gone and the rollups are
 //! all that is left.
 
@@ -12,8 +11,7 @@ use super::apply;
 use crate::store::backend::run::{Job, Run};
 use crate::store::records;
 use crate::store::retention::cut::{self, Horizons};
-use crate::store::schema::slots::WEEK_US;
-use crate::store::schema::{self, row::Row, PENDING_BLOCKS};
+use crate::store::schema::{self, row::Row};
 use crate::store::sql::{Count, Dialect, Sql};
 
 /// Empties the rollup tables (after the records' horizon) and replays the records into
@@ -39,51 +37,8 @@ impl Job for Rebuild {
     }
 }
 
-/// Recomputes the rollups of one 7-day block of the per-user sums (the unit every
-/// rollup's slots divide into) from its records, and takes the block off
-/// `usage_pending_blocks`, in one transaction; the output is the number of records read.
-pub(crate) struct RebuildBlock {
-    pub(crate) block: i64,
-    /// The records a user needs in a block for detail rows.
-    pub(crate) detail_min: i64,
-}
-
-impl Job for RebuildBlock {
-    type Output = u64;
-
-    fn run<C: Run>(self, conn: &mut C) -> BoxFuture<'_, QueryResult<u64>> {
-        conn.transaction(Box::new(move |conn: &mut C| {
-            Box::pin(async move {
-                let (from, to) = (self.block * WEEK_US, (self.block + 1) * WEEK_US);
-                // Writers first, then the list: a writer that stored records here
-                // before this lock has listed the block by now (it lists after it
-                // stores), and one that stores after it waits, and lists the block again.
-                keep_writers_out(conn, Some(from), Some(to)).await?;
-                let mut done = Sql::new(C::DIALECT);
-                done.push("DELETE FROM ")
-                    .push(PENDING_BLOCKS)
-                    .push(" WHERE block = ")
-                    .int(self.block);
-                if conn.execute(done).await? == 0 {
-                    // Another process (its own import, or its connect) took the block
-                    // off the list and rebuilt it after this one read the list.
-                    return Ok(0);
-                }
-                // A block past the records' horizon keeps the sums of records retention
-                // removed: emptying its rollups would lose them, and there is nothing to
-                // replay. (Retention settles before it cuts; this covers records stored
-                // raw between the two.)
-                if raw_horizon(conn).await?.is_some_and(|before| from < before) {
-                    return Ok(0);
-                }
-                replay(conn, Some(from), Some(to), self.detail_min).await
-            })
-        }))
-    }
-}
-
 /// Where the records start since retention cut them, if it did.
-async fn raw_horizon<C: Run>(conn: &mut C) -> QueryResult<Option<i64>> {
+pub(crate) async fn raw_horizon<C: Run>(conn: &mut C) -> QueryResult<Option<i64>> {
     let horizons: Vec<Horizons> = conn.load(cut::horizons(C::DIALECT)).await?;
     Ok(horizons.first().and_then(|h| h.raw_before_us))
 }
@@ -91,7 +46,7 @@ async fn raw_horizon<C: Run>(conn: &mut C) -> QueryResult<Option<i64>> {
 /// Empties every rollup's slots in `[from, to)` (unbounded where `None`; both at block
 /// starts) and replays the records of that time into them, page by page in time order,
 /// once [`keep_writers_out`] holds the writers of that time.
-async fn replay<C: Run>(
+pub(crate) async fn replay<C: Run>(
     conn: &mut C,
     from: Option<i64>,
     to: Option<i64>,
@@ -135,7 +90,7 @@ async fn replay<C: Run>(
 ///
 /// It comes before the transaction's first plain read: on MySQL that read fixes the
 /// snapshot the replay reads, which must hold the records of the writers waited for.
-async fn keep_writers_out<C: Run>(
+pub(crate) async fn keep_writers_out<C: Run>(
     conn: &mut C,
     from: Option<i64>,
     to: Option<i64>,
