@@ -19,12 +19,12 @@ use crate::record::UsageRecord;
 use crate::sink::SinkError;
 use csv_rows::Parsed;
 
-/// Records read per batch, to be written through the write path or in bulk.
-const BATCH: usize = 2_000;
-/// Records read per batch once a batch went in bulk: a transaction that stores records
-/// all over the table writes each page it touches whole (SQLite's log, PostgreSQL's
-/// full-page writes), so fewer, larger ones write each page fewer times.
-const BULK_BATCH: usize = 20_000;
+/// Records read per batch: the write path folds a batch's records of one slot and key
+/// into one rollup row, and pending records are appended, so fewer, larger batches cost
+/// less; 20,000 records hold a few megabytes.
+const BATCH: usize = 20_000;
+/// Records the CSV reader may parse ahead of the batch being written.
+const READ_AHEAD: usize = 8_000;
 
 /// What [`DieselStore::import_json_lines`] or [`DieselStore::import_csv`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -195,7 +195,7 @@ impl DieselStore {
                     return self.end(import, Some(stopped)).await;
                 }
             }
-            if import.batch.len() >= import.batch_size {
+            if import.batch.len() >= BATCH {
                 if let Err(error) = self.import_batch(&mut import).await {
                     return self.end(import, Some(error)).await;
                 }
@@ -242,7 +242,7 @@ impl DieselStore {
     where
         R: std::io::Read + Send + 'static,
     {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(4 * BATCH);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(READ_AHEAD);
         let columns = columns.clone();
         // The reader stops at the input's end, or at its next row once the receiver is gone.
         tokio::task::spawn_blocking(move || csv_rows::read(input, &columns, skip, &tx));
@@ -252,7 +252,7 @@ impl DieselStore {
                 Parsed::Record(row, record) => {
                     import.report.lines = row;
                     import.batch.push(*record);
-                    if import.batch.len() < import.batch_size {
+                    if import.batch.len() < BATCH {
                         continue;
                     }
                     match self.import_batch(&mut import).await {
@@ -285,7 +285,6 @@ impl DieselStore {
         })?;
         Ok(Import {
             raw_before_us: horizons.raw_before_us,
-            batch_size: BATCH,
             ..Import::default()
         })
     }
@@ -321,8 +320,7 @@ impl DieselStore {
         }
         let records = std::mem::take(&mut import.batch);
         match self.write_history(&records, import.raw_before_us).await {
-            Ok((rejected, bulk)) => {
-                import.batch_size = if bulk { BULK_BATCH } else { BATCH };
+            Ok(rejected) => {
                 import.report.records += records.len() as u64;
                 import.report.rejected += rejected;
                 import.done = import.report.lines;
@@ -335,28 +333,27 @@ impl DieselStore {
         }
     }
 
-    /// Stores `records` and says how many the database refused, and whether some went
-    /// pending: those spread thin over time (see `pending::spread`), as history in
-    /// random order or sparse history is, in bulk; the others, as records in time order
-    /// come, through the write path, whose rollups then cost little more than the rows.
+    /// Stores `records` and says how many the database refused. Those spread thin over
+    /// time (see `pending::spread`), as history in random order or sparse history is, go
+    /// pending; the others, as records in time order come, through the write path, whose
+    /// rollups then cost little more than the rows.
     async fn write_history(
         &self,
         records: &[UsageRecord],
         raw_before_us: Option<i64>,
-    ) -> Result<(u64, bool), SinkError> {
+    ) -> Result<u64, SinkError> {
         let rows: Vec<Row> = records.iter().map(Row::from).collect();
         let (thin, now) = pending::spread_thin(rows, raw_before_us.unwrap_or(i64::MIN));
         let mut rejected = 0;
         if !now.is_empty() {
             rejected += refused(self.write_now(now).await)?;
         }
-        let bulk = !thin.is_empty();
-        if bulk && self.store_pending(thin.clone()).await.is_err() {
+        if !thin.is_empty() && self.store_pending(thin.clone()).await.is_err() {
             // A row the database refuses, or a lost connection: the write path tells
             // which, and stores the good rows.
             rejected += refused(self.write_now(thin).await)?;
         }
-        Ok((rejected, bulk))
+        Ok(rejected)
     }
 }
 
@@ -379,7 +376,4 @@ struct Import {
     done: u64,
     /// The records' retention horizon when the import started.
     raw_before_us: Option<i64>,
-    /// Records read before the batch is written: [`BATCH`], or [`BULK_BATCH`] after a
-    /// batch went in bulk.
-    batch_size: usize,
 }
