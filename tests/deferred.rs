@@ -13,7 +13,7 @@ use chrono::{DurationRound, Utc};
 use common::db::fresh;
 use common::history::{answers, builder, history, shuffle, write};
 use tower_usage::query::{Filter, TimeRange};
-use tower_usage::store::RetentionPolicy;
+use tower_usage::store::{DieselStore, RetentionPolicy};
 use tower_usage::UsageRecord;
 
 /// The history in a fixed random order, its answers written in time order, and the
@@ -32,16 +32,23 @@ async fn shuffled() -> (Vec<UsageRecord>, String, TimeRange) {
     (shuffled, expected, range)
 }
 
+/// A store at `url` that defers records spread thin, settling after `quiet`, with
+/// `records` written into it.
+async fn replayed(url: &str, quiet: Duration, records: &[UsageRecord]) -> DieselStore {
+    let store = builder(url)
+        .defer_late_records(quiet)
+        .connect()
+        .await
+        .unwrap();
+    write(&store, records).await;
+    store
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shuffled_replay_lags_until_it_settles_exactly() {
     let (records, expected, range) = shuffled().await;
     for db in fresh("deferred").await {
-        let store = builder(&db.url)
-            .defer_late_records(Duration::from_secs(3_600))
-            .connect()
-            .await
-            .unwrap();
-        write(&store, &records).await;
+        let store = replayed(&db.url, Duration::from_secs(3_600), &records).await;
         // The records and the rollups both miss the deferred ones.
         let count = store.count().await.unwrap();
         let metrics = store.metrics(&Filter::new(range)).await.unwrap();
@@ -59,12 +66,7 @@ async fn a_shuffled_replay_lags_until_it_settles_exactly() {
 async fn a_store_settles_by_itself_once_thin_batches_stop() {
     let (records, expected, range) = shuffled().await;
     for db in fresh("deferredquiet").await {
-        let store = builder(&db.url)
-            .defer_late_records(Duration::from_millis(200))
-            .connect()
-            .await
-            .unwrap();
-        write(&store, &records).await;
+        let store = replayed(&db.url, Duration::from_millis(200), &records).await;
         let deadline = Instant::now() + Duration::from_secs(60);
         while answers(&store, range).await != expected {
             assert!(Instant::now() < deadline, "{} never settled", db.backend);
@@ -85,12 +87,7 @@ async fn retention_counts_deferred_records_into_the_sums_it_keeps() {
     source.apply_retention(&policy).await.unwrap();
     let expected = answers(&source, range).await;
     for db in fresh("deferredretention").await {
-        let store = builder(&db.url)
-            .defer_late_records(Duration::from_secs(3_600))
-            .connect()
-            .await
-            .unwrap();
-        write(&store, &records).await;
+        let store = replayed(&db.url, Duration::from_secs(3_600), &records).await;
         // Most records wait for their rollups in blocks retention is about to cut.
         let report = store.apply_retention(&policy).await.unwrap();
         assert!(report.records_removed > 1_000, "{report:?}");

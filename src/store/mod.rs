@@ -766,10 +766,11 @@ impl UsageSink for DieselStore {
                 let (thin, now) = pending::spread_thin(rows, horizon);
                 rows = now;
                 if !thin.is_empty() {
-                    match self.store_pending(thin.clone()).await {
+                    let thin: Arc<[Row]> = thin.into();
+                    match self.store_pending(Arc::clone(&thin)).await {
                         Ok(()) => deferral.deferred(),
                         // The write path tells a bad row from a lost server.
-                        Err(_) => rows.extend(thin),
+                        Err(_) => rows.extend_from_slice(&thin),
                     }
                 }
                 if rows.is_empty() {

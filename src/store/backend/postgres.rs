@@ -18,7 +18,7 @@ use super::new_rows;
 use super::run::{Body, Readable, Run};
 use crate::store::schema::row::Row;
 use crate::store::schema::slots::WEEK_US;
-use crate::store::schema::{PENDING_RECORDS, RECORD_COLUMNS};
+use crate::store::schema::{PENDING_RECORDS, RECORD_COLUMNS, RECORD_NAMES};
 use crate::store::sql::{Dialect, KeyRow, Sql};
 
 pub(crate) type Conn = AsyncPgConnection;
@@ -47,17 +47,16 @@ static STAGE: std::sync::LazyLock<String> =
 /// [`RECORD_COLUMNS`], and of the BIGINT column `extra` (if not empty) bound after them;
 /// `tail` ends the statement.
 fn unnest_insert(table: &str, extra: &str, tail: &str) -> String {
-    let mut names: Vec<&str> = RECORD_COLUMNS.iter().map(|&(name, _)| name).collect();
+    let mut names = RECORD_NAMES.clone();
     let mut arrays: Vec<String> = RECORD_COLUMNS
         .iter()
         .enumerate()
         .map(|(i, &(_, kind))| format!("${}::{kind}[]", i + 1))
         .collect();
     if !extra.is_empty() {
-        names.push(extra);
+        names = format!("{names}, {extra}");
         arrays.push(format!("${}::int8[]", arrays.len() + 1));
     }
-    let names = names.join(", ");
     let selected = names.replace("metadata", "metadata::jsonb");
     format!(
         "INSERT INTO {table} ({names}) SELECT {selected} FROM UNNEST({}) AS t({names}){tail}",

@@ -4,7 +4,7 @@
 
 use crate::store::schema::row::Row;
 use crate::store::schema::slots::WEEK_US;
-use crate::store::schema::{PENDING_RECORDS, RECORD_COLUMNS};
+use crate::store::schema::{PENDING_RECORDS, RECORD_NAMES};
 use crate::store::sql::{Dialect, Sql};
 
 /// Rows per statement: at most 12 binds a row stays under SQLite's 32,766 parameters
@@ -18,18 +18,16 @@ pub(crate) fn statements(dialect: Dialect, rows: &[Row]) -> Vec<Sql> {
             let mut sql = Sql::new(dialect);
             sql.push("INSERT INTO ")
                 .push(PENDING_RECORDS)
-                .push(" (block");
-            for (name, _) in RECORD_COLUMNS {
-                sql.push(", ").push(name);
-            }
-            sql.push(") VALUES ");
+                .push(" (block, ")
+                .push(&RECORD_NAMES)
+                .push(") VALUES ");
             sql.list(chunk, ", ", values);
             sql
         })
         .collect()
 }
 
-/// One row's values, in the order of [`RECORD_COLUMNS`] after its block.
+/// One row's values, in the order of [`RECORD_NAMES`] after its block.
 fn values(sql: &mut Sql, row: &Row) {
     fn int(sql: &mut Sql, value: Option<i64>) {
         match value {

@@ -1,9 +1,8 @@
 //! Loading history: records in the JSON-lines or CSV form the store exports, or in a plain
-//! CSV file with named columns. Batches of records in time order go through the write
-//! path; the others are stored in bulk, without their rollups, and the rollups of the
-//! 7-day blocks they fall in are then rebuilt once from the records, in time order (see
-//! the store's `pending` module): exact, whatever the order of the input, and running an import again
-//! stores nothing twice (the ids).
+//! CSV file with named columns. Records crowded in time go through the write path; those
+//! spread thin go pending, and each 7-day block they fall in is then settled once, in time
+//! order (see the store's `pending` module): exact, whatever the order of the input, and
+//! running an import again stores nothing twice (the ids).
 
 mod columns;
 mod csv_rows;
@@ -82,10 +81,9 @@ pub enum ImportError {
         #[source]
         source: SinkError,
     },
-    /// Every record was stored, but the rollups of the blocks they fall in could not be
-    /// rebuilt: until the next import, [`DieselStore::settle`] or [`DieselStore::connect`]
-    /// rebuilds them, answers
-    /// over those blocks count the records only where they read them directly.
+    /// Every record was stored, but the blocks they fall in could not be settled: until
+    /// the next import, [`DieselStore::settle`] or [`DieselStore::connect`] settles them,
+    /// no answer counts the records still pending there.
     #[error(
         "the records up to line {line} are stored, but their rollups were not rebuilt: {source}"
     )]
@@ -116,18 +114,17 @@ impl ImportError {
 impl DieselStore {
     /// Imports the records of `input`, one JSON object per line as
     /// [`export_json_lines`](Self::export_json_lines) writes them, after skipping its
-    /// first `skip` lines, in batches. A batch whose records crowd into few 15-minute
-    /// slots (records in time order) goes through the store's write path; one spread
-    /// thin goes in bulk: straight into the records table (and its partitions), and once
-    /// the input is read, the rollups of each 7-day block it fell in are rebuilt from
-    /// the block's records, once. A record the store holds already is ignored. In any
-    /// order of the input, the rollups are exact once this returns; while it runs,
-    /// answers over the blocks it writes to count its
-    /// records only where they read records directly (exports, country breakdowns).
-    /// An import stopped part way can be run again from the start, or from
-    /// [`ImportError::lines_done`], and stores every record once; the blocks a crash
-    /// left without their rollups are rebuilt by the next import, [`settle`](Self::settle)
-    /// or `connect`.
+    /// first `skip` lines, in batches of 20,000. Records crowded in time (16 or more of a
+    /// batch in a 15-minute slot, as records in time order are) go through the store's
+    /// write path; those spread thin go pending, and once the input is read, each 7-day
+    /// block they fell in is settled once: its pending records move into the records
+    /// table (and its partitions) in time order, and its rollups are rebuilt from its
+    /// records. A record the store holds already is ignored. In any order of the input,
+    /// records and rollups are exact once this returns; while it runs, no answer counts
+    /// the records still pending. An import stopped part way can be run again from the
+    /// start, or from [`ImportError::lines_done`], and stores every record once; the
+    /// blocks a crash left pending are settled by the next import,
+    /// [`settle`](Self::settle) or `connect`.
     ///
     /// Records older than the retention horizon ([`DieselStore::retained`]) go through
     /// the ordinary write path instead: their blocks' rollups hold sums of records no
@@ -207,8 +204,9 @@ impl DieselStore {
     /// Imports the records of a CSV file with a header row, its columns named by
     /// `columns` ([`CsvColumns::export`] for the store's own
     /// [`export_csv`](Self::export_csv)), after skipping its first `skip` rows, as
-    /// [`import_json_lines`](Self::import_json_lines) does: in bulk, then the rollups of
-    /// the blocks written to rebuilt once, a record the store holds already ignored. A file without an id column gets
+    /// [`import_json_lines`](Self::import_json_lines) does: records spread thin pending,
+    /// then each block they fell in settled once, a record the store holds already
+    /// ignored. A file without an id column gets
     /// ids derived from each row, so importing it again stores nothing twice; without an
     /// outcome column, the outcome follows from the status. Empty cells are missing
     /// values (the export writes an empty text the same way). The file is read on a
@@ -348,10 +346,11 @@ impl DieselStore {
         if !now.is_empty() {
             rejected += refused(self.write_now(now).await)?;
         }
+        let thin: std::sync::Arc<[Row]> = thin.into();
         if !thin.is_empty() && self.store_pending(thin.clone()).await.is_err() {
             // A row the database refuses, or a lost connection: the write path tells
             // which, and stores the good rows.
-            rejected += refused(self.write_now(thin).await)?;
+            rejected += refused(self.write_now(thin.to_vec()).await)?;
         }
         Ok(rejected)
     }

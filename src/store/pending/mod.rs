@@ -18,6 +18,8 @@ mod spread;
 pub(crate) use deferral::Deferral;
 pub(crate) use spread::spread_thin;
 
+use std::sync::Arc;
+
 use raw::RawRows;
 use settle::SettleBlock;
 
@@ -30,11 +32,11 @@ use crate::store::{DieselStore, StoreError};
 impl DieselStore {
     /// Stores `rows` pending, listing their blocks for [`settle`](Self::settle). No
     /// answer changes until then.
-    pub(crate) async fn store_pending(&self, rows: Vec<Row>) -> Result<(), StoreError> {
+    pub(crate) async fn store_pending(&self, rows: Arc<[Row]>) -> Result<(), StoreError> {
         // The partitions the settle moves them into.
         self.ensure_partitions(rows.iter().map(|row| row.started_at_us))
             .await;
-        self.run(RawRows { rows: rows.into() }).await
+        self.run(RawRows { rows }).await
     }
 
     /// Settles every block that holds records stored pending (by a bulk import, or

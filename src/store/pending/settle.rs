@@ -7,7 +7,7 @@ use futures_util::future::BoxFuture;
 
 use crate::store::backend::run::{Job, Run};
 use crate::store::schema::slots::WEEK_US;
-use crate::store::schema::{PENDING_BLOCKS, PENDING_RECORDS, RECORD_COLUMNS};
+use crate::store::schema::{PENDING_BLOCKS, PENDING_RECORDS, RECORD_NAMES};
 use crate::store::sql::{Count, Dialect, Sql};
 use crate::store::write::rebuild::{keep_writers_out, raw_horizon, replay};
 
@@ -87,14 +87,13 @@ async fn keep_pending_writers_out<C: Run>(conn: &mut C, block: i64) -> QueryResu
 /// the key and the indexes as records in time order do and leaves the rows of a time in
 /// neighbouring pages for the replay; a record stored already stays as it is.
 async fn move_pending<C: Run>(conn: &mut C, block: i64) -> QueryResult<()> {
-    let names: Vec<&str> = RECORD_COLUMNS.iter().map(|&(name, _)| name).collect();
-    let names = names.join(", ");
+    let names = RECORD_NAMES.as_str();
     let mut sql = Sql::new(C::DIALECT);
     sql.insert_ignoring("usage_records")
         .push(" (")
-        .push(&names)
+        .push(names)
         .push(") SELECT ")
-        .push(&names)
+        .push(names)
         .push(" FROM ")
         .push(PENDING_RECORDS)
         .push(" WHERE block = ")

@@ -139,6 +139,13 @@ pub(crate) const RECORD_COLUMNS: [(&str, &str); 24] = [
     ("unpriced", "int2"),
 ];
 
+/// The names of [`RECORD_COLUMNS`], comma-separated: the column list of a statement that
+/// writes whole records.
+pub(crate) static RECORD_NAMES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let names: Vec<&str> = RECORD_COLUMNS.iter().map(|&(name, _)| name).collect();
+    names.join(", ")
+});
+
 /// The records' columns as PostgreSQL must select them for a [`Row`](row::Row):
 /// `metadata` is JSONB there, read back as text.
 pub(crate) static PG_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
